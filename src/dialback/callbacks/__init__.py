@@ -1,0 +1,1 @@
+"""Callbacks: the public Engagement API, the booking rules, and their store."""

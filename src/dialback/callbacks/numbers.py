@@ -1,0 +1,46 @@
+"""Country and number validation: E.164 normalisation, allowed countries, blocked patterns."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+import phonenumbers
+from phonenumbers import NumberParseException, PhoneNumberType
+
+from dialback.errors import BadRequest
+from dialback.services.schemas import ValidationRule
+
+
+@lru_cache(maxsize=1024)
+def _compiled(patterns: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
+    return tuple(re.compile(p) for p in patterns)
+
+
+def mask(number: str) -> str:
+    """Mask a phone number for logs: keep the first 3 and last 2 characters."""
+    if len(number) <= 5:
+        return "*" * len(number)
+    return number[:3] + "*" * (len(number) - 5) + number[-2:]
+
+
+def normalise_number(raw: str, rule: ValidationRule, field: str = "phoneNumber") -> str:
+    """Return the E.164 form of ``raw`` or raise BadRequest naming why it is refused."""
+    try:
+        num = phonenumbers.parse(raw, rule.default_country)
+    except NumberParseException as exc:
+        raise BadRequest(f"{field}: not a phone number ({exc._msg})") from None
+    if not phonenumbers.is_possible_number(num):
+        raise BadRequest(f"{field}: impossible phone number")
+    if not phonenumbers.is_valid_number(num):
+        raise BadRequest(f"{field}: not a valid phone number")
+    e164 = phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
+    region = phonenumbers.region_code_for_number(num)
+    if rule.allowed_countries is not None and region not in rule.allowed_countries:
+        raise BadRequest(f"{field}: numbers in {region} are not allowed for this service")
+    if not rule.allow_premium and phonenumbers.number_type(num) == PhoneNumberType.PREMIUM_RATE:
+        raise BadRequest(f"{field}: premium-rate numbers are not allowed")
+    for pat in _compiled(tuple(rule.blocked_patterns)):
+        if pat.search(e164):
+            raise BadRequest(f"{field}: this number is blocked for this service")
+    return e164

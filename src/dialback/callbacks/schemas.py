@@ -1,0 +1,103 @@
+"""Request and response models of the public callback API (GES v3 field names)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+_JS_IDENT = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
+
+ShortText = Annotated[str, Field(max_length=256)]
+UserValue = str | int | float | bool | None
+
+
+class CallbackState(StrEnum):
+    """GES callback states."""
+
+    SCHEDULED = "SCHEDULED"
+    QUEUED = "QUEUED"
+    ROUTING = "ROUTING"
+    PROCESSING = "PROCESSING"
+    COMPLETED = "COMPLETED"
+
+
+OPEN_STATES = ("SCHEDULED", "QUEUED", "ROUTING", "PROCESSING")
+CANCELLABLE_STATES = ("SCHEDULED", "QUEUED", "ROUTING")
+
+
+def to_utc(value: datetime) -> datetime:
+    """Naive times are taken as UTC, as GES documents ``desiredTime``."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class CreateCallback(BaseModel):
+    """``CreateCallbackParms``: book an immediate (no desiredTime) or scheduled callback."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    serviceName: str = Field(min_length=1, max_length=100)
+    phoneNumber: str = Field(min_length=1, max_length=32)
+    desiredTime: datetime | None = None
+    cbOfferType: Literal["ASAP", "SCHEDULED", "COMBINED_SCHEDULED_AND_ASAP"] | None = None
+    language: str = Field("en-US", min_length=2, max_length=20, pattern=r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$")
+    priority: int = Field(0, ge=0, le=1_000_000)
+    userData: dict[str, UserValue] = Field(default_factory=dict, max_length=100)
+    alwaysCheckCapacity: bool = False
+    inboundVQ: ShortText | None = None
+    offerThreshold: int | None = Field(None, ge=0, le=86_400 * 30)
+    channel: ShortText | None = None
+    offerTiming: Literal["ON-HOURS", "OFF-HOURS"] | None = None
+    cbOriginationIxnId: ShortText | None = None
+    surveyRP: ShortText | None = None
+    routePoint: ShortText | None = None
+    captchaToken: Annotated[str, Field(max_length=4096)] | None = None
+    pushChannel: ShortText | None = None
+    pushTarget: Annotated[str, Field(max_length=4096)] | None = None
+
+    @field_validator("userData")
+    @classmethod
+    def _user_data(cls, v: dict[str, UserValue]) -> dict[str, UserValue]:
+        # GES ignores keys that are not valid JavaScript identifiers.
+        out = {k: val for k, val in v.items() if _JS_IDENT.match(k) and len(k) <= 64}
+        for k, val in out.items():
+            if isinstance(val, str) and len(val) > 4096:
+                raise ValueError(f"value of {k!r} is longer than 4096 characters")
+        return out
+
+    @field_validator("desiredTime")
+    @classmethod
+    def _desired(cls, v: datetime | None) -> datetime | None:
+        return to_utc(v) if v is not None else None
+
+    def extra_params(self) -> dict[str, Any]:
+        """The optional GES fields kept with the callback (for reporting and routing)."""
+        keys = (
+            "inboundVQ", "offerThreshold", "channel", "offerTiming", "cbOriginationIxnId",
+            "surveyRP", "routePoint", "pushChannel", "pushTarget",
+        )
+        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+
+
+class CallbackId(BaseModel):
+    """Body of ``cancel`` and ``retrieve``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = Field(min_length=1, max_length=64)
+
+
+class RescheduleIn(BaseModel):
+    """Admin: move a scheduled callback to another time."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    desiredTime: datetime
+
+    @field_validator("desiredTime")
+    @classmethod
+    def _desired(cls, v: datetime) -> datetime:
+        return to_utc(v)

@@ -1,0 +1,1 @@
+"""Click-To-Call-In: groups of numbers to dial, requests with access codes and expiry."""

@@ -1,0 +1,1 @@
+"""The store: one schema for PostgreSQL and SQLite, engines and migrations."""

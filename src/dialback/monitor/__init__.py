@@ -1,0 +1,1 @@
+"""The callback monitor: claims due callbacks, dispatches them, applies routing outcomes."""

@@ -1,0 +1,217 @@
+"""The callback monitor loop, one per replica.
+
+Dispatch: claim due callbacks under a lease, publish each (callback, attempt) once, mark them
+QUEUED. A crash between claim and mark leaves leases that expire and are reclaimed; the
+transport's once-per-attempt publish makes the retry harmless.
+
+Outcomes: read routing events through a consumer group, apply them in order of the state
+machine, retry unanswered attempts by the service's policy, and acknowledge after commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from dialback.monitor import repository as repo
+from dialback.callbacks import repository as cb_repo
+from dialback.routing.messages import Dispatch, Outcome
+
+if TYPE_CHECKING:
+    from dialback.runtime import Runtime
+
+log = logging.getLogger("dialback.monitor")
+
+_RANK = {"SCHEDULED": 0, "QUEUED": 1, "ROUTING": 2, "PROCESSING": 3, "COMPLETED": 4}
+
+
+def dispatch_fields(row: Any, outcome_stream: str, now: float) -> dict[str, str]:
+    """The stream entry for one claimed callback (schema in docs/routing.md)."""
+    from dialback.services.rules import utc_iso
+
+    return {
+        "type": "callback",
+        "id": row.id,
+        "attempt": str(row.attempt),
+        "tenant": row.tenant_id,
+        "service": row.service_name,
+        "phoneNumber": row.phone_number,
+        "priority": str(row.priority),
+        "language": row.language,
+        "desiredTime": utc_iso(row.desired_time) if row.desired_time else "",
+        "dueTime": utc_iso(row.due_at),
+        "publishedAt": utc_iso(now),
+        "userData": orjson.dumps(row.user_data or {}).decode(),
+        "outcomeStream": outcome_stream,
+    }
+
+
+class CallbackMonitor:
+    """Dispatches due callbacks and applies outcomes; safe to run in every replica."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.owner = rt.instance_id
+        self.settings = rt.settings
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.last_cycle_at = 0.0
+        self.last_cycle_seconds = 0.0
+        self.dispatched_total = 0
+
+    def wake(self) -> None:
+        """Ask for a dispatch cycle now (an immediate callback was booked)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        """Start the dispatch and outcome loops."""
+        self._tasks = [
+            asyncio.create_task(self._dispatch_loop(), name="monitor-dispatch"),
+            asyncio.create_task(self._outcome_loop(), name="monitor-outcomes"),
+        ]
+
+    async def stop(self) -> None:
+        """Stop both loops, letting an in-flight cycle finish."""
+        self._stopping.set()
+        self._wake.set()
+        for t in self._tasks:
+            try:
+                await asyncio.wait_for(t, timeout=10)
+            except (TimeoutError, asyncio.CancelledError):
+                t.cancel()
+        self._tasks = []
+
+    async def _dispatch_loop(self) -> None:
+        backoff = self.settings.monitor_poll_seconds
+        while not self._stopping.is_set():
+            self._wake.clear()
+            started = time.monotonic()
+            try:
+                n = await self.dispatch_once()
+                backoff = self.settings.monitor_poll_seconds
+            except Exception:
+                log.exception("dispatch cycle failed")
+                self.rt.events.uncaught_exception("monitor")
+                n = 0
+                backoff = min(backoff * 2, 10.0)
+            self.last_cycle_seconds = time.monotonic() - started
+            self.last_cycle_at = time.time()
+            self.rt.events.monitor_cycle(self.last_cycle_seconds)
+            if n >= self.settings.monitor_batch_size:
+                continue
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=backoff)
+            except TimeoutError:
+                pass
+
+    async def dispatch_once(self) -> int:
+        """One cycle: claim, publish, mark. Returns how many were claimed."""
+        now = time.time()
+        async with self.rt.engine.begin() as conn:
+            claimed = await repo.claim_due(
+                conn, self.owner, now, self.settings.monitor_lease_seconds, self.settings.monitor_batch_size
+            )
+        if not claimed:
+            return 0
+        dispatches = [
+            Dispatch(r.id, r.attempt, dispatch_fields(r, self.settings.outcome_stream, now)) for r in claimed
+        ]
+        try:
+            await self.rt.transport.publish(dispatches)
+        except Exception:
+            self.rt.events.submit_failed(len(claimed))
+            log.warning("publishing %d callbacks to the routing stream failed", len(claimed), exc_info=True)
+            async with self.rt.engine.begin() as conn:
+                await repo.release_leases(conn, self.owner, [r.id for r in claimed])
+            raise
+        published_at = time.time()
+        async with self.rt.engine.begin() as conn:
+            await repo.mark_queued(conn, self.owner, claimed, published_at)
+        self.dispatched_total += len(claimed)
+        for r in claimed:
+            self.rt.events.dispatched(r.tenant_id, published_at - r.due_at)
+        return len(claimed)
+
+    async def _outcome_loop(self) -> None:
+        transport = self.rt.transport
+        while not self._stopping.is_set():
+            try:
+                await transport.ensure_groups()
+                break
+            except Exception:
+                log.warning("cannot create the outcome consumer group yet", exc_info=True)
+                await self._sleep(2.0)
+        while not self._stopping.is_set():
+            try:
+                entries = await transport.read_outcomes(self.owner, 200, 500)
+                if not entries:
+                    continue
+                await self.apply_outcomes(entries)
+                await transport.ack_outcomes([eid for eid, _ in entries])
+            except Exception:
+                log.warning("outcome processing failed; will retry", exc_info=True)
+                await self._sleep(1.0)
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+
+    async def apply_outcomes(self, entries: list[tuple[str, dict[str, str]]]) -> None:
+        """Apply a batch of outcome entries in one transaction."""
+        now = time.time()
+        async with self.rt.engine.begin() as conn:
+            for _eid, fields in entries:
+                try:
+                    outcome = Outcome.parse(fields)
+                except ValueError as exc:
+                    log.warning("ignoring malformed outcome event: %s", exc)
+                    continue
+                await self._apply(conn, outcome, now)
+
+    async def _apply(self, conn: Any, o: Outcome, now: float) -> None:
+        row = await repo.load_for_outcome(conn, o.id)
+        if row is None or row.attempt != o.attempt or row.state == "COMPLETED":
+            return
+        if _RANK[o.event] <= _RANK[row.state]:
+            return
+        values: dict[str, Any] = {"updated_at": now, "queued_at": row.queued_at or now}
+        to_state = o.event
+        reason = o.reason
+        if o.event == "ROUTING":
+            values["routed_at"] = now
+        elif o.event == "PROCESSING":
+            values["routed_at"] = row.routed_at or now
+        else:
+            retry = await self._retry_delay(row, o.reason)
+            if retry is not None:
+                to_state = "SCHEDULED"
+                values.update(
+                    state="SCHEDULED", attempt=row.attempt + 1, due_at=now + retry, last_reason=o.reason,
+                    queued_at=None, routed_at=None, lease_owner=None, lease_expires_at=None,
+                )
+                await repo.update_callback(conn, row.id, values)
+                await cb_repo.add_event(conn, row.id, now, row.state, "COMPLETED", o.reason, row.attempt, "routing")
+                await cb_repo.add_event(conn, row.id, now, "COMPLETED", "SCHEDULED", "retry", row.attempt + 1, "monitor")
+                self.rt.events.outcome(row.tenant_id, "retry")
+                return
+            values.update(completed_at=now, reason=o.reason, last_reason=o.reason)
+        values["state"] = to_state
+        await repo.update_callback(conn, row.id, values)
+        await cb_repo.add_event(conn, row.id, now, row.state, to_state, reason, row.attempt, "routing")
+        if to_state == "COMPLETED":
+            self.rt.events.outcome(row.tenant_id, reason or "unknown")
+
+    async def _retry_delay(self, row: Any, reason: str | None) -> float | None:
+        if reason in (None, "answered", "cancelled") or row.attempt >= row.max_attempts:
+            return None
+        svc = await self.rt.services.get(row.tenant_id, row.service_name)
+        if svc is None or reason not in svc.config.retry.retry_on:
+            return None
+        return float(svc.config.retry.delay_seconds)

@@ -1,0 +1,1 @@
+"""The routing side: the dispatch stream, outcome events, and the routing simulator."""

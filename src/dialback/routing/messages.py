@@ -1,0 +1,62 @@
+"""Wire format of the dispatch and outcome streams (documented in docs/routing.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+OutcomeEventName = Literal["ROUTING", "PROCESSING", "COMPLETED"]
+OUTCOME_EVENTS = ("ROUTING", "PROCESSING", "COMPLETED")
+COMPLETION_REASONS = ("answered", "no-answer", "busy", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """One callback attempt released to the routing engine."""
+
+    id: str
+    attempt: int
+    fields: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One event reported by the routing engine about a callback attempt."""
+
+    id: str
+    attempt: int
+    event: str
+    reason: str | None
+    at: float
+
+    @classmethod
+    def parse(cls, fields: dict[str, str]) -> Outcome:
+        """Validate a raw stream entry; raise ValueError naming the bad field."""
+        cid = fields.get("id", "")
+        if not cid or len(cid) > 64:
+            raise ValueError("id missing or too long")
+        try:
+            attempt = int(fields.get("attempt", ""))
+        except ValueError as exc:
+            raise ValueError("attempt is not an integer") from exc
+        event = fields.get("event", "")
+        if event not in OUTCOME_EVENTS:
+            raise ValueError(f"event {event!r} is not one of {OUTCOME_EVENTS}")
+        reason = fields.get("reason") or None
+        if event == "COMPLETED" and reason not in COMPLETION_REASONS:
+            raise ValueError(f"reason {reason!r} is not one of {COMPLETION_REASONS}")
+        try:
+            at = float(fields.get("at", "0") or 0)
+        except ValueError as exc:
+            raise ValueError("at is not a number") from exc
+        return cls(cid, attempt, event, reason, at)
+
+    def to_fields(self) -> dict[str, str]:
+        """Serialise for a stream entry."""
+        return {
+            "id": self.id,
+            "attempt": str(self.attempt),
+            "event": self.event,
+            "reason": self.reason or "",
+            "at": f"{self.at:.3f}",
+        }

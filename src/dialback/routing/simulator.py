@@ -1,0 +1,131 @@
+"""A reference routing engine: agents, ringing customers, outcomes on the outcome stream.
+
+It consumes the dispatch stream through its own consumer group, like a real dialer would,
+and drives the demo, the end-to-end tests and the benchmarks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+import time
+
+from dialback.routing.messages import Outcome
+from dialback.routing.transport import RoutingTransport
+
+log = logging.getLogger("dialback.simulator")
+
+
+class RoutingSimulator:
+    """N simulated agents; customers answer with probability ``answer_probability``."""
+
+    def __init__(
+        self,
+        transport: RoutingTransport,
+        *,
+        agents: int = 5,
+        handle_seconds: float = 2.0,
+        ring_seconds: float = 0.5,
+        answer_probability: float = 0.9,
+        busy_share: float = 0.3,
+        consumer: str = "sim-1",
+        seed: int | None = None,
+    ) -> None:
+        self.transport = transport
+        self.agents = agents
+        self.handle_seconds = handle_seconds
+        self.ring_seconds = ring_seconds
+        self.answer_probability = answer_probability
+        self.busy_share = busy_share
+        self.consumer = consumer
+        self.rng = random.Random(seed)
+        self._queue: asyncio.PriorityQueue[tuple[int, int, dict[str, str]]] = asyncio.PriorityQueue()
+        self._cancelled: set[tuple[str, str]] = set()
+        self._seq = itertools.count()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+        self.handled = 0
+
+    def start(self) -> None:
+        """Start the reader and the agents."""
+        self._tasks = [asyncio.create_task(self._reader(), name="sim-reader")]
+        self._tasks += [
+            asyncio.create_task(self._agent(i), name=f"sim-agent-{i}") for i in range(self.agents)
+        ]
+
+    async def stop(self) -> None:
+        """Stop reading and let agents go."""
+        self._stopping.set()
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def run_forever(self) -> None:
+        """Run until cancelled (the ``dialback router-sim`` command)."""
+        self.start()
+        try:
+            await asyncio.gather(*self._tasks)
+        finally:
+            await self.stop()
+
+    async def _reader(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.transport.ensure_groups()
+                break
+            except Exception:
+                log.warning("routing stream not reachable yet", exc_info=True)
+                await asyncio.sleep(1.0)
+        while not self._stopping.is_set():
+            try:
+                entries = await self.transport.read_dispatches(self.consumer, 100, 1000)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("reading the dispatch stream failed", exc_info=True)
+                await asyncio.sleep(1.0)
+                continue
+            for _eid, fields in entries:
+                key = (fields.get("id", ""), fields.get("attempt", ""))
+                if fields.get("type") == "cancel":
+                    self._cancelled.add(key)
+                    continue
+                try:
+                    prio = int(fields.get("priority", "0"))
+                except ValueError:
+                    prio = 0
+                self._queue.put_nowait((-prio, next(self._seq), fields))
+            await self.transport.ack_dispatches([eid for eid, _ in entries])
+
+    async def _emit(self, fields: dict[str, str], event: str, reason: str | None = None) -> None:
+        outcome = Outcome(fields["id"], int(fields["attempt"]), event, reason, time.time())
+        for delay in (0.1, 0.5, 1.0, 2.0, 5.0):
+            try:
+                await self.transport.emit_outcome(outcome)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("emitting an outcome failed; retrying", exc_info=True)
+                await asyncio.sleep(delay)
+
+    async def _agent(self, _n: int) -> None:
+        while True:
+            _p, _s, fields = await self._queue.get()
+            key = (fields.get("id", ""), fields.get("attempt", ""))
+            if key in self._cancelled:
+                self._cancelled.discard(key)
+                continue
+            await self._emit(fields, "ROUTING")
+            await asyncio.sleep(self.ring_seconds)
+            if self.rng.random() < self.answer_probability:
+                await self._emit(fields, "PROCESSING")
+                await asyncio.sleep(self.handle_seconds * self.rng.uniform(0.5, 1.5))
+                await self._emit(fields, "COMPLETED", "answered")
+            else:
+                reason = "busy" if self.rng.random() < self.busy_share else "no-answer"
+                await self._emit(fields, "COMPLETED", reason)
+            self.handled += 1

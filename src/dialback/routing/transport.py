@@ -1,0 +1,261 @@
+"""The routing transport: due callbacks out on a stream, outcome events back on another.
+
+``RedisTransport`` is the real one (GES's ORS Redis stream). ``MemoryTransport`` serves the
+embedded single-process mode, with the same exactly-once-per-attempt publishing contract.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from dialback.routing.messages import Dispatch, Outcome
+
+# SET NX on the (callback, attempt) key and XADD happen atomically: a claim retried after a
+# crash re-publishes nothing.
+_PUBLISH_ONCE = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
+  return redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2))
+end
+return false
+"""
+
+
+class RoutingTransport(ABC):
+    """What the monitor and the routing engine exchange."""
+
+    @abstractmethod
+    async def publish(self, dispatches: list[Dispatch]) -> list[bool]:
+        """Publish each attempt once; True where newly published, False where already was."""
+
+    @abstractmethod
+    async def publish_cancel(self, callback_id: str, attempt: int) -> None:
+        """Tell the routing engine to drop a queued callback."""
+
+    @abstractmethod
+    async def read_outcomes(self, consumer: str, count: int, block_ms: int) -> list[tuple[str, dict[str, str]]]:
+        """Outcome entries for this consumer (new ones, and stale ones of dead consumers)."""
+
+    @abstractmethod
+    async def ack_outcomes(self, entry_ids: list[str]) -> None:
+        """Acknowledge processed outcome entries."""
+
+    @abstractmethod
+    async def read_dispatches(self, consumer: str, count: int, block_ms: int) -> list[tuple[str, dict[str, str]]]:
+        """Routing-engine side: dispatch entries for this consumer."""
+
+    @abstractmethod
+    async def ack_dispatches(self, entry_ids: list[str]) -> None:
+        """Routing-engine side: acknowledge handled dispatch entries."""
+
+    @abstractmethod
+    async def emit_outcome(self, outcome: Outcome) -> None:
+        """Routing-engine side: report an outcome."""
+
+    @abstractmethod
+    async def active_consumers(self, idle_ms: int = 30_000) -> int:
+        """Routing-engine consumers that read the dispatch stream within ``idle_ms``."""
+
+    @abstractmethod
+    async def ensure_groups(self) -> None:
+        """Create the streams and consumer groups when missing."""
+
+    @abstractmethod
+    async def ping(self) -> None:
+        """Raise when the transport is unreachable."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+
+class RedisTransport(RoutingTransport):
+    """Redis streams with consumer groups."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        dispatch_stream: str,
+        outcome_stream: str,
+        outcome_group: str,
+        routing_group: str,
+        dedup_ttl: int,
+        claim_idle_ms: int = 30_000,
+    ) -> None:
+        self.client = client
+        self.dispatch_stream = dispatch_stream
+        self.outcome_stream = outcome_stream
+        self.outcome_group = outcome_group
+        self.routing_group = routing_group
+        self.dedup_ttl = dedup_ttl
+        self.claim_idle_ms = claim_idle_ms
+        self._script = client.register_script(_PUBLISH_ONCE)
+        self._last_autoclaim = 0.0
+
+    def _dedup_key(self, d: Dispatch) -> str:
+        return f"dialback:published:{d.id}:{d.attempt}"
+
+    async def publish(self, dispatches: list[Dispatch]) -> list[bool]:
+        if not dispatches:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for d in dispatches:
+            flat: list[str] = []
+            for k, v in d.fields.items():
+                flat += [k, v]
+            await self._script(
+                keys=[self._dedup_key(d), self.dispatch_stream],
+                args=[self.dedup_ttl, *flat],
+                client=pipe,
+            )
+        res = await pipe.execute()
+        return [r is not None and r is not False for r in res]
+
+    async def publish_cancel(self, callback_id: str, attempt: int) -> None:
+        await self.client.xadd(
+            self.dispatch_stream, {"type": "cancel", "id": callback_id, "attempt": str(attempt)}
+        )
+
+    async def _group(self, stream: str, group: str) -> None:
+        try:
+            await self.client.xgroup_create(stream, group, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def ensure_groups(self) -> None:
+        await self._group(self.outcome_stream, self.outcome_group)
+        await self._group(self.dispatch_stream, self.routing_group)
+
+    async def read_outcomes(self, consumer: str, count: int, block_ms: int) -> list[tuple[str, dict[str, str]]]:
+        now = time.monotonic()
+        if now - self._last_autoclaim > self.claim_idle_ms / 2000:
+            self._last_autoclaim = now
+            res = await self.client.xautoclaim(
+                self.outcome_stream, self.outcome_group, consumer, self.claim_idle_ms, "0-0", count=count
+            )
+            claimed = [(_s(i), _fields(f)) for i, f in res[1] if f]
+            if claimed:
+                return claimed
+        resp = await self.client.xreadgroup(
+            self.outcome_group, consumer, {self.outcome_stream: ">"}, count=count, block=block_ms
+        )
+        return [(_s(i), _fields(f)) for _stream, entries in resp or [] for i, f in entries]
+
+    async def ack_outcomes(self, entry_ids: list[str]) -> None:
+        if entry_ids:
+            await self.client.xack(self.outcome_stream, self.outcome_group, *entry_ids)
+
+    async def read_dispatches(self, consumer: str, count: int, block_ms: int) -> list[tuple[str, dict[str, str]]]:
+        resp = await self.client.xreadgroup(
+            self.routing_group, consumer, {self.dispatch_stream: ">"}, count=count, block=block_ms
+        )
+        return [(_s(i), _fields(f)) for _stream, entries in resp or [] for i, f in entries]
+
+    async def ack_dispatches(self, entry_ids: list[str]) -> None:
+        if entry_ids:
+            await self.client.xack(self.dispatch_stream, self.routing_group, *entry_ids)
+
+    async def emit_outcome(self, outcome: Outcome) -> None:
+        await self.client.xadd(self.outcome_stream, outcome.to_fields())
+
+    async def active_consumers(self, idle_ms: int = 30_000) -> int:
+        try:
+            consumers = await self.client.xinfo_consumers(self.dispatch_stream, self.routing_group)
+        except ResponseError:
+            return 0
+        return sum(1 for c in consumers if int(c.get("idle", idle_ms + 1)) <= idle_ms)
+
+    async def ping(self) -> None:
+        await self.client.ping()
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+def _s(v: bytes | str) -> str:
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def _fields(raw: dict) -> dict[str, str]:
+    return {_s(k): _s(v) for k, v in raw.items()}
+
+
+class MemoryTransport(RoutingTransport):
+    """In-process queues for the embedded mode; dedup is per process lifetime."""
+
+    def __init__(self, dedup_limit: int = 1_000_000) -> None:
+        self._dispatches: asyncio.Queue[tuple[str, dict[str, str]]] = asyncio.Queue()
+        self._outcomes: asyncio.Queue[tuple[str, dict[str, str]]] = asyncio.Queue()
+        self._published: OrderedDict[tuple[str, int], None] = OrderedDict()
+        self._dedup_limit = dedup_limit
+        self._seq = 0
+        self._readers: dict[str, float] = {}
+
+    def _next_id(self) -> str:
+        self._seq += 1
+        return f"{int(time.time() * 1000)}-{self._seq}"
+
+    async def publish(self, dispatches: list[Dispatch]) -> list[bool]:
+        out = []
+        for d in dispatches:
+            key = (d.id, d.attempt)
+            if key in self._published:
+                out.append(False)
+                continue
+            self._published[key] = None
+            if len(self._published) > self._dedup_limit:
+                self._published.popitem(last=False)
+            self._dispatches.put_nowait((self._next_id(), dict(d.fields)))
+            out.append(True)
+        return out
+
+    async def publish_cancel(self, callback_id: str, attempt: int) -> None:
+        self._dispatches.put_nowait(
+            (self._next_id(), {"type": "cancel", "id": callback_id, "attempt": str(attempt)})
+        )
+
+    @staticmethod
+    async def _drain(q: asyncio.Queue, count: int, block_ms: int) -> list:
+        items = []
+        try:
+            items.append(await asyncio.wait_for(q.get(), block_ms / 1000))
+        except TimeoutError:
+            return items
+        while len(items) < count and not q.empty():
+            items.append(q.get_nowait())
+        return items
+
+    async def read_outcomes(self, consumer: str, count: int, block_ms: int) -> list[tuple[str, dict[str, str]]]:
+        return await self._drain(self._outcomes, count, block_ms)
+
+    async def ack_outcomes(self, entry_ids: list[str]) -> None:
+        return None
+
+    async def read_dispatches(self, consumer: str, count: int, block_ms: int) -> list[tuple[str, dict[str, str]]]:
+        self._readers[consumer] = time.monotonic()
+        try:
+            return await self._drain(self._dispatches, count, block_ms)
+        finally:
+            self._readers[consumer] = time.monotonic()
+
+    async def ack_dispatches(self, entry_ids: list[str]) -> None:
+        return None
+
+    async def emit_outcome(self, outcome: Outcome) -> None:
+        self._outcomes.put_nowait((self._next_id(), outcome.to_fields()))
+
+    async def active_consumers(self, idle_ms: int = 30_000) -> int:
+        cutoff = time.monotonic() - idle_ms / 1000
+        return sum(1 for t in self._readers.values() if t >= cutoff)
+
+    async def ensure_groups(self) -> None:
+        return None
+
+    async def ping(self) -> None:
+        return None

@@ -1,0 +1,128 @@
+"""The process-wide runtime: store, caches, routing transport, monitor and simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dialback.cache import Counters, MemoryCounters, RedisCounters
+from dialback.db.engine import create_engine
+from dialback.db.migrations import current_version, latest_version, migrate
+from dialback.monitor.monitor import CallbackMonitor
+from dialback.observability.events import Events
+from dialback.routing.simulator import RoutingSimulator
+from dialback.routing.transport import MemoryTransport, RedisTransport, RoutingTransport
+from dialback.services.repository import ServiceCache
+from dialback.settings import Settings
+from dialback.tenants.service import KeyCache
+
+log = logging.getLogger("dialback.runtime")
+
+
+def redis_client(url: str) -> aioredis.Redis:
+    """A Redis client with bounded timeouts, so a dead server fails fast."""
+    return aioredis.from_url(
+        url, decode_responses=True, socket_timeout=5, socket_connect_timeout=3, health_check_interval=15
+    )
+
+
+@dataclass
+class DemoCredentials:
+    """What ``make run`` prints so the README's curl works."""
+
+    api_key: str
+    admin_token: str | None
+
+
+class Runtime:
+    """Everything a dialback process holds; built from Settings, started and stopped once."""
+
+    def __init__(self, settings: Settings, *, engine: AsyncEngine | None = None) -> None:
+        self.settings = settings
+        self.instance_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.engine = engine or create_engine(settings.database_url, settings.db_pool_size)
+        self.counters: Counters = (
+            RedisCounters(redis_client(settings.redis_url.get_secret_value()))
+            if settings.redis_url
+            else MemoryCounters()
+        )
+        self.transport: RoutingTransport = (
+            RedisTransport(
+                redis_client(settings.routing_redis_url.get_secret_value()),
+                dispatch_stream=settings.routing_stream,
+                outcome_stream=settings.outcome_stream,
+                outcome_group=settings.outcome_group,
+                routing_group=settings.routing_group,
+                dedup_ttl=settings.dedup_ttl_seconds,
+            )
+            if settings.routing_redis_url
+            else MemoryTransport()
+        )
+        self.events = Events()
+        self.services = ServiceCache(self.engine)
+        self.keys = KeyCache(self.engine, settings.api_key_cache_seconds)
+        self.monitor: CallbackMonitor | None = CallbackMonitor(self) if settings.monitor_enabled else None
+        self.simulator: RoutingSimulator | None = (
+            RoutingSimulator(
+                self.transport,
+                agents=settings.sim_agents,
+                handle_seconds=settings.sim_handle_seconds,
+                ring_seconds=settings.sim_ring_seconds,
+                answer_probability=settings.sim_answer_probability,
+                consumer=f"sim-{self.instance_id}",
+            )
+            if settings.simulator_enabled()
+            else None
+        )
+        self.started_at = time.time()
+        self.demo: DemoCredentials | None = None
+        self._started = False
+
+    async def start(self) -> None:
+        """Migrate (when configured), bootstrap the demo, start the monitor and simulator."""
+        if self.settings.migrate_on_start:
+            applied = await migrate(self.engine)
+            if applied:
+                log.info("applied migrations %s", applied)
+        else:
+            have = await current_version(self.engine)
+            if have < latest_version():
+                raise RuntimeError(
+                    f"database schema is at version {have}, the code needs {latest_version()}: "
+                    "run `dialback migrate`"
+                )
+        if self.settings.demo:
+            from dialback.tenants.bootstrap import ensure_demo
+
+            self.demo = await ensure_demo(self)
+        if self.simulator:
+            self.simulator.start()
+        if self.monitor:
+            self.monitor.start()
+        self._started = True
+
+    async def stop(self) -> None:
+        """Stop background work and close connections."""
+        if self.monitor:
+            await self.monitor.stop()
+        if self.simulator:
+            await self.simulator.stop()
+        for closer in (self.transport.close, self.counters.close):
+            try:
+                await asyncio.wait_for(closer(), timeout=5)
+            except Exception:
+                log.debug("close failed", exc_info=True)
+        await self.engine.dispose()
+
+    def wake_monitor(self) -> None:
+        """Dispatch an immediate callback now rather than at the next poll."""
+        if self.monitor:
+            self.monitor.wake()

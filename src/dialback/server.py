@@ -1,0 +1,84 @@
+"""Run both listeners (public 3005, internal 3050) and the runtime in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Iterator
+
+import uvicorn
+
+from dialback.app import create_internal_app, create_public_app
+from dialback.runtime import Runtime
+from dialback.settings import Settings
+
+log = logging.getLogger("dialback.server")
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to dialback (two servers, one process)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _banner(rt: Runtime) -> None:
+    s = rt.settings
+    lines = [
+        f"dialback listening: public API http://{s.host}:{s.public_port}/engagement/v3 , "
+        f"internal http://{s.host}:{s.internal_port} (store: {'SQLite' if s.is_sqlite else 'PostgreSQL'})",
+    ]
+    if rt.demo:
+        lines.append(f"demo tenant ready. API key (x-api-key): {rt.demo.api_key}")
+        if rt.demo.admin_token:
+            lines.append(f"admin token (Authorization: Bearer): {rt.demo.admin_token}")
+    print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+async def serve(settings: Settings) -> None:
+    """Start the runtime and both HTTP servers; stop cleanly on SIGTERM/SIGINT."""
+    rt = Runtime(settings)
+    await rt.start()
+    configs = [
+        uvicorn.Config(
+            create_public_app(rt), host=settings.host, port=settings.public_port,
+            log_config=None, access_log=False, lifespan="off", server_header=False,
+            timeout_graceful_shutdown=10,
+        ),
+        uvicorn.Config(
+            create_internal_app(rt), host=settings.host, port=settings.internal_port,
+            log_config=None, access_log=False, lifespan="off", server_header=False,
+            timeout_graceful_shutdown=10,
+        ),
+    ]
+    servers = [_Server(c) for c in configs]
+    loop = asyncio.get_running_loop()
+
+    def _exit() -> None:
+        for srv in servers:
+            srv.should_exit = True
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, _exit)
+    tasks = [asyncio.create_task(srv.serve()) for srv in servers]
+    try:
+        while not all(srv.started for srv in servers):
+            if any(t.done() for t in tasks):
+                break
+            await asyncio.sleep(0.05)
+        if all(srv.started for srv in servers):
+            _banner(rt)
+        done, _pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        _exit()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for t in done:
+            if t.exception():
+                raise t.exception()  # type: ignore[misc]
+        if not all(srv.started for srv in servers):
+            raise SystemExit("a listener failed to start (port in use?)")
+    finally:
+        await rt.stop()

@@ -1,0 +1,1 @@
+"""Services (GES virtual queues) and the rules a contact centre configures on them."""

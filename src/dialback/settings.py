@@ -1,0 +1,76 @@
+"""Settings read from the environment (prefix ``DIALBACK_``) with embedded defaults."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Literal
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LogLevel = Literal["trace", "debug", "info", "warn", "error"]
+
+
+class Settings(BaseSettings):
+    """Every runtime setting of a dialback process."""
+
+    model_config = SettingsConfigDict(env_prefix="DIALBACK_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    public_port: int = 3005
+    internal_port: int = 3050
+
+    database_url: str = "sqlite+aiosqlite:///./var/dialback.db"
+    migrate_on_start: bool = True
+    db_pool_size: int = 10
+
+    # dialback's own Redis (throttle counters, caches). None = in-process memory.
+    redis_url: SecretStr | None = None
+    # The routing Redis (GES "ORS Redis"). None = in-process memory transport.
+    routing_redis_url: SecretStr | None = None
+    routing_stream: str = "NewCallbackStream"
+    outcome_stream: str = "CallbackOutcomeStream"
+    outcome_group: str = "dialback"
+    routing_group: str = "routing-engine"
+    dedup_ttl_seconds: int = 7 * 24 * 3600
+
+    simulator: Literal["auto", "on", "off"] = "auto"
+    sim_agents: int = 5
+    sim_handle_seconds: float = 2.0
+    sim_answer_probability: float = 0.9
+    sim_ring_seconds: float = 0.5
+
+    monitor_enabled: bool = True
+    monitor_poll_seconds: float = 0.5
+    monitor_batch_size: int = 500
+    monitor_lease_seconds: float = 30.0
+    monitor_lagging_threshold_seconds: float = 5.0
+
+    # Comma-separated bearer tokens for the admin API on the internal port.
+    admin_tokens: SecretStr = SecretStr("")
+    demo: bool = False
+    demo_api_key: SecretStr | None = None
+
+    max_body_bytes: int = 64 * 1024
+    immediate_window_seconds: int = 60
+    booking_horizon_days: int = 90
+    api_key_cache_seconds: float = 30.0
+
+    log_level: LogLevel = "info"
+    log_max_len: int = 2048
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+    @cached_property
+    def is_sqlite(self) -> bool:
+        """True when the store is the embedded SQLite file."""
+        return self.database_url.startswith("sqlite")
+
+    def simulator_enabled(self) -> bool:
+        """Whether this process runs the in-process routing simulator."""
+        if self.simulator == "auto":
+            return self.routing_redis_url is None
+        return self.simulator == "on"
+
+    def admin_token_list(self) -> list[str]:
+        """The configured admin tokens, blanks dropped."""
+        return [t.strip() for t in self.admin_tokens.get_secret_value().split(",") if t.strip()]

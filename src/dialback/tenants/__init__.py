@@ -1,0 +1,1 @@
+"""Tenants (contact centres) and their API keys."""

@@ -1,0 +1,50 @@
+"""Admin API models for tenants and API keys."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from dialback.services.schemas import Name, Strict
+
+
+class TenantThrottle(Strict):
+    """Tenant-wide limit on callbacks created per window."""
+
+    max_callbacks: int = Field(500, ge=1, le=10_000_000, alias="maxCallbacks")
+    window_seconds: int = Field(60, ge=1, le=86_400, alias="windowSeconds")
+
+
+class TenantSettings(Strict):
+    """Per-tenant settings."""
+
+    throttle: TenantThrottle = Field(default_factory=TenantThrottle)
+
+
+class TenantIn(Strict):
+    """Admin request to create a tenant."""
+
+    name: Name
+    settings: TenantSettings = Field(default_factory=TenantSettings)
+
+
+class TenantPatch(Strict):
+    """Admin request to change a tenant."""
+
+    settings: TenantSettings | None = None
+    disabled: bool | None = None
+
+
+class ApiKeyIn(Strict):
+    """Admin request to create an API key."""
+
+    name: str = Field("default", min_length=1, max_length=100)
+
+
+class ApiKeyOut(BaseModel):
+    """An API key as listed: never the key itself, only its prefix."""
+
+    id: str
+    name: str
+    prefix: str
+    createdAt: str
+    revokedAt: str | None = None

@@ -1,0 +1,167 @@
+"""Throwaway PostgreSQL and Redis servers on free loopback ports, stopped by PID.
+
+A missing binary fails the test run with the command that installs it; nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+INSTALL_HINT = "apt-get update && apt-get install -y --no-install-recommends postgresql redis-server"
+
+
+class MissingTool(RuntimeError):
+    """A server binary the suite needs is not installed."""
+
+
+def free_port() -> int:
+    """A currently free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 15.0) -> None:
+    """Wait until something accepts connections on 127.0.0.1:port."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            s.settimeout(0.2)
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.02)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+def _pg_bin(name: str) -> str:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    if not found:
+        raise MissingTool(f"PostgreSQL server binary {name!r} not found; install it with: {INSTALL_HINT}")
+    return found[-1]
+
+
+@dataclass
+class RedisServer:
+    """One redis-server process without persistence."""
+
+    port: int = field(default_factory=free_port)
+    dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="dialback-redis-")))
+    pid: int | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        exe = shutil.which("redis-server")
+        if not exe:
+            raise MissingTool(f"redis-server not found; install it with: {INSTALL_HINT}")
+        pidfile = self.dir / "redis.pid"
+        pidfile.unlink(missing_ok=True)
+        subprocess.run(
+            [exe, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no",
+             "--daemonize", "yes", "--pidfile", str(pidfile), "--dir", str(self.dir),
+             "--logfile", str(self.dir / "redis.log")],
+            check=True,
+        )
+        wait_port(self.port)
+        deadline = time.monotonic() + 5
+        while not pidfile.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.pid = int(pidfile.read_text().strip())
+        return self
+
+    def stop(self) -> None:
+        if self.pid is None:
+            return
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                os.kill(self.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.01)
+        self.pid = None
+
+
+@dataclass
+class PostgresServer:
+    """One PostgreSQL cluster in a temporary directory (run as ``postgres`` when root)."""
+
+    port: int = field(default_factory=free_port)
+    dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="dialback-pg-")))
+
+    def _as_owner(self, args: list[str]) -> list[str]:
+        if os.geteuid() == 0:
+            return ["runuser", "-u", "postgres", "--", *args]
+        return args
+
+    @property
+    def base_url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}"
+
+    def url(self, db: str) -> str:
+        return f"{self.base_url}/{db}"
+
+    def start(self) -> PostgresServer:
+        initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+        if os.geteuid() == 0:
+            try:
+                pw = pwd.getpwnam("postgres")
+            except KeyError as exc:
+                raise MissingTool(f"no 'postgres' user; install PostgreSQL with: {INSTALL_HINT}") from exc
+            os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+        data = self.dir / "data"
+        subprocess.run(
+            self._as_owner([initdb, "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"]),
+            check=True, stdout=subprocess.DEVNULL,
+        )
+        subprocess.run(
+            self._as_owner([
+                pg_ctl, "-D", str(data), "-l", str(self.dir / "log"), "-w", "-o",
+                f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
+                "-c max_connections=300 -c shared_buffers=128MB",
+                "start",
+            ]),
+            check=True, stdout=subprocess.DEVNULL,
+        )
+        wait_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        data = self.dir / "data"
+        pidfile = data / "postmaster.pid"
+        if pidfile.exists():
+            pid = int(pidfile.read_text().splitlines()[0])
+            try:
+                os.kill(pid, signal.SIGQUIT)
+            except ProcessLookupError:
+                return
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.02)
+
+    def psql(self, sql: str, db: str = "postgres") -> None:
+        subprocess.run(
+            ["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", db, "-v",
+             "ON_ERROR_STOP=1", "-qc", sql],
+            check=True, stdout=subprocess.DEVNULL,
+        )
