@@ -1,0 +1,79 @@
+"""Run a real ``dialback serve`` process on free loopback ports; stop it by PID."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+from tests.servers import free_port
+
+
+class DialbackProcess:
+    """A dialback server subprocess with its own ports and environment."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.public_port = free_port()
+        self.internal_port = free_port()
+        self.env = {
+            **os.environ,
+            "DIALBACK_HOST": "127.0.0.1",
+            "DIALBACK_PUBLIC_PORT": str(self.public_port),
+            "DIALBACK_INTERNAL_PORT": str(self.internal_port),
+            **env,
+        }
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def public_url(self) -> str:
+        return f"http://127.0.0.1:{self.public_port}"
+
+    @property
+    def internal_url(self) -> str:
+        return f"http://127.0.0.1:{self.internal_port}"
+
+    def start(self, timeout: float = 30.0) -> DialbackProcess:
+        self._log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dialback", "serve"],
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"dialback exited with {self.proc.returncode}: {self.log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.internal_url}/health/ready", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.kill()
+        raise TimeoutError(f"dialback not ready in {timeout}s: {self.log_path.read_text()[-3000:]}")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` and wait for the process to end."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def stop(self) -> None:
+        """Graceful stop (SIGTERM), then SIGKILL if it hangs."""
+        self.kill(signal.SIGTERM)
