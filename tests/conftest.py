@@ -117,7 +117,11 @@ class Stack:
     internal: httpx.AsyncClient
 
     async def tenant(
-        self, name: str = "acme", *, service: str = "sales", config: ServiceConfig | None = None,
+        self,
+        name: str = "acme",
+        *,
+        service: str = "sales",
+        config: ServiceConfig | None = None,
         settings: dict[str, Any] | None = None,
     ) -> str:
         """Create a tenant with one service and return a fresh API key for it."""
@@ -126,7 +130,9 @@ class Stack:
             if t is None:
                 t = await tenants_repo.create_tenant(conn, name, settings or {})
             if service and await services_repo.get_service(conn, t.id, service) is None:
-                cfg = config or ServiceConfig.model_validate({"businessHours": {"alwaysOpen": True}})
+                cfg = config or ServiceConfig.model_validate(
+                    {"businessHours": {"alwaysOpen": True}}
+                )
                 await services_repo.create_service(conn, t.id, service, cfg)
             key = tenants_repo.generate_key()
             await tenants_repo.create_api_key(conn, t.id, "test", key)
@@ -138,7 +144,10 @@ class Stack:
 def stack_settings(pg_url: str, redis_url: str, routing_redis_url: str) -> Settings:
     """Settings pointing at this test's PostgreSQL database and the two Redis servers."""
     return make_settings(
-        database_url=pg_url, redis_url=redis_url, routing_redis_url=routing_redis_url, simulator="on"
+        database_url=pg_url,
+        redis_url=redis_url,
+        routing_redis_url=routing_redis_url,
+        simulator="on",
     )
 
 
@@ -149,7 +158,7 @@ async def stack(stack_settings: Settings) -> AsyncIterator[Stack]:
         yield s
 
 
-class started_stack:  # noqa: N801 - used as an async context manager
+class started_stack:
     """Start a Runtime and ASGI clients for ``settings``; stop everything on exit."""
 
     def __init__(self, settings: Settings) -> None:
@@ -158,7 +167,9 @@ class started_stack:  # noqa: N801 - used as an async context manager
     async def __aenter__(self) -> Stack:
         rt = Runtime(self.settings)
         await rt.start()
-        public = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_public_app(rt)), base_url="http://public")
+        public = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=create_public_app(rt)), base_url="http://public"
+        )
         internal = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=create_internal_app(rt)),
             base_url="http://internal",

@@ -14,7 +14,9 @@ from dialback.services.schemas import ServiceConfig
 from dialback.tenants import repository as tenants_repo
 
 
-async def tenant_and_service(engine: AsyncEngine, name: str = "bulk", service: str = "sales") -> tuple[str, str]:
+async def tenant_and_service(
+    engine: AsyncEngine, name: str = "bulk", service: str = "sales"
+) -> tuple[str, str]:
     """Create a tenant with an always-open service; return (tenant_id, service_id)."""
     async with engine.begin() as conn:
         t = await tenants_repo.create_tenant(conn, name, {})
@@ -24,8 +26,14 @@ async def tenant_and_service(engine: AsyncEngine, name: str = "bulk", service: s
 
 
 async def insert_due_callbacks(
-    engine: AsyncEngine, tenant_id: str, service_id: str, n: int, *, due_at: float | None = None,
-    service_name: str = "sales", **overrides: Any,
+    engine: AsyncEngine,
+    tenant_id: str,
+    service_id: str,
+    n: int,
+    *,
+    due_at: float | None = None,
+    service_name: str = "sales",
+    **overrides: Any,
 ) -> list[str]:
     """Insert ``n`` SCHEDULED callbacks due at ``due_at`` (default: now); return their ids."""
     now = time.time()
@@ -33,11 +41,24 @@ async def insert_due_callbacks(
     rows = []
     for i in range(n):
         row = {
-            "id": str(uuid.uuid4()), "tenant_id": tenant_id, "service_id": service_id,
-            "service_name": service_name, "phone_number": f"+1415555{i % 10000:04d}",
-            "state": "SCHEDULED", "offer_type": "SCHEDULED", "desired_time": due, "due_at": due,
-            "slot_start": None, "priority": 0, "language": "en-US", "user_data": {}, "params": {},
-            "attempt": 1, "max_attempts": 3, "created_at": now, "updated_at": now,
+            "id": str(uuid.uuid4()),
+            "tenant_id": tenant_id,
+            "service_id": service_id,
+            "service_name": service_name,
+            "phone_number": f"+1415555{i % 10000:04d}",
+            "state": "SCHEDULED",
+            "offer_type": "SCHEDULED",
+            "desired_time": due,
+            "due_at": due,
+            "slot_start": None,
+            "priority": 0,
+            "language": "en-US",
+            "user_data": {},
+            "params": {},
+            "attempt": 1,
+            "max_attempts": 3,
+            "created_at": now,
+            "updated_at": now,
         }
         row.update(overrides)
         rows.append(row)

@@ -18,11 +18,13 @@ from tests.servers import free_port
 class DialbackProcess:
     """A dialback server subprocess with its own ports and environment."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, cwd: Path | None = None) -> None:
         self.public_port = free_port()
         self.internal_port = free_port()
+        self.cwd = cwd
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("DIALBACK_")}
         self.env = {
-            **os.environ,
+            **inherited,
             "DIALBACK_HOST": "127.0.0.1",
             "DIALBACK_PUBLIC_PORT": str(self.public_port),
             "DIALBACK_INTERNAL_PORT": str(self.internal_port),
@@ -45,13 +47,15 @@ class DialbackProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "dialback", "serve"],
             env=self.env,
+            cwd=self.cwd,
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"dialback exited with {self.proc.returncode}: {self.log_path.read_text()[-3000:]}")
+                tail = self.log_path.read_text()[-3000:]
+                raise RuntimeError(f"dialback exited with {self.proc.returncode}: {tail}")
             try:
                 if httpx.get(f"{self.internal_url}/health/ready", timeout=1).status_code == 200:
                     return self

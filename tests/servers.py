@@ -5,6 +5,7 @@ A missing binary fails the test run with the command that installs it; nothing i
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -17,7 +18,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-INSTALL_HINT = "apt-get update && apt-get install -y --no-install-recommends postgresql redis-server"
+INSTALL_HINT = (
+    "apt-get update && apt-get install -y --no-install-recommends postgresql redis-server"
+)
 
 
 class MissingTool(RuntimeError):
@@ -46,7 +49,9 @@ def wait_port(port: int, timeout: float = 15.0) -> None:
 def _pg_bin(name: str) -> str:
     found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
     if not found:
-        raise MissingTool(f"PostgreSQL server binary {name!r} not found; install it with: {INSTALL_HINT}")
+        raise MissingTool(
+            f"PostgreSQL server binary {name!r} not found; install it with: {INSTALL_HINT}"
+        )
     return found[-1]
 
 
@@ -69,9 +74,25 @@ class RedisServer:
         pidfile = self.dir / "redis.pid"
         pidfile.unlink(missing_ok=True)
         subprocess.run(
-            [exe, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no",
-             "--daemonize", "yes", "--pidfile", str(pidfile), "--dir", str(self.dir),
-             "--logfile", str(self.dir / "redis.log")],
+            [
+                exe,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "yes",
+                "--pidfile",
+                str(pidfile),
+                "--dir",
+                str(self.dir),
+                "--logfile",
+                str(self.dir / "redis.log"),
+            ],
             check=True,
         )
         wait_port(self.port)
@@ -84,10 +105,8 @@ class RedisServer:
     def stop(self) -> None:
         if self.pid is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             try:
@@ -123,21 +142,46 @@ class PostgresServer:
             try:
                 pw = pwd.getpwnam("postgres")
             except KeyError as exc:
-                raise MissingTool(f"no 'postgres' user; install PostgreSQL with: {INSTALL_HINT}") from exc
+                raise MissingTool(
+                    f"no 'postgres' user; install PostgreSQL with: {INSTALL_HINT}"
+                ) from exc
             os.chown(self.dir, pw.pw_uid, pw.pw_gid)
         data = self.dir / "data"
         subprocess.run(
-            self._as_owner([initdb, "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"]),
-            check=True, stdout=subprocess.DEVNULL,
+            self._as_owner(
+                [
+                    initdb,
+                    "-D",
+                    str(data),
+                    "-U",
+                    "postgres",
+                    "-A",
+                    "trust",
+                    "--no-sync",
+                    "-E",
+                    "UTF8",
+                ]
+            ),
+            check=True,
+            stdout=subprocess.DEVNULL,
         )
         subprocess.run(
-            self._as_owner([
-                pg_ctl, "-D", str(data), "-l", str(self.dir / "log"), "-w", "-o",
-                f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
-                "-c max_connections=300 -c shared_buffers=128MB",
-                "start",
-            ]),
-            check=True, stdout=subprocess.DEVNULL,
+            self._as_owner(
+                [
+                    pg_ctl,
+                    "-D",
+                    str(data),
+                    "-l",
+                    str(self.dir / "log"),
+                    "-w",
+                    "-o",
+                    f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
+                    "-c max_connections=300 -c shared_buffers=128MB",
+                    "start",
+                ]
+            ),
+            check=True,
+            stdout=subprocess.DEVNULL,
         )
         wait_port(self.port)
         return self
@@ -161,7 +205,21 @@ class PostgresServer:
 
     def psql(self, sql: str, db: str = "postgres") -> None:
         subprocess.run(
-            ["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", db, "-v",
-             "ON_ERROR_STOP=1", "-qc", sql],
-            check=True, stdout=subprocess.DEVNULL,
+            [
+                "psql",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-d",
+                db,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-qc",
+                sql,
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
         )

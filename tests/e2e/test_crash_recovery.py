@@ -20,14 +20,20 @@ from tests.process import DialbackProcess
 
 async def _load(url: str, key: str, seconds: float, acked: list[str], stop: asyncio.Event) -> None:
     async with httpx.AsyncClient(base_url=url, timeout=5) as client:
+
         async def worker(n: int) -> None:
             i = 0
             deadline = time.monotonic() + seconds
             while time.monotonic() < deadline and not stop.is_set():
                 i += 1
-                body = {"serviceName": "sales", "phoneNumber": f"+1415555{(n * 1000 + i) % 10000:04d}"}
+                body = {
+                    "serviceName": "sales",
+                    "phoneNumber": f"+1415555{(n * 1000 + i) % 10000:04d}",
+                }
                 try:
-                    r = await client.post("/engagement/v3/callbacks/create", json=body, headers={"x-api-key": key})
+                    r = await client.post(
+                        "/engagement/v3/callbacks/create", json=body, headers={"x-api-key": key}
+                    )
                 except httpx.HTTPError:
                     return  # the server died mid-request: that request was never acknowledged
                 if r.status_code == 200:
@@ -49,8 +55,13 @@ async def test_sigkill_under_load_loses_nothing_and_leases_are_reclaimed(
         from dialback.db.schema import services
 
         await conn.execute(
-            services.update().where(services.c.id == service_id).values(
-                config={"businessHours": {"alwaysOpen": True}, "throttle": {"maxOpenPerNumber": 1000, "maxPerNumberPerDay": 10000}}
+            services.update()
+            .where(services.c.id == service_id)
+            .values(
+                config={
+                    "businessHours": {"alwaysOpen": True},
+                    "throttle": {"maxOpenPerNumber": 1000, "maxPerNumberPerDay": 10000},
+                }
             )
         )
         key = tenants_repo.generate_key()
@@ -82,7 +93,9 @@ async def test_sigkill_under_load_loses_nothing_and_leases_are_reclaimed(
 
     async with engine.connect() as conn:
         present = set(
-            (await conn.execute(sa.select(callbacks.c.id).where(callbacks.c.id.in_(acked)))).scalars()
+            (
+                await conn.execute(sa.select(callbacks.c.id).where(callbacks.c.id.in_(acked)))
+            ).scalars()
         )
         leased = (
             await conn.execute(
@@ -103,7 +116,9 @@ async def test_sigkill_under_load_loses_nothing_and_leases_are_reclaimed(
                 counts = dict(
                     (
                         await conn.execute(
-                            sa.select(callbacks.c.state, sa.func.count()).group_by(callbacks.c.state)
+                            sa.select(callbacks.c.state, sa.func.count()).group_by(
+                                callbacks.c.state
+                            )
                         )
                     ).all()
                 )

@@ -23,8 +23,11 @@ STREAM = "NewCallbackStream"
 
 def monitor_settings(pg_url: str, redis_url: str, routing_redis_url: str, **kw: object) -> Settings:
     return make_settings(
-        database_url=pg_url, redis_url=redis_url, routing_redis_url=routing_redis_url,
-        simulator="off", **kw,
+        database_url=pg_url,
+        redis_url=redis_url,
+        routing_redis_url=routing_redis_url,
+        simulator="off",
+        **kw,
     )
 
 
@@ -39,7 +42,9 @@ async def stream_ids(url: str) -> Counter[tuple[str, str]]:
 
 async def states(rt: Runtime) -> Counter[str]:
     async with rt.engine.connect() as conn:
-        rows = await conn.execute(sa.select(callbacks.c.state, sa.func.count()).group_by(callbacks.c.state))
+        rows = await conn.execute(
+            sa.select(callbacks.c.state, sa.func.count()).group_by(callbacks.c.state)
+        )
         return Counter({s: n for s, n in rows})
 
 
@@ -53,6 +58,7 @@ async def test_two_monitors_dispatch_1000_due_callbacks_exactly_once(
     await a.start()
     await b.start()
     try:
+
         async def all_queued() -> bool:
             return (await states(a))["QUEUED"] == 1000
 
@@ -63,7 +69,9 @@ async def test_two_monitors_dispatch_1000_due_callbacks_exactly_once(
         assert max(published.values()) == 1, "a callback was published twice"
         assert a.monitor and b.monitor
         assert a.monitor.dispatched_total + b.monitor.dispatched_total == 1000
-        assert a.monitor.dispatched_total > 0 and b.monitor.dispatched_total > 0, "one replica did all work"
+        assert a.monitor.dispatched_total > 0 and b.monitor.dispatched_total > 0, (
+            "one replica did all work"
+        )
     finally:
         await a.stop()
         await b.stop()
@@ -115,13 +123,19 @@ async def test_outcomes_move_state_and_unanswered_attempts_retry(
         from dialback.db.schema import services
 
         await conn.execute(
-            services.update().where(services.c.id == service_id).values(
-                config={"businessHours": {"alwaysOpen": True}, "retry": {"maxAttempts": 2, "delaySeconds": 0}}
+            services.update()
+            .where(services.c.id == service_id)
+            .values(
+                config={
+                    "businessHours": {"alwaysOpen": True},
+                    "retry": {"maxAttempts": 2, "delaySeconds": 0},
+                }
             )
         )
     [cid] = await insert_due_callbacks(rt.engine, tenant_id, service_id, 1, max_attempts=2)
     await rt.start()
     try:
+
         async def state_of() -> tuple[str, int, str | None]:
             async with rt.engine.connect() as conn:
                 row = (await conn.execute(sa.select(callbacks).where(callbacks.c.id == cid))).one()
@@ -143,14 +157,22 @@ async def test_outcomes_move_state_and_unanswered_attempts_retry(
         async with rt.engine.connect() as conn:
             hist = (
                 await conn.execute(
-                    sa.select(callback_events.c.to_state, callback_events.c.reason, callback_events.c.attempt)
+                    sa.select(
+                        callback_events.c.to_state,
+                        callback_events.c.reason,
+                        callback_events.c.attempt,
+                    )
                     .where(callback_events.c.callback_id == cid)
                     .order_by(callback_events.c.id)
                 )
             ).all()
         assert [tuple(h) for h in hist] == [
-            ("QUEUED", None, 1), ("ROUTING", None, 1), ("COMPLETED", "no-answer", 1),
-            ("SCHEDULED", "retry", 2), ("QUEUED", None, 2), ("COMPLETED", "busy", 2),
+            ("QUEUED", None, 1),
+            ("ROUTING", None, 1),
+            ("COMPLETED", "no-answer", 1),
+            ("SCHEDULED", "retry", 2),
+            ("QUEUED", None, 2),
+            ("COMPLETED", "busy", 2),
         ]
     finally:
         await rt.stop()
@@ -172,7 +194,10 @@ async def test_malformed_outcome_events_are_skipped_not_fatal(
         client = aioredis.from_url(routing_redis_url, decode_responses=True)
         await client.xadd(settings.outcome_stream, {"id": cid, "attempt": "x", "event": "ROUTING"})
         await client.xadd(settings.outcome_stream, {"id": cid, "attempt": "1", "event": "EXPLODE"})
-        await client.xadd(settings.outcome_stream, {"id": cid, "attempt": "1", "event": "COMPLETED", "reason": "answered"})
+        await client.xadd(
+            settings.outcome_stream,
+            {"id": cid, "attempt": "1", "event": "COMPLETED", "reason": "answered"},
+        )
         await client.aclose()
 
         async def done() -> bool:

@@ -10,7 +10,7 @@ from pydantic import SecretStr
 
 from dialback.db.schema import api_keys
 from dialback.services import repository as services_repo
-from dialback.services.schemas import BusinessHours, ServiceConfig
+from dialback.services.schemas import ServiceConfig
 from dialback.tenants import repository as repo
 
 if TYPE_CHECKING:
@@ -31,7 +31,9 @@ async def ensure_demo(rt: Runtime) -> DemoCredentials:
         if tenant is None:
             tenant = await repo.create_tenant(conn, DEMO_TENANT, {})
         if await services_repo.get_service(conn, tenant.id, DEMO_SERVICE) is None:
-            cfg = ServiceConfig(businessHours=BusinessHours(alwaysOpen=True))
+            cfg = ServiceConfig.model_validate(
+                {"businessHours": {"alwaysOpen": True}, "retry": {"maxAttempts": 3, "delaySeconds": 5}}
+            )
             await services_repo.create_service(conn, tenant.id, DEMO_SERVICE, cfg)
         if settings.demo_api_key is not None:
             key = settings.demo_api_key.get_secret_value()
