@@ -54,9 +54,11 @@ def create_public_app(rt: Runtime) -> FastAPI:
 def create_internal_app(rt: Runtime) -> FastAPI:
     """Probes, the admin API and (with observability) /metrics."""
     from dialback.admin.endpoints import router as admin_router
+    from dialback.callins.admin import router as callins_admin_router
     from dialback.health import router as health_router
 
     app = _base_app(rt, "dialback internal API", "Probes and the admin API (bearer token).")
     app.include_router(health_router)
     app.include_router(admin_router)
+    app.include_router(callins_admin_router)
     return app

@@ -1,0 +1,188 @@
+"""Persistence of call-in groups and call-in requests."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from dialback.callins.schemas import CallInGroupConfig
+from dialback.db.schema import callin_groups, callin_requests, tenants
+
+
+@dataclass(frozen=True)
+class CallInGroup:
+    """A call-in group with its parsed configuration."""
+
+    id: str
+    tenant_id: str
+    name: str
+    config: CallInGroupConfig
+    created_at: float
+    updated_at: float
+
+
+def _group(row: Any) -> CallInGroup:
+    return CallInGroup(
+        row.id,
+        row.tenant_id,
+        row.name,
+        CallInGroupConfig.model_validate(row.config, context={"stored": True}),
+        row.created_at,
+        row.updated_at,
+    )
+
+
+async def get_group(conn: AsyncConnection, tenant_id: str, name: str) -> CallInGroup | None:
+    """A tenant's call-in group by name."""
+    q = sa.select(callin_groups).where(
+        callin_groups.c.tenant_id == tenant_id, callin_groups.c.name == name
+    )
+    row = (await conn.execute(q)).first()
+    return _group(row) if row else None
+
+
+async def list_groups(conn: AsyncConnection, tenant_id: str) -> list[CallInGroup]:
+    """A tenant's call-in groups by name."""
+    q = (
+        sa.select(callin_groups)
+        .where(callin_groups.c.tenant_id == tenant_id)
+        .order_by(callin_groups.c.name)
+    )
+    return [_group(r) for r in await conn.execute(q)]
+
+
+async def create_group(
+    conn: AsyncConnection, tenant_id: str, name: str, config: CallInGroupConfig
+) -> CallInGroup:
+    """Insert a call-in group."""
+    now = time.time()
+    gid = str(uuid.uuid4())
+    await conn.execute(
+        callin_groups.insert().values(
+            id=gid,
+            tenant_id=tenant_id,
+            name=name,
+            config=config.dump(),
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    return CallInGroup(gid, tenant_id, name, config, now, now)
+
+
+async def update_group(
+    conn: AsyncConnection, tenant_id: str, name: str, config: CallInGroupConfig
+) -> bool:
+    """Replace a group's configuration; False when it does not exist."""
+    res = await conn.execute(
+        callin_groups.update()
+        .where(callin_groups.c.tenant_id == tenant_id, callin_groups.c.name == name)
+        .values(config=config.dump(), updated_at=time.time())
+    )
+    return res.rowcount > 0
+
+
+async def delete_group(conn: AsyncConnection, tenant_id: str, name: str) -> bool:
+    """Delete a group; False when it does not exist. Its requests are kept as history."""
+    res = await conn.execute(
+        callin_groups.delete().where(
+            callin_groups.c.tenant_id == tenant_id, callin_groups.c.name == name
+        )
+    )
+    return res.rowcount > 0
+
+
+async def insert_request(conn: AsyncConnection, values: dict[str, Any]) -> None:
+    """Insert a call-in request row."""
+    await conn.execute(callin_requests.insert().values(**values))
+
+
+async def code_in_use(conn: AsyncConnection, to_number: str, code: str, now: float) -> bool:
+    """Whether an open (unexpired, unmatched) request already holds this number and code."""
+    q = (
+        sa.select(callin_requests.c.id)
+        .where(
+            callin_requests.c.to_phone_number == to_number,
+            callin_requests.c.access_code == code,
+            callin_requests.c.expires_at > now,
+            callin_requests.c.matched_at.is_(None),
+        )
+        .limit(1)
+    )
+    return (await conn.execute(q)).first() is not None
+
+
+async def find_open_request(
+    conn: AsyncConnection,
+    to_number: str,
+    now: float,
+    *,
+    access_code: str | None,
+    from_number: str | None,
+) -> Any | None:
+    """The newest open request for the dialled number with that code (or, without a code,
+    from that caller)."""
+    q = sa.select(callin_requests).where(
+        callin_requests.c.to_phone_number == to_number,
+        callin_requests.c.expires_at > now,
+        callin_requests.c.matched_at.is_(None),
+    )
+    if access_code is not None:
+        q = q.where(callin_requests.c.access_code == access_code)
+    else:
+        q = q.where(
+            callin_requests.c.access_code.is_(None),
+            callin_requests.c.from_phone_number == from_number,
+        )
+    q = q.order_by(callin_requests.c.created_at.desc(), callin_requests.c.id).limit(1)
+    return (await conn.execute(q)).first()
+
+
+async def mark_matched(conn: AsyncConnection, request_id: str, now: float) -> bool:
+    """Set matched_at unless another lookup got there first."""
+    res = await conn.execute(
+        callin_requests.update()
+        .where(callin_requests.c.id == request_id, callin_requests.c.matched_at.is_(None))
+        .values(matched_at=now)
+    )
+    return res.rowcount > 0
+
+
+async def list_requests(
+    conn: AsyncConnection,
+    *,
+    tenant_id: str | None,
+    group: str | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[Any], int]:
+    """Requests newest first, each with its tenant's name, and the total that match."""
+    conds = []
+    if tenant_id is not None:
+        conds.append(callin_requests.c.tenant_id == tenant_id)
+    if group is not None:
+        conds.append(callin_requests.c.group_name == group)
+    q = (
+        sa.select(callin_requests, tenants.c.name.label("tenant_name"))
+        .join(tenants, tenants.c.id == callin_requests.c.tenant_id, isouter=True)
+        .where(*conds)
+        .order_by(callin_requests.c.created_at.desc(), callin_requests.c.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    rows = list(await conn.execute(q))
+    total = (
+        await conn.execute(sa.select(sa.func.count()).select_from(callin_requests).where(*conds))
+    ).scalar_one()
+    return rows, int(total)
+
+
+async def tenant_name(conn: AsyncConnection, tenant_id: str) -> str | None:
+    """The name of a tenant id (for match results)."""
+    q = sa.select(tenants.c.name).where(tenants.c.id == tenant_id)
+    return (await conn.execute(q)).scalar_one_or_none()
