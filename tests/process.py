@@ -54,6 +54,7 @@ class DialbackProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                self.kill()
                 tail = self.log_path.read_text()[-3000:]
                 raise RuntimeError(f"dialback exited with {self.proc.returncode}: {tail}")
             try:
