@@ -9,6 +9,8 @@ have psql || missing+=(postgresql-client)
 have redis-server || missing+=(redis-server)
 have runuser || missing+=(util-linux)
 have curl || missing+=(curl)
+have promtool || missing+=(prometheus)
+have prometheus-alertmanager || missing+=(prometheus-alertmanager)
 [ ${#missing[@]} -eq 0 ] && exit 0
 cmd="apt-get update && apt-get install -y --no-install-recommends ${missing[*]}"
 if [ "$(id -u)" = 0 ] && have apt-get; then

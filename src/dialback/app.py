@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from dialback import __version__
 from dialback.http import CorrelationAndLimits, install_error_handlers
+from dialback.observability.http_metrics import HttpMetrics
 from dialback.runtime import Runtime
 
 log = logging.getLogger("dialback.app")
@@ -33,6 +34,7 @@ def _base_app(rt: Runtime, title: str, description: str) -> FastAPI:
         max_body_bytes=rt.settings.max_body_bytes,
         on_oversize=rt.events.oversize_body,
     )
+    app.add_middleware(HttpMetrics, metrics=rt.metrics)
     return app
 
 

@@ -35,11 +35,11 @@ class RedisCounters(Counters):
         self.prefix = prefix
 
     async def incr_many(self, keys: list[tuple[str, int]]) -> list[int]:
-        pipe = self.client.pipeline(transaction=False)
-        for key, ttl in keys:
-            pipe.incr(self.prefix + key)
-            pipe.expire(self.prefix + key, ttl, nx=True)
-        res = await pipe.execute()
+        async with self.client.pipeline(transaction=False) as pipe:
+            for key, ttl in keys:
+                pipe.incr(self.prefix + key)
+                pipe.expire(self.prefix + key, ttl, nx=True)
+            res = await pipe.execute()
         return [int(v) for v in res[0::2]]
 
     async def decr(self, key: str) -> None:

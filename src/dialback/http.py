@@ -6,11 +6,13 @@ import contextvars
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import BeforeValidator
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -18,9 +20,32 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from dialback.errors import ApiError
 
 CORR_HEADER = "x-correlation-id"
+CORR_SCOPE_KEY = "dialback.corr_id"
 _CORR_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_DIGITS_RE = re.compile(rb"^[0-9]+$")
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+
+NOT_JSON_MESSAGE = "content-type: the request body must be JSON (Content-Type: application/json)"
 
 corr_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("corr_id", default="")
+
+
+def check_text(value: Any) -> Any:
+    """Refuse text no store can hold: NUL characters and unpaired UTF-16 surrogates."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("must not contain NUL (\\u0000) characters")
+        if _SURROGATE_RE.search(value):
+            raise ValueError("must be valid Unicode: unpaired surrogate (\\ud800-\\udfff)")
+    return value
+
+
+SafeText = BeforeValidator(check_text)
+"""Put this last in ``Annotated[str, <constraints>, SafeText]`` on every client-supplied string
+(after the length/pattern constraints so their messages stay precise)."""
+
+SafeStr = Annotated[str, SafeText]
+"""A client-supplied string that is storable text (no NUL, no unpaired surrogate)."""
 
 
 def new_corr_id() -> str:
@@ -43,12 +68,20 @@ class EnvelopeResponse(Response):
 
     media_type = "application/json"
 
-    def __init__(self, data: Any = None, *, status_code: int = 200, message: str = "Successful"):
-        corr = corr_id_var.get() or new_corr_id()
+    def __init__(
+        self,
+        data: Any = None,
+        *,
+        status_code: int = 200,
+        message: str = "Successful",
+        corr_id: str | None = None,
+        headers: dict[str, str] | None = None,
+    ):
+        corr = corr_id or corr_id_var.get() or new_corr_id()
         super().__init__(
             content=envelope(status_code, message, corr, data),
             status_code=status_code,
-            headers={CORR_HEADER: corr},
+            headers={**(headers or {}), CORR_HEADER: corr},
         )
 
 
@@ -57,9 +90,26 @@ def ok(data: Any = None, status_code: int = 200) -> EnvelopeResponse:
     return EnvelopeResponse(data, status_code=status_code)
 
 
-def error_response(status: int, message: str, data: Any = None) -> EnvelopeResponse:
+def error_response(
+    status: int,
+    message: str,
+    data: Any = None,
+    *,
+    corr_id: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> EnvelopeResponse:
     """An error envelope."""
-    return EnvelopeResponse(data, status_code=status, message=message)
+    return EnvelopeResponse(
+        data, status_code=status, message=message, corr_id=corr_id, headers=headers
+    )
+
+
+class BodyTooLarge(StarletteHTTPException):
+    """413 raised while the body streams in; an HTTPException so FastAPI's body reader
+    re-raises it instead of turning it into a generic 400."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body exceeds the limit of {limit} bytes")
 
 
 class CorrelationAndLimits:
@@ -75,44 +125,42 @@ class CorrelationAndLimits:
             await self.app(scope, receive, send)
             return
         corr = None
-        length: int | None = None
-        bad_length = False
+        lengths: set[bytes] = set()
         for k, v in scope["headers"]:
             if k == b"x-correlation-id":
                 corr = v.decode("latin-1")
             elif k == b"content-length":
-                try:
-                    length = int(v)
-                except ValueError:
-                    bad_length = True
+                lengths.add(v.strip())
         if corr is not None and not _CORR_RE.match(corr):
-            token = corr_id_var.set(new_corr_id())
-            try:
-                await self._reject(
-                    send,
-                    400,
-                    "header x-correlation-id must be 1-128 characters of letters, digits, "
-                    "'.', '_', ':' or '-'",
-                )
-            finally:
-                corr_id_var.reset(token)
+            await self._reject(
+                send,
+                new_corr_id(),
+                400,
+                "header x-correlation-id must be 1-128 characters of letters, digits, "
+                "'.', '_', ':' or '-'",
+            )
             return
-        token = corr_id_var.set(corr or new_corr_id())
+        corr = corr or new_corr_id()
+        # Kept in the scope too: the 500 handler runs outside this middleware's context.
+        scope[CORR_SCOPE_KEY] = corr
+        if len(lengths) > 1 or any(not _DIGITS_RE.match(v) for v in lengths):
+            await self._reject(send, corr, 400, "header content-length is not a valid number")
+            return
+        length = next(iter(lengths), b"")
+        # More than 18 digits is over any limit (and int() refuses thousands of digits).
+        if length and (len(length) > 18 or int(length) > self.max_body_bytes):
+            self.on_oversize()
+            await self._reject(
+                send, corr, 413, f"request body exceeds the limit of {self.max_body_bytes} bytes"
+            )
+            return
+        token = corr_id_var.set(corr)
         try:
-            if bad_length or (length is not None and length < 0):
-                await self._reject(send, 400, "header content-length is not a valid number")
-                return
-            if length is not None and length > self.max_body_bytes:
-                self.on_oversize()
-                await self._reject(
-                    send, 413, f"request body exceeds the limit of {self.max_body_bytes} bytes"
-                )
-                return
-            await self.app(scope, self._limited(receive, send), send)
+            await self.app(scope, self._limited(receive), send)
         finally:
             corr_id_var.reset(token)
 
-    def _limited(self, receive: Receive, send: Send) -> Receive:
+    def _limited(self, receive: Receive) -> Receive:
         seen = 0
         limit = self.max_body_bytes
 
@@ -123,13 +171,13 @@ class CorrelationAndLimits:
                 seen += len(msg.get("body", b""))
                 if seen > limit:
                     self.on_oversize()
-                    raise ApiError(413, f"request body exceeds the limit of {limit} bytes")
+                    raise BodyTooLarge(limit)
             return msg
 
         return wrapped
 
-    async def _reject(self, send: Send, status: int, message: str) -> None:
-        resp = error_response(status, message)
+    async def _reject(self, send: Send, corr: str, status: int, message: str) -> None:
+        resp = error_response(status, message, corr_id=corr)
         await resp({"type": "http"}, _empty_receive, send)
 
 
@@ -138,27 +186,100 @@ async def _empty_receive() -> Message:
 
 
 def _loc_name(loc: Sequence[Any]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "cookie")]
     return ".".join(parts) or "body"
+
+
+def _error_text(err: dict[str, Any]) -> str:
+    kind = err.get("type", "")
+    if kind == "missing":
+        return "field required"
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "value_error" and err.get("ctx", {}).get("error") is not None:
+        return str(err["ctx"]["error"])
+    if kind == "string_unicode":
+        return "must be valid Unicode: unpaired surrogate (\\ud800-\\udfff)"
+    return str(err.get("msg", "invalid value"))
 
 
 def describe_validation_errors(errors: Sequence[Any]) -> str:
     """Turn pydantic/FastAPI validation errors into one message naming each field."""
     msgs = []
     for err in errors[:5]:
-        kind = err.get("type", "")
-        loc = err.get("loc", ())
-        if kind == "json_invalid":
-            msgs.append("request body is not valid JSON")
-            continue
-        name = _loc_name(loc)
-        if kind == "missing":
-            msgs.append(f"{name}: field required")
-        elif kind == "extra_forbidden":
-            msgs.append(f"{name}: unknown field")
+        loc = tuple(err.get("loc", ()))
+        if err.get("type") == "json_invalid":
+            detail = err.get("ctx", {}).get("error")
+            pos = loc[1] if len(loc) > 1 else None
+            where = f" at position {pos}" if isinstance(pos, int) else ""
+            msgs.append(f"request body is not valid JSON ({detail or 'syntax error'}{where})")
+        elif loc == ("body",):
+            msgs.append("request body must be a JSON object")
         else:
-            msgs.append(f"{name}: {err.get('msg', 'invalid value')}")
-    return "; ".join(msgs) or "invalid request"
+            msgs.append(f"{_loc_name(loc)}: {_error_text(err)}")
+    return "; ".join(dict.fromkeys(msgs)) or "invalid request"
+
+
+# FastAPI's answer when reading the body fails for a reason other than a JSON syntax error:
+# bytes that are not UTF-8/16/32, nesting deeper than the parser's recursion limit, an integer
+# with more digits than Python converts.
+_FASTAPI_BODY_ERROR = "There was an error parsing the body"
+_BODY_UNREADABLE = (
+    "request body is not valid JSON (not UTF-8 encoded, nested too deeply or a number too long)"
+)
+_UNSTORABLE = (
+    "the request contains a value that cannot be stored "
+    "(a NUL character, an unpaired surrogate or an out-of-range number)"
+)
+
+
+_ENVELOPE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "status": {
+            "type": "object",
+            "properties": {
+                "code": {"type": "integer"},
+                "message": {"type": "string"},
+                "corrId": {"type": "string"},
+            },
+            "required": ["code", "message", "corrId"],
+        },
+        "data": {},
+    },
+    "required": ["status"],
+}
+
+
+def _document_errors(app: FastAPI) -> None:
+    """Document what validation errors really answer: a 400 envelope, not FastAPI's 422."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = generate()
+        for path_item in schema.get("paths", {}).values():
+            for op in path_item.values():
+                responses = op.get("responses") if isinstance(op, dict) else None
+                if not responses or "422" not in responses:
+                    continue
+                del responses["422"]
+                responses.setdefault(
+                    "400",
+                    {
+                        "description": "Bad Request: the message names the invalid field",
+                        "content": {"application/json": {"schema": _ENVELOPE_SCHEMA}},
+                    },
+                )
+        components = schema.get("components", {}).get("schemas", {})
+        for name in ("HTTPValidationError", "ValidationError"):
+            definition = components.pop(name, None)
+            if definition is not None and f'"#/components/schemas/{name}"'.encode() in (
+                orjson.dumps(schema)
+            ):
+                components[name] = definition  # still referenced elsewhere: keep it
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def install_error_handlers(app: FastAPI, on_unhandled: Callable[[BaseException], None]) -> None:
@@ -170,6 +291,9 @@ def install_error_handlers(app: FastAPI, on_unhandled: Callable[[BaseException],
 
     async def validation_error(_req: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
+        if isinstance(exc.body, bytes | bytearray) and exc.body:
+            # FastAPI keeps the raw bytes when the content-type is not JSON.
+            return error_response(415, NOT_JSON_MESSAGE)
         return error_response(400, describe_validation_errors(exc.errors()))
 
     async def http_error(_req: Request, exc: Exception) -> Response:
@@ -179,15 +303,34 @@ def install_error_handlers(app: FastAPI, on_unhandled: Callable[[BaseException],
             message = "no such endpoint"
         elif exc.status_code == 405:
             message = "method not allowed on this endpoint"
-        return error_response(exc.status_code, message)
+        elif exc.status_code == 400 and message == _FASTAPI_BODY_ERROR:
+            message = _BODY_UNREADABLE
+        return error_response(exc.status_code, message, headers=exc.headers)
 
-    async def unhandled(_req: Request, exc: Exception) -> Response:
+    async def store_rejected(req: Request, exc: Exception) -> Response:
+        # Safety net for a value that slipped past validation and that the database refused
+        # (SQLSTATE class 22, "data exception"): still the client's input, so a 4xx. It is
+        # reported as unhandled because the validation gap should be closed.
+        sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None) or ""
+        if isinstance(exc, UnicodeEncodeError) or sqlstate.startswith("22"):
+            on_unhandled(exc)
+            return error_response(400, _UNSTORABLE)
+        raise exc
+
+    async def unhandled(req: Request, exc: Exception) -> Response:
         on_unhandled(exc)
-        return error_response(500, "internal error; quote the corrId when reporting it")
+        return error_response(
+            500,
+            "internal error; quote the corrId when reporting it",
+            corr_id=req.scope.get(CORR_SCOPE_KEY),
+        )
 
+    _document_errors(app)
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(DBAPIError, store_rejected)
+    app.add_exception_handler(UnicodeEncodeError, store_rejected)
     app.add_exception_handler(Exception, unhandled)
 
 

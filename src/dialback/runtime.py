@@ -9,6 +9,7 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -18,9 +19,12 @@ from dialback.db.engine import create_engine
 from dialback.db.migrations import current_version, latest_version, migrate
 from dialback.monitor.monitor import CallbackMonitor
 from dialback.observability.events import Events
+from dialback.observability.health import HealthChecker
+from dialback.observability.loop_lag import LoopLagMonitor
+from dialback.observability.metrics import Metrics
 from dialback.routing.simulator import RoutingSimulator
 from dialback.routing.transport import MemoryTransport, RedisTransport, RoutingTransport
-from dialback.services.repository import ServiceCache
+from dialback.services.repository import ServiceCache, ServiceRecord
 from dialback.settings import Settings
 from dialback.tenants.service import KeyCache
 
@@ -66,9 +70,11 @@ class Runtime:
             if settings.routing_redis_url
             else MemoryTransport()
         )
-        self.events = Events()
-        self.services = ServiceCache(self.engine)
-        self.keys = KeyCache(self.engine, settings.api_key_cache_seconds)
+        self.metrics = Metrics(data_dir=Path(settings.data_dir), tolerances=settings.tolerances())
+        self.events = Events(self.metrics, settings.monitor_lagging_threshold_seconds)
+        self._service_tenant: dict[str, str] = {}
+        self.services = ServiceCache(self.engine, on_service=self._service_seen)
+        self.keys = KeyCache(self.engine, settings.api_key_cache_seconds, on_tenant=self._tenant_seen)
         self.monitor: CallbackMonitor | None = CallbackMonitor(self) if settings.monitor_enabled else None
         self.simulator: RoutingSimulator | None = (
             RoutingSimulator(
@@ -82,6 +88,8 @@ class Runtime:
             if settings.simulator_enabled()
             else None
         )
+        self.health = HealthChecker(self)
+        self.loop_lag = LoopLagMonitor(self.metrics)
         self.started_at = time.time()
         self.demo: DemoCredentials | None = None
         self._started = False
@@ -103,14 +111,34 @@ class Runtime:
             from dialback.tenants.bootstrap import ensure_demo
 
             self.demo = await ensure_demo(self)
+        await self._known_series()
+        self.loop_lag.start()
         if self.simulator:
             self.simulator.start()
         if self.monitor:
             self.monitor.start()
+        await self.health.check_all()
+        self.health.start()
         self._started = True
+
+    async def _known_series(self) -> None:
+        """Create every tenant's and service's labelled series at 0."""
+        import sqlalchemy as sa
+
+        from dialback.db.schema import services, tenants
+
+        async with self.engine.connect() as conn:
+            names = dict((await conn.execute(sa.select(tenants.c.id, tenants.c.name))).all())
+            for tid, svc in (await conn.execute(sa.select(services.c.tenant_id, services.c.name))).all():
+                if tid in names:
+                    self.events.service_known(names[tid], svc)
+        for name in names.values():
+            self.events.tenant_known(name)
 
     async def stop(self) -> None:
         """Stop background work and close connections."""
+        await self.health.stop()
+        await self.loop_lag.stop()
         if self.monitor:
             await self.monitor.stop()
         if self.simulator:
@@ -121,6 +149,15 @@ class Runtime:
             except Exception:
                 log.debug("close failed", exc_info=True)
         await self.engine.dispose()
+
+    def _tenant_seen(self, tenant_id: str, name: str) -> None:
+        self._service_tenant[tenant_id] = name
+        self.events.tenant_known(name)
+
+    def _service_seen(self, svc: ServiceRecord) -> None:
+        name = self._service_tenant.get(svc.tenant_id)
+        if name is not None:
+            self.events.service_known(name, svc.name)
 
     def wake_monitor(self) -> None:
         """Dispatch an immediate callback now rather than at the next poll."""

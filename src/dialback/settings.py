@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     monitor_batch_size: int = 500
     monitor_lease_seconds: float = 30.0
     monitor_lagging_threshold_seconds: float = 5.0
+    monitor_stats_seconds: float = 5.0
 
     # Comma-separated bearer tokens for the admin API on the internal port.
     admin_tokens: SecretStr = SecretStr("")
@@ -55,6 +56,24 @@ class Settings(BaseSettings):
     immediate_window_seconds: int = 60
     booking_horizon_days: int = 90
     api_key_cache_seconds: float = 30.0
+
+    # Health checker and external (GWS-style) dependencies; unset URLs are not checked.
+    health_check_min_seconds: float = 15.0
+    health_check_max_seconds: float = 20.0
+    health_check_timeout_seconds: float = 3.0
+    routing_engine_idle_seconds: float = 30.0
+    auth_health_url: str | None = None
+    tenant_directory_health_url: str | None = None
+    config_source_health_url: str | None = None
+    data_dir: str = "./var"
+
+    # Thresholds exported as GES `_tolerance` gauges (per pod, per alert window).
+    http_400_tolerance: float = 50
+    http_401_tolerance: float = 20
+    http_404_tolerance: float = 50
+    http_500_tolerance: float = 0
+    rbac_create_vq_proxy_error_tolerance: float = 5
+    invalid_content_length_tolerance: float = 5
 
     log_level: LogLevel = "info"
     log_max_len: int = 2048
@@ -74,3 +93,11 @@ class Settings(BaseSettings):
     def admin_token_list(self) -> list[str]:
         """The configured admin tokens, blanks dropped."""
         return [t.strip() for t in self.admin_tokens.get_secret_value().split(",") if t.strip()]
+
+    def tolerances(self) -> dict[str, float]:
+        """The `_tolerance` gauges and their values."""
+        names = (
+            "http_400_tolerance", "http_401_tolerance", "http_404_tolerance", "http_500_tolerance",
+            "rbac_create_vq_proxy_error_tolerance", "invalid_content_length_tolerance",
+        )
+        return {n: float(getattr(self, n)) for n in names}

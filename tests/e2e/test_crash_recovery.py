@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+import pytest
 import redis
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dialback.db.engine import create_engine
 from dialback.db.schema import callbacks
@@ -42,10 +45,16 @@ async def _load(url: str, key: str, seconds: float, acked: list[str], stop: asyn
         await asyncio.gather(*(worker(n) for n in range(8)))
 
 
+@pytest.fixture
+async def engine(pg_url: str) -> AsyncIterator[AsyncEngine]:
+    eng = create_engine(pg_url)
+    yield eng
+    await eng.dispose()
+
+
 async def test_sigkill_under_load_loses_nothing_and_leases_are_reclaimed(
-    tmp_path: Path, pg_url: str, redis_url: str, routing_redis_url: str
+    tmp_path: Path, pg_url: str, redis_url: str, routing_redis_url: str, engine: AsyncEngine
 ) -> None:
-    engine = create_engine(pg_url)
     tenant_id, service_id = await tenant_and_service(engine)
     async with engine.begin() as conn:
         await conn.execute(
@@ -83,7 +92,11 @@ async def test_sigkill_under_load_loses_nothing_and_leases_are_reclaimed(
     stop = asyncio.Event()
     load = asyncio.create_task(_load(first.public_url, key, 20, acked, stop))
     try:
-        await asyncio.sleep(1.5)
+        # Kill once enough bookings were acknowledged (bounded wait), while the backlog is
+        # being dispatched.
+        deadline = time.monotonic() + 15
+        while len(acked) < 100 and time.monotonic() < deadline and not load.done():
+            await asyncio.sleep(0.05)
         first.kill()  # SIGKILL: no graceful shutdown, leases left behind
         stop.set()
         await load
@@ -130,7 +143,6 @@ async def test_sigkill_under_load_loses_nothing_and_leases_are_reclaimed(
             all_ids = set((await conn.execute(sa.select(callbacks.c.id))).scalars())
     finally:
         second.stop()
-        await engine.dispose()
     assert set(acked) | set(backlog) <= all_ids
 
     r = redis.Redis.from_url(routing_redis_url, decode_responses=True)

@@ -32,6 +32,6 @@ async def test_immediate_callback_completes_through_simulator(stack: Stack) -> N
     assert data["callbackReason"] == "answered"
     assert data["phoneNumber"] == "+14155550123"
     r = await stack.internal.get(f"/admin/v1/callbacks/{cid}")
-    if r.status_code == 200:
-        states = [e["toState"] for e in r.json()["data"]["history"]]
-        assert states[:2] == ["QUEUED", "ROUTING"]
+    assert r.status_code == 200, r.text
+    states = [e["toState"] for e in r.json()["data"]["history"]]
+    assert states[:2] == ["QUEUED", "ROUTING"]

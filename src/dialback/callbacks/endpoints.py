@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from dialback.callbacks import service
 from dialback.callbacks.schemas import CallbackId, CreateCallback
 from dialback.errors import BadRequest
-from dialback.http import EnvelopeResponse, ok
+from dialback.http import EnvelopeResponse, SafeText, ok
 from dialback.services.schemas import _check_tz
 from dialback.tenants.repository import Tenant
 from dialback.tenants.service import api_tenant
@@ -49,7 +49,7 @@ class AnyEnvelope(BaseModel):
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorEnvelope} for code in (400, 401, 404, 409, 413, 429)
+    code: {"model": ErrorEnvelope} for code in (400, 401, 404, 409, 413, 415, 429)
 }
 
 
@@ -76,7 +76,7 @@ async def retrieve_callback(body: CallbackId, request: Request, tenant: TenantDe
     return ok(await service.retrieve_callback(_runtime(request), tenant, body.id))
 
 
-ServicePath = Annotated[str, Field(min_length=1, max_length=100)]
+ServicePath = Annotated[str, Field(min_length=1, max_length=100), SafeText]
 
 
 def _tz(value: str | None) -> str:
@@ -141,7 +141,9 @@ async def queue_status(queue_name: ServicePath, request: Request, tenant: Tenant
 async def estimated_wait_time(
     request: Request,
     tenant: TenantDep,
-    virtual_queues: Annotated[str, Query(alias="virtual-queues", min_length=1, max_length=2000)],
+    virtual_queues: Annotated[
+        str, Query(alias="virtual-queues", min_length=1, max_length=2000), SafeText
+    ],
     mode: Literal["mode1", "mode2", "mode3"] = "mode2",
 ) -> EnvelopeResponse:
     """Estimated wait time for each of a comma-separated list of virtual queues."""

@@ -18,10 +18,12 @@ def _compiled(patterns: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
 
 
 def mask(number: str) -> str:
-    """Mask a phone number for logs: keep the first 3 and last 2 characters."""
-    if len(number) <= 5:
-        return "*" * len(number)
-    return number[:3] + "*" * (len(number) - 5) + number[-2:]
+    """Mask a phone number for logs: at most the first 3 and last 2 characters stay readable."""
+    n = len(number)
+    # Short strings keep less, so that at least half of the characters are always hidden.
+    head = 3 if n >= 10 else 0
+    tail = 2 if n >= 6 else 0
+    return number[:head] + "*" * (n - head - tail) + number[n - tail :]
 
 
 def normalise_number(raw: str, rule: ValidationRule, field: str = "phoneNumber") -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,6 +24,21 @@ async def get_callback(conn: AsyncConnection, tenant_id: str, callback_id: str) 
     """A tenant's callback by id; another tenant's id reads as missing."""
     q = sa.select(callbacks).where(CB.id == callback_id, CB.tenant_id == tenant_id)
     return (await conn.execute(q)).first()
+
+
+async def lock_number(conn: AsyncConnection, tenant_id: str, phone: str) -> None:
+    """Serialise bookings for one number until the transaction ends (before counting them).
+
+    PostgreSQL: a transaction-scoped advisory lock on the number. SQLite: take the database
+    write lock now (BEGIN IMMEDIATE), so the count and the insert cannot interleave; this must
+    be the first statement of the transaction.
+    """
+    if conn.dialect.name == "postgresql":
+        digest = hashlib.blake2b(f"{tenant_id}:{phone}".encode(), digest_size=8).digest()
+        key = int.from_bytes(digest, "big", signed=True)
+        await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+    elif conn.dialect.name == "sqlite":
+        await conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 async def count_open_for_number(conn: AsyncConnection, tenant_id: str, phone: str) -> int:
@@ -179,7 +195,8 @@ async def search_callbacks(
     if due_to is not None:
         conds.append(CB.due_at < due_to)
     where = sa.and_(sa.true(), *conds)
-    total = int((await conn.execute(sa.select(sa.func.count()).where(where))).scalar() or 0)
+    count = sa.select(sa.func.count()).select_from(callbacks).where(where)
+    total = int((await conn.execute(count)).scalar() or 0)
     q = sa.select(callbacks).where(where).order_by(CB.created_at.desc(), CB.id).limit(limit).offset(offset)
     return list((await conn.execute(q)).all()), total
 
@@ -188,3 +205,19 @@ async def callback_history(conn: AsyncConnection, callback_id: str) -> list[Any]
     """A callback's state changes, oldest first."""
     q = sa.select(callback_events).where(callback_events.c.callback_id == callback_id).order_by(callback_events.c.id)
     return list((await conn.execute(q)).all())
+
+
+async def find_callback(
+    conn: AsyncConnection, callback_id: str, *, lock: bool = False
+) -> Any | None:
+    """A callback by id whatever its tenant (admin API); row-locked on PostgreSQL when ``lock``."""
+    q = sa.select(callbacks).where(CB.id == callback_id)
+    if lock and conn.dialect.name == "postgresql":
+        q = q.with_for_update()
+    return (await conn.execute(q)).first()
+
+
+async def count_open_for_service(conn: AsyncConnection, service_id: str) -> int:
+    """How many of the service's callbacks are not yet completed."""
+    q = sa.select(sa.func.count()).where(CB.service_id == service_id, CB.state.in_(OPEN_STATES))
+    return int((await conn.execute(q)).scalar() or 0)

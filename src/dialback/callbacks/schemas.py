@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from dialback.http import SafeStr, SafeText, check_text
 
 _JS_IDENT = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
 
-ShortText = Annotated[str, Field(max_length=256)]
-UserValue = str | int | float | bool | None
+ShortText = Annotated[str, Field(max_length=256), SafeText]
+
+
+def _user_value(value: Any) -> Any:
+    if not isinstance(value, str | int | float | bool | None):
+        raise ValueError("must be a string, number, boolean or null (not an object or array)")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return check_text(value)
+
+
+# Checked before the union so a refused value gets one clear error, not one per member.
+UserValue = Annotated[str | int | float | bool | None, BeforeValidator(_user_value)]
 
 
 class CallbackState(StrEnum):
@@ -31,7 +45,10 @@ CANCELLABLE_STATES = ("SCHEDULED", "QUEUED", "ROUTING")
 
 def to_utc(value: datetime) -> datetime:
     """Naive times are taken as UTC, as GES documents ``desiredTime``."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range (years 1-9999 in UTC)") from None
 
 
 class CreateCallback(BaseModel):
@@ -39,8 +56,8 @@ class CreateCallback(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    serviceName: str = Field(min_length=1, max_length=100)
-    phoneNumber: str = Field(min_length=1, max_length=32)
+    serviceName: SafeStr = Field(min_length=1, max_length=100)
+    phoneNumber: SafeStr = Field(min_length=1, max_length=32)
     desiredTime: datetime | None = None
     cbOfferType: Literal["ASAP", "SCHEDULED", "COMBINED_SCHEDULED_AND_ASAP"] | None = None
     language: str = Field("en-US", min_length=2, max_length=20, pattern=r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$")
@@ -54,9 +71,9 @@ class CreateCallback(BaseModel):
     cbOriginationIxnId: ShortText | None = None
     surveyRP: ShortText | None = None
     routePoint: ShortText | None = None
-    captchaToken: Annotated[str, Field(max_length=4096)] | None = None
+    captchaToken: Annotated[str, Field(max_length=4096), SafeText] | None = None
     pushChannel: ShortText | None = None
-    pushTarget: Annotated[str, Field(max_length=4096)] | None = None
+    pushTarget: Annotated[str, Field(max_length=4096), SafeText] | None = None
 
     @field_validator("userData")
     @classmethod
@@ -87,7 +104,7 @@ class CallbackId(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    id: str = Field(min_length=1, max_length=64)
+    id: SafeStr = Field(min_length=1, max_length=64)
 
 
 class RescheduleIn(BaseModel):

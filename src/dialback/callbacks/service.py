@@ -105,6 +105,7 @@ async def create_callback(rt: Runtime, tenant: Tenant, req: CreateCallback) -> s
     cid = str(uuid.uuid4())
     try:
         async with rt.engine.begin() as conn:
+            await repo.lock_number(conn, tenant.id, phone)
             open_count = await repo.count_open_for_number(conn, tenant.id, phone)
             if open_count >= cfg.throttle.max_open_per_number:
                 rt.events.number_throttled(tenant)
@@ -172,8 +173,10 @@ async def propose_slots(conn: AsyncConnection, svc: ServiceRecord, after: float,
     return out
 
 
-async def cancel_callback(rt: Runtime, tenant: Tenant, callback_id: str) -> str:
-    """Cancel a callback that is not yet being handled by an agent."""
+async def cancel_callback(
+    rt: Runtime, tenant: Tenant, callback_id: str, *, source: str = "api"
+) -> str:
+    """Cancel a callback that is not yet being handled by an agent (``source`` goes to history)."""
     now = time.time()
     async with rt.engine.begin() as conn:
         row = await repo.lock_callback(conn, tenant.id, callback_id)
@@ -182,7 +185,7 @@ async def cancel_callback(rt: Runtime, tenant: Tenant, callback_id: str) -> str:
         if row.state not in CANCELLABLE_STATES:
             detail = f"COMPLETED ({row.reason})" if row.state == "COMPLETED" else row.state
             raise Conflict(f"callback is {detail} and can no longer be cancelled")
-        await repo.complete_cancelled(conn, row, now, "api")
+        await repo.complete_cancelled(conn, row, now, source)
     if row.state in ("QUEUED", "ROUTING"):
         try:
             await rt.transport.publish_cancel(row.id, row.attempt)
@@ -257,6 +260,9 @@ def parse_time_param(name: str, iso_value: str | None, ms_value: str | None) -> 
             raise BadRequest(f"{name}: not an ISO-8601 time (yyyy-MM-ddTHH:mm:ss.SSSZ)") from None
         if dt.tzinfo is None:
             dt = dt.replace(tzinfo=UTC)
+        # Same bounds as the MS form: times near year 1 or 9999 overflow the slot arithmetic.
+        if not 0 <= dt.timestamp() <= 32503680000:
+            raise BadRequest(f"{name}: out of range (1970 to 3000)")
         return dt.timestamp()
     if ms_value:
         try:
@@ -295,9 +301,12 @@ async def availability(
     async with rt.engine.connect() as conn:
         usage = await repo.slot_usage(conn, svc.id, start - 3600, end)
     slots = []
+    horizon = now + rt.settings.booking_horizon_days * 86400
     for s in rules.iter_slots(cfg.business_hours, cfg.capacity, start, end):
         if s.end <= now:
             continue
+        if s.start > horizon:  # create would refuse it
+            break
         free = None if s.total is None else max(0, s.total - usage.get(s.start, 0))
         if free == 0 and not report_busy:
             continue

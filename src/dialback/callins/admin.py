@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from dialback.callbacks.endpoints import ERRORS
 from dialback.callins import service
 from dialback.callins.schemas import CallInGroupConfig, MatchIn
-from dialback.http import EnvelopeResponse, ok
+from dialback.http import EnvelopeResponse, SafeText, ok
 from dialback.tenants.service import require_admin
 
 router = APIRouter(
@@ -56,8 +56,8 @@ async def list_groups(tenant: TenantName, request: Request) -> EnvelopeResponse:
 @router.get("/call-in/requests", responses=ERRORS)
 async def list_requests(
     request: Request,
-    tenant: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
-    group: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
+    tenant: Annotated[str | None, Query(min_length=1, max_length=100), SafeText] = None,
+    group: Annotated[str | None, Query(min_length=1, max_length=100), SafeText] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> EnvelopeResponse:

@@ -11,9 +11,10 @@ from pydantic_core import PydanticCustomError
 from dialback.callbacks.numbers import normalise_number
 from dialback.callbacks.schemas import _JS_IDENT, UserValue
 from dialback.errors import BadRequest
+from dialback.http import SafeStr, SafeText
 from dialback.services.schemas import Strict, ValidationRule
 
-PhoneText = Annotated[str, Field(min_length=1, max_length=32)]
+PhoneText = Annotated[str, Field(min_length=1, max_length=32), SafeText]
 
 
 def clean_user_data(v: dict[str, UserValue]) -> dict[str, UserValue]:
@@ -98,10 +99,10 @@ class CreateCallIn(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    groupName: str = Field(min_length=1, max_length=100)
+    groupName: SafeStr = Field(min_length=1, max_length=100)
     fromPhoneNumber: PhoneText | None = None
     userData: dict[str, UserValue] = Field(default_factory=dict, max_length=100)
-    callbackServiceId: str | None = Field(None, min_length=1, max_length=100)
+    callbackServiceId: Annotated[str, Field(min_length=1, max_length=100), SafeText] | None = None
 
     @field_validator("userData")
     @classmethod

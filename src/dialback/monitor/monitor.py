@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from dialback.monitor import repository as repo
 from dialback.callbacks import repository as cb_repo
+from dialback.monitor import repository as repo
+from dialback.observability.health import is_dependency_error
 from dialback.routing.messages import Dispatch, Outcome
 
 if TYPE_CHECKING:
@@ -73,6 +75,7 @@ class CallbackMonitor:
         self._tasks = [
             asyncio.create_task(self._dispatch_loop(), name="monitor-dispatch"),
             asyncio.create_task(self._outcome_loop(), name="monitor-outcomes"),
+            asyncio.create_task(self._stats_loop(), name="monitor-stats"),
         ]
 
     async def stop(self) -> None:
@@ -94,11 +97,14 @@ class CallbackMonitor:
             try:
                 n = await self.dispatch_once()
                 backoff = self.settings.monitor_poll_seconds
-            except Exception:
-                log.exception("dispatch cycle failed")
-                self.rt.events.uncaught_exception("monitor")
+            except Exception as exc:
+                if is_dependency_error(exc):
+                    log.warning("dispatch cycle failed: %s: %s", type(exc).__name__, exc)
+                else:
+                    log.exception("dispatch cycle failed")
+                    self.rt.events.uncaught_exception("monitor")
                 n = 0
-                backoff = min(backoff * 2, 10.0)
+                backoff = min(backoff * 2, 5.0)
             self.last_cycle_seconds = time.monotonic() - started
             self.last_cycle_at = time.time()
             self.rt.events.monitor_cycle(self.last_cycle_seconds)
@@ -125,7 +131,6 @@ class CallbackMonitor:
             await self.rt.transport.publish(dispatches)
         except Exception:
             self.rt.events.submit_failed(len(claimed))
-            log.warning("publishing %d callbacks to the routing stream failed", len(claimed), exc_info=True)
             async with self.rt.engine.begin() as conn:
                 await repo.release_leases(conn, self.owner, [r.id for r in claimed])
             raise
@@ -144,7 +149,8 @@ class CallbackMonitor:
                 await transport.ensure_groups()
                 break
             except Exception:
-                log.warning("cannot create the outcome consumer group yet", exc_info=True)
+                self.rt.events.provisioning_failed()
+                log.warning("cannot create the routing consumer groups yet", exc_info=True)
                 await self._sleep(2.0)
         while not self._stopping.is_set():
             try:
@@ -153,9 +159,40 @@ class CallbackMonitor:
                     continue
                 await self.apply_outcomes(entries)
                 await transport.ack_outcomes([eid for eid, _ in entries])
-            except Exception:
-                log.warning("outcome processing failed; will retry", exc_info=True)
+            except Exception as exc:
+                if is_dependency_error(exc):
+                    log.warning("outcome processing failed: %s: %s", type(exc).__name__, exc)
+                else:
+                    log.exception("outcome processing failed")
+                    if "NOGROUP" not in str(exc):
+                        self.rt.events.uncaught_exception("monitor")
                 await self._sleep(1.0)
+                # A routing Redis that restarted empty has lost its groups: provision again.
+                try:
+                    await transport.ensure_groups()
+                except Exception:
+                    self.rt.events.provisioning_failed()
+
+    async def _stats_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.refresh_stats()
+            except Exception:
+                log.debug("monitor statistics refresh failed", exc_info=True)
+            await self._sleep(self.settings.monitor_stats_seconds)
+
+    async def refresh_stats(self) -> None:
+        """Update the monitor-size, due-backlog and oldest-due gauges from the store."""
+        now = time.time()
+        async with self.rt.engine.connect() as conn:
+            by_state = await repo.count_by_state(conn)
+            backlog, oldest = await repo.due_backlog(conn, now)
+        m = self.rt.metrics
+        for state in ("SCHEDULED", "QUEUED", "ROUTING", "PROCESSING"):
+            m.monitor_size.set((state.lower(),), by_state.get(state, 0))
+        m.monitor_size.set(("due",), backlog)
+        m.f["ges_due_backlog"].set((), backlog)
+        m.f["ges_due_oldest_age_seconds"].set((), max(0.0, now - oldest) if oldest is not None else 0)
 
     async def _sleep(self, seconds: float) -> None:
         try:
@@ -181,6 +218,10 @@ class CallbackMonitor:
             return
         if _RANK[o.event] <= _RANK[row.state]:
             return
+        if row.state == "SCHEDULED":
+            # The outcome overtook mark_queued (the attempt was published): record QUEUED first.
+            await cb_repo.add_event(conn, row.id, now, "SCHEDULED", "QUEUED", None, row.attempt, "monitor")
+            row = SimpleNamespace(**{**row._asdict(), "state": "QUEUED"})
         values: dict[str, Any] = {"updated_at": now, "queued_at": row.queued_at or now}
         to_state = o.event
         reason = o.reason

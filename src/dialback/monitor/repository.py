@@ -56,16 +56,19 @@ async def mark_queued(conn: AsyncConnection, owner: str, claimed: list[Any], now
         callbacks.update()
         .where(CB.id.in_(ids), CB.lease_owner == owner, CB.state == "SCHEDULED")
         .values(state="QUEUED", queued_at=now, updated_at=now, lease_owner=None, lease_expires_at=None)
+        .returning(CB.id)
     )
-    await conn.execute(
-        callback_events.insert(),
-        [
-            {"callback_id": r.id, "at": now, "from_state": "SCHEDULED", "to_state": "QUEUED",
-             "reason": None, "attempt": r.attempt, "source": "monitor"}
-            for r in claimed
-        ],
-    )
-    return res.rowcount
+    # Only rows actually moved get the event: an outcome may already have moved a row on.
+    moved = {cid for (cid,) in res.all()}
+    events = [
+        {"callback_id": r.id, "at": now, "from_state": "SCHEDULED", "to_state": "QUEUED",
+         "reason": None, "attempt": r.attempt, "source": "monitor"}
+        for r in claimed
+        if r.id in moved
+    ]
+    if events:
+        await conn.execute(callback_events.insert(), events)
+    return len(moved)
 
 
 async def load_for_outcome(conn: AsyncConnection, callback_id: str) -> Any | None:

@@ -50,7 +50,10 @@ class RoutingSimulator:
 
     def start(self) -> None:
         """Start the reader and the agents."""
-        self._tasks = [asyncio.create_task(self._reader(), name="sim-reader")]
+        self._tasks = [
+            asyncio.create_task(self._reader(), name="sim-reader"),
+            asyncio.create_task(self._heartbeat(), name="sim-heartbeat"),
+        ]
         self._tasks += [
             asyncio.create_task(self._agent(i), name=f"sim-agent-{i}") for i in range(self.agents)
         ]
@@ -71,6 +74,16 @@ class RoutingSimulator:
         finally:
             await self.stop()
 
+    async def _heartbeat(self, every: float = 2.0) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.transport.heartbeat(self.consumer)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.debug("heartbeat failed: %s", exc)
+            await asyncio.sleep(every)
+
     async def _reader(self) -> None:
         while not self._stopping.is_set():
             try:
@@ -84,9 +97,14 @@ class RoutingSimulator:
                 entries = await self.transport.read_dispatches(self.consumer, 100, 1000)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.warning("reading the dispatch stream failed", exc_info=True)
+            except Exception as exc:
+                log.warning("reading the dispatch stream failed: %s", exc)
                 await asyncio.sleep(1.0)
+                # The routing Redis may have restarted empty: recreate the groups.
+                try:
+                    await self.transport.ensure_groups()
+                except Exception:
+                    log.debug("ensure_groups failed", exc_info=True)
                 continue
             for _eid, fields in entries:
                 key = (fields.get("id", ""), fields.get("attempt", ""))

@@ -59,7 +59,11 @@ class RoutingTransport(ABC):
 
     @abstractmethod
     async def active_consumers(self, idle_ms: int = 30_000) -> int:
-        """Routing-engine consumers that read the dispatch stream within ``idle_ms``."""
+        """Routing-engine consumers that read the stream or sent a heartbeat within ``idle_ms``."""
+
+    @abstractmethod
+    async def heartbeat(self, consumer: str) -> None:
+        """Routing-engine side: announce that ``consumer`` is alive (docs/routing.md)."""
 
     @abstractmethod
     async def ensure_groups(self) -> None:
@@ -103,17 +107,17 @@ class RedisTransport(RoutingTransport):
     async def publish(self, dispatches: list[Dispatch]) -> list[bool]:
         if not dispatches:
             return []
-        pipe = self.client.pipeline(transaction=False)
-        for d in dispatches:
-            flat: list[str] = []
-            for k, v in d.fields.items():
-                flat += [k, v]
-            await self._script(
-                keys=[self._dedup_key(d), self.dispatch_stream],
-                args=[self.dedup_ttl, *flat],
-                client=pipe,
-            )
-        res = await pipe.execute()
+        async with self.client.pipeline(transaction=False) as pipe:
+            for d in dispatches:
+                flat: list[str] = []
+                for k, v in d.fields.items():
+                    flat += [k, v]
+                await self._script(
+                    keys=[self._dedup_key(d), self.dispatch_stream],
+                    args=[self.dedup_ttl, *flat],
+                    client=pipe,
+                )
+            res = await pipe.execute()
         return [r is not None and r is not False for r in res]
 
     async def publish_cancel(self, callback_id: str, attempt: int) -> None:
@@ -164,12 +168,31 @@ class RedisTransport(RoutingTransport):
     async def emit_outcome(self, outcome: Outcome) -> None:
         await self.client.xadd(self.outcome_stream, outcome.to_fields())
 
+    @property
+    def heartbeat_key(self) -> str:
+        """Hash of routing-engine consumer -> last heartbeat (epoch seconds)."""
+        return f"{self.dispatch_stream}:heartbeats"
+
     async def active_consumers(self, idle_ms: int = 30_000) -> int:
+        # Redis lists a group consumer only once it has been delivered something, so an idle
+        # but healthy engine is recognised by its heartbeat as well.
         try:
             consumers = await self.client.xinfo_consumers(self.dispatch_stream, self.routing_group)
         except ResponseError:
-            return 0
-        return sum(1 for c in consumers if int(c.get("idle", idle_ms + 1)) <= idle_ms)
+            consumers = []
+        active = {c["name"] for c in consumers if int(c.get("idle", idle_ms + 1)) <= idle_ms}
+        cutoff = time.time() - idle_ms / 1000
+        beats = await self.client.hgetall(self.heartbeat_key)
+        for name, at in beats.items():
+            try:
+                if float(at) >= cutoff:
+                    active.add(name)
+            except ValueError:
+                continue
+        return len(active)
+
+    async def heartbeat(self, consumer: str) -> None:
+        await self.client.hset(self.heartbeat_key, consumer, f"{time.time():.3f}")
 
     async def ping(self) -> None:
         await self.client.ping()
@@ -253,6 +276,9 @@ class MemoryTransport(RoutingTransport):
     async def active_consumers(self, idle_ms: int = 30_000) -> int:
         cutoff = time.monotonic() - idle_ms / 1000
         return sum(1 for t in self._readers.values() if t >= cutoff)
+
+    async def heartbeat(self, consumer: str) -> None:
+        self._readers[consumer] = time.monotonic()
 
     async def ensure_groups(self) -> None:
         return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,8 +84,14 @@ class ServiceCache:
     within ``ttl``.
     """
 
-    def __init__(self, engine: AsyncEngine, ttl: float = 5.0) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        ttl: float = 5.0,
+        on_service: Callable[[ServiceRecord], None] | None = None,
+    ) -> None:
         self.engine = engine
+        self.on_service = on_service
         self.ttl = ttl
         self._entries: dict[tuple[str, str], tuple[float, ServiceRecord | None]] = {}
 
@@ -97,6 +104,8 @@ class ServiceCache:
             return hit[1]
         async with self.engine.connect() as conn:
             rec = await get_service(conn, tenant_id, name)
+        if rec is not None and self.on_service is not None:
+            self.on_service(rec)
         if len(self._entries) > 50_000:
             self._entries.clear()
         self._entries[key] = (now + self.ttl, rec)

@@ -1,17 +1,23 @@
 """Business hours and capacity slots, computed in the service's time zone (DST-correct).
 
-Open windows are built from local wall-clock ranges and converted to UTC instants; slots are
-stepped in UTC from each window's start, so a 25-hour or 23-hour DST day has the right count.
+Open windows are built from local wall-clock ranges and converted to UTC instants. A start or
+end that falls in a DST gap (a wall time that never happens) maps to the transition instant; one
+that happens twice opens at its first and closes at its last occurrence. Slots follow the local
+clock: each local day is cut into slot-length pieces from its first instant, stepped in UTC, so a
+23- or 25-hour DST day has the right count and every caller derives the same slot starts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from dialback.services.schemas import WEEKDAYS, BusinessHours, CapacityRule, hhmm_to_minutes
+
+_DAY = timedelta(days=1)
+_INF = float("inf")
 
 
 @dataclass(frozen=True)
@@ -31,33 +37,52 @@ class Slot:
     total: int | None
 
 
-def _local_to_utc(day: datetime, minutes: int, tz: ZoneInfo, fold: int) -> float:
-    base = datetime.combine(day.date(), time(0), tzinfo=tz)
+def _offset(t: float, tz: ZoneInfo) -> timedelta | None:
+    return datetime.fromtimestamp(t, tz).utcoffset()
+
+
+def _local_to_utc(day: date, minutes: int, tz: ZoneInfo, *, last: bool = False) -> float:
+    """The instant the local clock of ``day`` reads ``minutes`` past midnight (1440 = next day).
+
+    A repeated wall time gives its first occurrence (its last when ``last``); a skipped one gives
+    the transition instant, the first moment the clock reads later than it.
+    """
     if minutes >= 24 * 60:
-        nxt = (base + timedelta(days=1)).replace(tzinfo=tz, fold=0)
-        return datetime.combine(nxt.date(), time(0), tzinfo=tz).timestamp()
-    local = datetime.combine(day.date(), time(minutes // 60, minutes % 60), tzinfo=tz)
-    return local.replace(fold=fold).timestamp()
+        day, minutes = day + _DAY, minutes - 24 * 60
+    naive = datetime.combine(day, time(minutes // 60, minutes % 60))
+    t0 = naive.replace(tzinfo=tz, fold=0).timestamp()
+    t1 = naive.replace(tzinfo=tz, fold=1).timestamp()
+    if t0 <= t1:
+        return t1 if last else t0
+    # In a gap: fold=1 lands before the transition, fold=0 after it; bisect to the second.
+    lo, hi = int(t1), int(t0)
+    after = _offset(hi, tz)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _offset(mid, tz) == after:
+            hi = mid
+        else:
+            lo = mid
+    return float(hi)
 
 
 def open_windows(hours: BusinessHours, start: float, end: float) -> list[Window]:
-    """Open windows overlapping [start, end), merged across midnight, clipped to nothing."""
+    """Open windows overlapping [start, end), merged across midnight (not clipped)."""
     if hours.always_open:
         return [Window(start, end)]
     tz = ZoneInfo(hours.timezone)
     closed = set(hours.closed_dates)
-    first = datetime.fromtimestamp(start, tz) - timedelta(days=1)
-    last = datetime.fromtimestamp(end, tz) + timedelta(days=1)
+    day = datetime.fromtimestamp(start, tz).date() - _DAY
+    last = datetime.fromtimestamp(end, tz).date() + _DAY
     raw: list[Window] = []
-    day = first
-    while day.date() <= last.date():
-        if day.date() not in closed:
+    while day <= last:
+        if day not in closed:
             for rng in hours.weekly.get(WEEKDAYS[day.weekday()], []):
-                s = _local_to_utc(day, hhmm_to_minutes(rng.start), tz, fold=0)
-                e = _local_to_utc(day, hhmm_to_minutes(rng.end), tz, fold=1)
+                s = _local_to_utc(day, hhmm_to_minutes(rng.start), tz)
+                e = _local_to_utc(day, hhmm_to_minutes(rng.end), tz, last=True)
                 if e > s:
                     raw.append(Window(s, e))
-        day = day + timedelta(days=1)
+        day += _DAY
     raw.sort(key=lambda w: w.start)
     merged: list[Window] = []
     for w in raw:
@@ -111,37 +136,54 @@ def slot_capacity(rule: CapacityRule, slot_start: float, tz: ZoneInfo) -> int | 
     return rule.default_capacity
 
 
+def _day_bounds(day: date, tz: ZoneInfo) -> tuple[float, float]:
+    return _local_to_utc(day, 0, tz), _local_to_utc(day + _DAY, 0, tz)
+
+
 def iter_slots(
     hours: BusinessHours, rule: CapacityRule, start: float, end: float
 ) -> Iterator[Slot]:
-    """Every slot of the open windows that starts within [start, end)."""
+    """Every slot of the open windows that overlaps [start, end), in time order."""
     step = rule.slot_minutes * 60
     tz = ZoneInfo(hours.timezone)
-    for w in open_windows(hours, start, end):
-        s = w.start
-        if hours.always_open:
-            s = (start // step) * step
-        while s < w.end and s < end:
-            if s >= start or s + step > start:
-                yield Slot(s, min(s + step, w.end), slot_capacity(rule, s, tz))
-            s += step
+    windows = [Window(-_INF, _INF)] if hours.always_open else open_windows(hours, start, end)
+    for w in windows:
+        lo, hi = max(w.start, start), min(w.end, end)
+        if hi <= lo:
+            continue
+        day = datetime.fromtimestamp(lo, tz).date()
+        while True:
+            d0, d1 = _day_bounds(day, tz)
+            if d0 >= hi:
+                break
+            b = d0 + max(0, (lo - d0) // step) * step
+            while b < d1 and b < hi:
+                s, e = max(b, w.start), min(b + step, d1, w.end)
+                if e > lo:
+                    yield Slot(s, e, slot_capacity(rule, s, tz))
+                b += step
+            day += _DAY
 
 
 def slot_for(hours: BusinessHours, rule: CapacityRule, t: float) -> Slot | None:
     """The slot that instant ``t`` falls in, or None when the service is closed then."""
-    w = window_at(hours, t)
+    w = Window(-_INF, _INF) if hours.always_open else window_at(hours, t)
     if w is None:
         return None
     step = rule.slot_minutes * 60
-    origin = (t // step) * step if hours.always_open else w.start
-    s = origin + ((t - origin) // step) * step
     tz = ZoneInfo(hours.timezone)
-    return Slot(s, min(s + step, w.end), slot_capacity(rule, s, tz))
+    d0, d1 = _day_bounds(datetime.fromtimestamp(t, tz).date(), tz)
+    b = d0 + ((t - d0) // step) * step
+    s = max(b, w.start)
+    return Slot(s, min(b + step, d1, w.end), slot_capacity(rule, s, tz))
 
 
 def utc_iso(t: float) -> str:
     """Epoch seconds to ISO-8601 UTC with milliseconds, as GES writes times."""
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(t * 1000) % 1000:03d}Z"
+    ms = round(t * 1000)
+    return (
+        datetime.fromtimestamp(ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    )
 
 
 def local_iso(t: float, tz_name: str) -> str:

@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from dialback.http import SafeStr
+
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
@@ -54,7 +56,7 @@ class TimeRange(Strict):
 def _check_tz(v: str) -> str:
     try:
         ZoneInfo(v)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: "Europe" is a folder
         raise ValueError(f"unknown IANA time zone {v!r}") from exc
     return v
 
@@ -92,7 +94,7 @@ class ValidationRule(Strict):
 
     default_country: str = Field("US", alias="defaultCountry", min_length=2, max_length=2)
     allowed_countries: list[str] | None = Field(None, alias="allowedCountries")
-    blocked_patterns: list[str] = Field(default_factory=list, alias="blockedPatterns")
+    blocked_patterns: list[SafeStr] = Field(default_factory=list, alias="blockedPatterns")
     allow_premium: bool = Field(False, alias="allowPremium")
 
     @field_validator("default_country")

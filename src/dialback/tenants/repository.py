@@ -125,3 +125,17 @@ async def tenant_for_key_hash(conn: AsyncConnection, key_hash: str) -> Tenant | 
     )
     row = (await conn.execute(q)).first()
     return _tenant(row) if row else None
+
+
+async def get_tenant_row(conn: AsyncConnection, name: str) -> dict[str, Any] | None:
+    """A tenant's full row (with ``created_at``) by name, for the admin API."""
+    row = (await conn.execute(sa.select(tenants).where(tenants.c.name == name))).first()
+    return dict(row._mapping) if row else None
+
+
+async def tenant_names(conn: AsyncConnection, ids: set[str]) -> dict[str, str]:
+    """Tenant id -> name for the given ids."""
+    if not ids:
+        return {}
+    rows = await conn.execute(sa.select(tenants.c.id, tenants.c.name).where(tenants.c.id.in_(ids)))
+    return {tid: name for tid, name in rows.all()}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from dialback.http import SafeStr
 from dialback.services.schemas import Name, Strict
 
 
@@ -37,7 +38,7 @@ class TenantPatch(Strict):
 class ApiKeyIn(Strict):
     """Admin request to create an API key."""
 
-    name: str = Field("default", min_length=1, max_length=100)
+    name: SafeStr = Field("default", min_length=1, max_length=100)
 
 
 class ApiKeyOut(BaseModel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import time
+from collections.abc import Callable
 
 from fastapi import Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -21,8 +22,11 @@ _MAX_KEY_LEN = 256
 class KeyCache:
     """API-key hash -> tenant, cached for ``ttl`` seconds (misses for a few seconds)."""
 
-    def __init__(self, engine: AsyncEngine, ttl: float) -> None:
+    def __init__(
+        self, engine: AsyncEngine, ttl: float, on_tenant: Callable[[str, str], None] | None = None
+    ) -> None:
         self.engine = engine
+        self.on_tenant = on_tenant
         self.ttl = ttl
         self.miss_ttl = min(ttl, 5.0)
         self._entries: dict[str, tuple[float, Tenant | None]] = {}
@@ -36,6 +40,8 @@ class KeyCache:
             return hit[1]
         async with self.engine.connect() as conn:
             tenant = await tenant_for_key_hash(conn, digest)
+        if tenant is not None and self.on_tenant is not None:
+            self.on_tenant(tenant.id, tenant.name)
         if len(self._entries) > 100_000:
             self._entries.clear()
         self._entries[digest] = (now + (self.ttl if tenant else self.miss_ttl), tenant)
