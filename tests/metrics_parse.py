@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-_SAMPLE = re.compile(r'^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})? (\S+)$')
+_SAMPLE = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})? (\S+)$")
 _LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
 
@@ -21,8 +21,12 @@ def parse(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
     return out
 
 
-def value(samples: dict[str, list[tuple[dict[str, str], float]]], name: str, **labels: str) -> float | None:
+def value(
+    samples: dict[str, list[tuple[dict[str, str], float]]], name: str, **labels: str
+) -> float | None:
     """The value of the one sample of ``name`` whose labels include ``labels``; None if absent."""
-    found = [v for lbls, v in samples.get(name, []) if all(lbls.get(k) == x for k, x in labels.items())]
+    found = [
+        v for lbls, v in samples.get(name, []) if all(lbls.get(k) == x for k, x in labels.items())
+    ]
     assert len(found) <= 1, f"{name}{labels} matches {len(found)} series"
     return found[0] if found else None

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 
 from dialback import __version__
 from dialback.http import CorrelationAndLimits, install_error_handlers
-from dialback.observability.http_metrics import HttpMetrics
+from dialback.observability.http_metrics import RequestObservability
 from dialback.runtime import Runtime
 
 log = logging.getLogger("dialback.app")
@@ -34,7 +34,7 @@ def _base_app(rt: Runtime, title: str, description: str) -> FastAPI:
         max_body_bytes=rt.settings.max_body_bytes,
         on_oversize=rt.events.oversize_body,
     )
-    app.add_middleware(HttpMetrics, metrics=rt.metrics)
+    app.add_middleware(RequestObservability, metrics=rt.metrics)
     return app
 
 
@@ -58,9 +58,11 @@ def create_internal_app(rt: Runtime) -> FastAPI:
     from dialback.admin.endpoints import router as admin_router
     from dialback.callins.admin import router as callins_admin_router
     from dialback.health import router as health_router
+    from dialback.observability.admin import router as logging_admin_router
 
     app = _base_app(rt, "dialback internal API", "Probes and the admin API (bearer token).")
     app.include_router(health_router)
     app.include_router(admin_router)
+    app.include_router(logging_admin_router)
     app.include_router(callins_admin_router)
     return app

@@ -27,7 +27,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.demo:
         overrides["demo"] = True
     settings = Settings(**overrides)
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, max_len=settings.log_max_len, fmt=settings.log_format)
     _run(serve(settings))
     return 0
 

@@ -20,6 +20,7 @@ from dialback.db.migrations import current_version, latest_version, migrate
 from dialback.monitor.monitor import CallbackMonitor
 from dialback.observability.events import Events
 from dialback.observability.health import HealthChecker
+from dialback.observability.logging import set_on_failure
 from dialback.observability.loop_lag import LoopLagMonitor
 from dialback.observability.metrics import Metrics
 from dialback.routing.simulator import RoutingSimulator
@@ -72,6 +73,7 @@ class Runtime:
         )
         self.metrics = Metrics(data_dir=Path(settings.data_dir), tolerances=settings.tolerances())
         self.events = Events(self.metrics, settings.monitor_lagging_threshold_seconds)
+        set_on_failure(lambda: self.metrics.alarm("LOGGING_FAILURE"))
         self._service_tenant: dict[str, str] = {}
         self.services = ServiceCache(self.engine, on_service=self._service_seen)
         self.keys = KeyCache(self.engine, settings.api_key_cache_seconds, on_tenant=self._tenant_seen)
@@ -158,6 +160,16 @@ class Runtime:
         name = self._service_tenant.get(svc.tenant_id)
         if name is not None:
             self.events.service_known(name, svc.name)
+
+    async def provision_routing(self) -> bool:
+        """Create the routing streams and consumer groups; count a failure as an alarm."""
+        try:
+            await asyncio.wait_for(self.transport.ensure_groups(), timeout=5)
+            return True
+        except Exception:
+            log.warning("provisioning the routing stream and groups failed", exc_info=True)
+            self.events.provisioning_failed()
+            return False
 
     def wake_monitor(self) -> None:
         """Dispatch an immediate callback now rather than at the next poll."""

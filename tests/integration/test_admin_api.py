@@ -269,6 +269,7 @@ async def test_service_crud(stack: Stack) -> None:
     assert svc["config"]["capacity"]["defaultCapacity"] == 3
     assert svc["config"]["retry"]["maxAttempts"] == 2
     assert svc["config"]["throttle"]["maxOpenPerNumber"] == 2  # defaults filled in
+    assert svc.pop("routingProvisioned") is True  # stream and consumer groups exist
 
     got = data(await stack.internal.get(f"{A}/tenants/acme/services/support"))
     assert got == svc

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -302,10 +303,18 @@ async def test_unlimited_slots_report_null_capacity(stack: Stack) -> None:
     assert data["durationMin"] == 60
 
 
+@pytest.fixture
+async def long_stack(stack_settings: Any) -> AsyncIterator[Stack]:
+    """A stack that books up to 400 days ahead, so the next DST change is always in reach."""
+    async with started_stack(stack_settings.model_copy(update={"booking_horizon_days": 400})) as s:
+        yield s
+
+
 @pytest.mark.parametrize(("backwards", "thirty", "sixty"), [(False, 6, 3), (True, 10, 5)])
 async def test_availability_on_dst_days(
-    stack: Stack, backwards: bool, thirty: int, sixty: int
+    long_stack: Stack, backwards: bool, thirty: int, sixty: int
 ) -> None:
+    stack = long_stack
     day = next_offset_change(NY, backwards=backwards)
     weekly = {ALL_DAYS[day.weekday()]: [{"start": "00:00", "end": "04:00"}]}
     hours = {"timezone": NY, "weekly": weekly}

@@ -14,13 +14,25 @@ from tests.conftest import TEMPLATE_DB, Stack, make_settings, started_stack, wai
 from tests.metrics_parse import parse, value
 from tests.servers import PostgresServer, RedisServer
 
-FAST = {"health_check_min_seconds": 0.2, "health_check_max_seconds": 0.3, "health_check_timeout_seconds": 1.0}
+FAST = {
+    "health_check_min_seconds": 0.2,
+    "health_check_max_seconds": 0.3,
+    "health_check_timeout_seconds": 1.0,
+}
 
 
 async def gauges(stack: Stack) -> dict[str, float | None]:
     samples = parse((await stack.internal.get("/metrics")).text)
-    names = ("REDIS_CONNECTION", "ORS_REDIS_STATUS", "POSTGRES_STATUS", "GES_HEALTH", "ALL_URS_DOWN",
-             "GWS_AUTH_STATUS", "GWS_ENV_STATUS", "GWS_CONFIG_STATUS")
+    names = (
+        "REDIS_CONNECTION",
+        "ORS_REDIS_STATUS",
+        "POSTGRES_STATUS",
+        "GES_HEALTH",
+        "ALL_URS_DOWN",
+        "GWS_AUTH_STATUS",
+        "GWS_ENV_STATUS",
+        "GWS_CONFIG_STATUS",
+    )
     return {n: value(samples, n) for n in names}
 
 
@@ -36,9 +48,15 @@ def own_redis() -> Iterator[RedisServer]:
     server.stop()
 
 
-async def test_redis_down_and_back(pg_url: str, own_redis: RedisServer, routing_redis_url: str) -> None:
+async def test_redis_down_and_back(
+    pg_url: str, own_redis: RedisServer, routing_redis_url: str
+) -> None:
     settings = make_settings(
-        database_url=pg_url, redis_url=own_redis.url, routing_redis_url=routing_redis_url, simulator="on", **FAST
+        database_url=pg_url,
+        redis_url=own_redis.url,
+        routing_redis_url=routing_redis_url,
+        simulator="on",
+        **FAST,
     )
     async with started_stack(settings) as stack:
         assert (await gauges(stack))["REDIS_CONNECTION"] == 0
@@ -67,7 +85,11 @@ async def test_routing_redis_down_raises_ges_health_and_submit_failures(
     pg_url: str, redis_url: str, own_redis: RedisServer
 ) -> None:
     settings = make_settings(
-        database_url=pg_url, redis_url=redis_url, routing_redis_url=own_redis.url, simulator="on", **FAST
+        database_url=pg_url,
+        redis_url=redis_url,
+        routing_redis_url=own_redis.url,
+        simulator="on",
+        **FAST,
     )
     async with started_stack(settings) as stack:
         key = await stack.tenant()
@@ -82,13 +104,16 @@ async def test_routing_redis_down_raises_ges_health_and_submit_failures(
         # A booking is still accepted (it is in the store); publishing it fails and is counted.
         r = await stack.public.post(
             "/engagement/v3/callbacks/create",
-            json={"serviceName": "sales", "phoneNumber": "+14155550123"}, headers={"x-api-key": key},
+            json={"serviceName": "sales", "phoneNumber": "+14155550123"},
+            headers={"x-api-key": key},
         )
         assert r.status_code == 200
         cid = r.json()["data"]["id"]
 
         async def submit_failed() -> bool:
-            return value(parse((await stack.internal.get("/metrics")).text), "CB_SUBMIT_FAILED") >= 1
+            return (
+                value(parse((await stack.internal.get("/metrics")).text), "CB_SUBMIT_FAILED") >= 1
+            )
 
         await wait_for(submit_failed, timeout=10)
         own_redis.start()
@@ -105,13 +130,18 @@ async def test_routing_redis_down_raises_ges_health_and_submit_failures(
         assert g["ORS_REDIS_STATUS"] == 0 and g["GES_HEALTH"] == 0
 
 
-async def test_postgres_down_and_back(tmp_path: Path, redis_url: str, routing_redis_url: str) -> None:
+async def test_postgres_down_and_back(
+    tmp_path: Path, redis_url: str, routing_redis_url: str
+) -> None:
     pg = PostgresServer().start()
     try:
         pg.psql("CREATE DATABASE dialback")
         settings = make_settings(
-            database_url=pg.url("dialback"), redis_url=redis_url, routing_redis_url=routing_redis_url,
-            simulator="on", **FAST,
+            database_url=pg.url("dialback"),
+            redis_url=redis_url,
+            routing_redis_url=routing_redis_url,
+            simulator="on",
+            **FAST,
         )
         async with started_stack(settings) as stack:
             g = await gauges(stack)
@@ -129,7 +159,11 @@ async def test_postgres_down_and_back(tmp_path: Path, redis_url: str, routing_re
 
             async def up() -> bool:
                 g = await gauges(stack)
-                return g["POSTGRES_STATUS"] == 0 and g["GES_HEALTH"] == 0 and (await ready(stack))[0] == 200
+                return (
+                    g["POSTGRES_STATUS"] == 0
+                    and g["GES_HEALTH"] == 0
+                    and (await ready(stack))[0] == 200
+                )
 
             await wait_for(up, timeout=15)
     finally:
@@ -141,10 +175,15 @@ async def test_all_urs_down_follows_routing_engine_consumers(
     pg_url: str, redis_url: str, routing_redis_url: str
 ) -> None:
     settings = make_settings(
-        database_url=pg_url, redis_url=redis_url, routing_redis_url=routing_redis_url, simulator="off",
-        routing_engine_idle_seconds=1.0, **FAST,
+        database_url=pg_url,
+        redis_url=redis_url,
+        routing_redis_url=routing_redis_url,
+        simulator="off",
+        routing_engine_idle_seconds=1.0,
+        **FAST,
     )
     async with started_stack(settings) as stack:
+
         async def urs(expected: float) -> bool:
             return (await gauges(stack))["ALL_URS_DOWN"] == expected
 
@@ -182,25 +221,41 @@ async def test_http_dependencies_credentials_and_server_errors(
     thread.start()
     url = f"http://127.0.0.1:{server.server_address[1]}/health"
     settings = make_settings(
-        database_url=pg_url, redis_url=redis_url, routing_redis_url=routing_redis_url, simulator="on",
-        auth_health_url=url, tenant_directory_health_url=url, config_source_health_url=url, **FAST,
+        database_url=pg_url,
+        redis_url=redis_url,
+        routing_redis_url=routing_redis_url,
+        simulator="on",
+        auth_health_url=url,
+        tenant_directory_health_url=url,
+        config_source_health_url=url,
+        **FAST,
     )
     try:
         async with started_stack(settings) as stack:
             g = await gauges(stack)
-            assert g["GWS_AUTH_STATUS"] == 0 and g["GWS_ENV_STATUS"] == 0 and g["GWS_CONFIG_STATUS"] == 0
+            assert (
+                g["GWS_AUTH_STATUS"] == 0
+                and g["GWS_ENV_STATUS"] == 0
+                and g["GWS_CONFIG_STATUS"] == 0
+            )
             handler.status = 401
 
             async def creds() -> bool:
                 s = parse((await stack.internal.get("/metrics")).text)
-                return value(s, "GWS_INCORRECT_CLIENT_CREDENTIALS") >= 1 and value(s, "GWS_AUTH_STATUS") == 1
+                return (
+                    value(s, "GWS_INCORRECT_CLIENT_CREDENTIALS") >= 1
+                    and value(s, "GWS_AUTH_STATUS") == 1
+                )
 
             await wait_for(creds, timeout=5)
             assert (await gauges(stack))["GES_HEALTH"] == 3
             handler.status = 503
 
             async def server_error() -> bool:
-                return value(parse((await stack.internal.get("/metrics")).text), "GWS_SERVER_ERROR") >= 1
+                return (
+                    value(parse((await stack.internal.get("/metrics")).text), "GWS_SERVER_ERROR")
+                    >= 1
+                )
 
             await wait_for(server_error, timeout=5)
             handler.status = 200
@@ -217,10 +272,14 @@ async def _gauge_is(stack: Stack, name: str, expected: float) -> bool:
 async def test_dns_failure_is_counted(pg_url: str, routing_redis_url: str) -> None:
     # glibc refuses this host name locally (invalid characters): no DNS query leaves the machine.
     settings = make_settings(
-        database_url=pg_url, redis_url="redis://bad_host!:6379/0", routing_redis_url=routing_redis_url,
-        simulator="on", **FAST,
+        database_url=pg_url,
+        redis_url="redis://bad_host!:6379/0",
+        routing_redis_url=routing_redis_url,
+        simulator="on",
+        **FAST,
     )
     async with started_stack(settings) as stack:
+
         async def counted() -> bool:
             s = parse((await stack.internal.get("/metrics")).text)
             return value(s, "DNS_FAILURE") >= 1 and value(s, "REDIS_CONNECTION") == 1

@@ -30,34 +30,47 @@ async def traffic(stack: Stack) -> str:
     key = await stack.tenant()
     h = {"x-api-key": key}
     await stack.public.post(
-        "/engagement/v3/callbacks/create", json={"serviceName": "sales", "phoneNumber": "+14155550123"}, headers=h
+        "/engagement/v3/callbacks/create",
+        json={"serviceName": "sales", "phoneNumber": "+14155550123"},
+        headers=h,
     )
-    await stack.public.post("/engagement/v3/callbacks/create", json={"serviceName": "sales"}, headers=h)
+    await stack.public.post(
+        "/engagement/v3/callbacks/create", json={"serviceName": "sales"}, headers=h
+    )
     await stack.public.get("/engagement/v3/callbacks/availability/sales", headers=h)
     await stack.public.get("/engagement/v3/callbacks/availability/nope", headers=h)
-    await stack.public.post("/engagement/v3/callbacks/retrieve", json={"id": "x"}, headers={"x-api-key": "wrong"})
+    await stack.public.post(
+        "/engagement/v3/callbacks/retrieve", json={"id": "x"}, headers={"x-api-key": "wrong"}
+    )
     await stack.public.get("/no/such/path/12345")
     return key
 
 
-async def test_scrape_passes_promtool_and_has_every_ges_metric_with_ges_labels(stack: Stack) -> None:
+async def test_scrape_passes_promtool_and_has_every_ges_metric_with_ges_labels(
+    stack: Stack,
+) -> None:
     await traffic(stack)
     r = await stack.internal.get("/metrics")
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
-    check = subprocess.run([promtool(), "check", "metrics"], input=r.text, capture_output=True, text=True)
+    check = subprocess.run(
+        [promtool(), "check", "metrics"], input=r.text, capture_output=True, text=True
+    )
     remarks = {line.strip() for line in (check.stdout + check.stderr).splitlines() if line.strip()}
     assert remarks == KNOWN_PROMTOOL_REMARKS, remarks
 
     samples = parse(r.text)
     wanted = [
-        line.split() for line in (ROOT / "tests/data/ges_queried_metrics.txt").read_text().splitlines()
+        line.split()
+        for line in (ROOT / "tests/data/ges_queried_metrics.txt").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
     for name, *labels in wanted:
         assert name in samples, f"{name} missing from /metrics"
         for lbls, _v in samples[name]:
-            assert set(labels) <= set(lbls), f"{name} lacks labels {set(labels) - set(lbls)}: {lbls}"
+            assert set(labels) <= set(lbls), (
+                f"{name} lacks labels {set(labels) - set(lbls)}: {lbls}"
+            )
 
     # Route templates, never raw paths; an unknown path is "unmatched"; no tenant is "undefined".
     paths = {lbls["path"] for lbls, _ in samples["ges_http_requests_total"]}
@@ -75,11 +88,15 @@ async def test_scrape_passes_promtool_and_has_every_ges_metric_with_ges_labels(s
 async def test_every_catalogue_metric_is_exposed_and_alarms_start_at_zero(stack: Stack) -> None:
     key = await stack.tenant()
     # A tenant's and a service's labelled series exist from their first use, at 0.
-    r = await stack.public.get("/engagement/v3/callbacks/open-for/sales", headers={"x-api-key": key})
+    r = await stack.public.get(
+        "/engagement/v3/callbacks/open-for/sales", headers={"x-api-key": key}
+    )
     assert r.status_code == 200
     await stack.public.get("/engagement/v3/callbacks/open-for/nope", headers={"x-api-key": key})
     samples = parse((await stack.internal.get("/metrics")).text)
-    exposed = {n.removesuffix("_bucket").removesuffix("_sum").removesuffix("_count") for n in samples}
+    exposed = {
+        n.removesuffix("_bucket").removesuffix("_sum").removesuffix("_count") for n in samples
+    }
     optional = {"GWS_AUTH_STATUS", "GWS_ENV_STATUS", "GWS_CONFIG_STATUS"}  # not configured here
     for m in CATALOGUE:
         if m.name not in optional:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 import uuid
 from datetime import UTC, datetime
@@ -11,9 +12,10 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dialback.callbacks import repository as repo
-from dialback.callbacks.numbers import normalise_number
+from dialback.callbacks.numbers import mask, normalise_number
 from dialback.callbacks.schemas import CANCELLABLE_STATES, CreateCallback
 from dialback.errors import BadRequest, Conflict, NotFound, TooManyRequests
+from dialback.observability.logging import TRACE, bind
 from dialback.services import rules
 from dialback.services.repository import ServiceRecord
 from dialback.tenants.repository import Tenant
@@ -21,6 +23,7 @@ from dialback.tenants.repository import Tenant
 if TYPE_CHECKING:
     from dialback.runtime import Runtime
 
+log = logging.getLogger("dialback.callbacks")
 PROPOSED_SLOTS = 5
 
 
@@ -29,7 +32,9 @@ def iso(t: float | None) -> str | None:
     return None if t is None else rules.utc_iso(t)
 
 
-async def require_service(rt: Runtime, tenant: Tenant, name: str, *, field: str | None = None) -> ServiceRecord:
+async def require_service(
+    rt: Runtime, tenant: Tenant, name: str, *, field: str | None = None
+) -> ServiceRecord:
     """The tenant's service; 400 naming the body field, or 404 for a path parameter."""
     svc = await rt.services.get(tenant.id, name)
     if svc is None:
@@ -54,9 +59,25 @@ async def _release(rt: Runtime, keys: list[tuple[str, int]]) -> None:
 
 async def create_callback(rt: Runtime, tenant: Tenant, req: CreateCallback) -> str:
     """Book a callback; returns its id once the row is committed."""
+    trace = log.isEnabledFor(TRACE)
+    if trace:
+        log.log(
+            TRACE,
+            "create callback: request accepted for validation",
+            extra={
+                "service": req.serviceName,
+                "desiredTime": req.desiredTime.isoformat() if req.desiredTime else None,
+                "cbOfferType": req.cbOfferType,
+                "userDataKeys": len(req.userData),
+            },
+        )
     svc = await require_service(rt, tenant, req.serviceName, field="serviceName")
     cfg = svc.config
+    if trace:
+        log.log(TRACE, "create callback: service resolved", extra={"serviceId": svc.id})
     phone = normalise_number(req.phoneNumber, cfg.validation)
+    if trace:
+        log.log(TRACE, "create callback: phone number valid", extra={"number": mask(phone)})
     now = time.time()
     desired = req.desiredTime.timestamp() if req.desiredTime else None
     immediate = desired is None or (
@@ -67,16 +88,22 @@ async def create_callback(rt: Runtime, tenant: Tenant, req: CreateCallback) -> s
         raise BadRequest("desiredTime: is in the past")
     if immediate:
         if not cfg.immediate_enabled:
-            raise BadRequest(f"serviceName: service {svc.name!r} does not offer immediate callbacks")
+            raise BadRequest(
+                f"serviceName: service {svc.name!r} does not offer immediate callbacks"
+            )
         if not rules.is_open(cfg.business_hours, now):
             nxt = rules.next_opening(cfg.business_hours, now)
             hint = f"; it opens at {iso(nxt)}" if nxt else ""
-            raise BadRequest(f"serviceName: service {svc.name!r} is closed now{hint}; book a desiredTime")
+            raise BadRequest(
+                f"serviceName: service {svc.name!r} is closed now{hint}; book a desiredTime"
+            )
         due = now
     else:
         assert desired is not None
         if not cfg.scheduled_enabled:
-            raise BadRequest(f"desiredTime: service {svc.name!r} does not offer scheduled callbacks")
+            raise BadRequest(
+                f"desiredTime: service {svc.name!r} does not offer scheduled callbacks"
+            )
         if desired > now + rt.settings.booking_horizon_days * 86400:
             raise BadRequest(
                 f"desiredTime: is more than {rt.settings.booking_horizon_days} days ahead"
@@ -87,14 +114,32 @@ async def create_callback(rt: Runtime, tenant: Tenant, req: CreateCallback) -> s
             hint = f"; the next opening is {iso(nxt)}" if nxt else ""
             raise BadRequest(f"desiredTime: is outside the business hours of {svc.name!r}{hint}")
         due = desired
+    if trace:
+        log.log(
+            TRACE,
+            "create callback: schedule decided",
+            extra={
+                "immediate": immediate,
+                "dueTime": iso(due),
+                "slot": iso(slot.start) if slot else None,
+            },
+        )
 
     keys = _throttle_keys(tenant, phone, now)
     tenant_count, day_count = await rt.counters.incr_many(keys)
+    if trace:
+        log.log(
+            TRACE,
+            "create callback: throttle counters read",
+            extra={"tenantCount": tenant_count, "numberTodayCount": day_count},
+        )
     limit = int(tenant.settings.get("throttle", {}).get("maxCallbacks", 500))
     if tenant_count > limit:
         await _release(rt, keys)
         rt.events.tenant_throttled(tenant)
-        raise TooManyRequests(f"tenant {tenant.name!r} has reached its limit of {limit} callbacks per window")
+        raise TooManyRequests(
+            f"tenant {tenant.name!r} has reached its limit of {limit} callbacks per window"
+        )
     if day_count > cfg.throttle.max_per_number_per_day:
         await _release(rt, keys)
         rt.events.number_throttled(tenant)
@@ -107,6 +152,12 @@ async def create_callback(rt: Runtime, tenant: Tenant, req: CreateCallback) -> s
         async with rt.engine.begin() as conn:
             await repo.lock_number(conn, tenant.id, phone)
             open_count = await repo.count_open_for_number(conn, tenant.id, phone)
+            if trace:
+                log.log(
+                    TRACE,
+                    "create callback: open callbacks for the number counted",
+                    extra={"open": open_count, "limit": cfg.throttle.max_open_per_number},
+                )
             if open_count >= cfg.throttle.max_open_per_number:
                 rt.events.number_throttled(tenant)
                 raise TooManyRequests(
@@ -118,9 +169,20 @@ async def create_callback(rt: Runtime, tenant: Tenant, req: CreateCallback) -> s
                 if not await repo.reserve_capacity(conn, svc.id, slot.start, slot.total):
                     proposals = await propose_slots(conn, svc, slot.end, now)
                     raise TooManyRequests(
-                        f"desiredTime: the slot starting {iso(slot.start)} is full", data={"slots": proposals}
+                        f"desiredTime: the slot starting {iso(slot.start)} is full",
+                        data={"slots": proposals},
                     )
                 slot_start = slot.start
+            if trace:
+                log.log(
+                    TRACE,
+                    "create callback: capacity checked",
+                    extra={
+                        "slot": iso(slot.start) if slot else None,
+                        "total": slot.total if slot else None,
+                        "reserved": slot_start is not None,
+                    },
+                )
             await repo.insert_callback(
                 conn,
                 {
@@ -147,13 +209,21 @@ async def create_callback(rt: Runtime, tenant: Tenant, req: CreateCallback) -> s
     except BaseException:
         await _release(rt, keys)
         raise
+    bind(callbackId=cid)
+    if trace:
+        log.log(TRACE, "create callback: stored (committed)", extra={"state": "SCHEDULED"})
     rt.events.callback_created(tenant, svc.name, immediate)
     if immediate:
         rt.wake_monitor()
+    log.debug(
+        "callback booked", extra={"service": svc.name, "immediate": immediate, "dueTime": iso(due)}
+    )
     return cid
 
 
-async def propose_slots(conn: AsyncConnection, svc: ServiceRecord, after: float, now: float) -> dict[str, list[str]]:
+async def propose_slots(
+    conn: AsyncConnection, svc: ServiceRecord, after: float, now: float
+) -> dict[str, list[str]]:
     """Up to PROPOSED_SLOTS free slots from ``after``, keyed by local date."""
     cfg = svc.config
     start = max(after, now)
@@ -238,7 +308,7 @@ async def estimate_wait(
     comps = await repo.recent_completions(conn, svc.id, 32)
     if mode == "mode3":
         waits = [r.routed_at - r.queued_at for r in comps if r.queued_at and r.routed_at]
-        return int(round(sum(waits) / len(waits))) if waits else -1
+        return round(sum(waits) / len(waits)) if waits else -1
     if mode == "mode2" and await rt.transport.active_consumers() == 0:
         return -1
     if len(comps) < 2:
@@ -248,7 +318,7 @@ async def estimate_wait(
         return 0
     rate = (len(comps) - 1) / span
     ahead = position if position is not None else await repo.queued_count(conn, svc.id) + 1
-    return int(round(ahead / rate))
+    return round(ahead / rate)
 
 
 def parse_time_param(name: str, iso_value: str | None, ms_value: str | None) -> float | None:
@@ -323,7 +393,9 @@ async def availability(
     return {"slots": slots, "durationMin": cfg.capacity.slot_minutes, "timezone": timezone}
 
 
-async def open_for(rt: Runtime, tenant: Tenant, service_name: str, start: float | None) -> dict[str, Any]:
+async def open_for(
+    rt: Runtime, tenant: Tenant, service_name: str, start: float | None
+) -> dict[str, Any]:
     """Seconds until the service closes, 0 when closed."""
     svc = await require_service(rt, tenant, service_name)
     t = time.time() if start is None else start
@@ -341,17 +413,29 @@ async def queue_status(rt: Runtime, tenant: Tenant, queue: str) -> dict[str, Any
     offer_now = cfg.immediate_enabled and remaining > 0 and (ewt < 0 or ewt < remaining)
     if ewt < 0 and await rt.transport.active_consumers() == 0:
         offer_now = False
-    return {"ewt": ewt, "offerImmediateCallback": offer_now, "offerScheduledCallback": cfg.scheduled_enabled}
+    return {
+        "ewt": ewt,
+        "offerImmediateCallback": offer_now,
+        "offerScheduledCallback": cfg.scheduled_enabled,
+    }
 
 
-async def estimated_wait_times(rt: Runtime, tenant: Tenant, queues: list[str], mode: str) -> list[dict[str, Any]]:
+async def estimated_wait_times(
+    rt: Runtime, tenant: Tenant, queues: list[str], mode: str
+) -> list[dict[str, Any]]:
     """EWT for each named virtual queue; unknown queues answer -1 with a message."""
     out = []
     async with rt.engine.connect() as conn:
         for name in queues:
             svc = await rt.services.get(tenant.id, name)
             if svc is None:
-                out.append({"virtualQueue": name, "estimatedWaitTime": -1, "message": "unknown virtual queue"})
+                out.append(
+                    {
+                        "virtualQueue": name,
+                        "estimatedWaitTime": -1,
+                        "message": "unknown virtual queue",
+                    }
+                )
                 continue
             ewt = await estimate_wait(rt, conn, svc, mode)
             msg = "no estimate yet" if ewt < 0 else "ok"

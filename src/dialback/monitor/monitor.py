@@ -21,6 +21,7 @@ import orjson
 from dialback.callbacks import repository as cb_repo
 from dialback.monitor import repository as repo
 from dialback.observability.health import is_dependency_error
+from dialback.observability.logging import TRACE, bound
 from dialback.routing.messages import Dispatch, Outcome
 
 if TYPE_CHECKING:
@@ -120,12 +121,22 @@ class CallbackMonitor:
         now = time.time()
         async with self.rt.engine.begin() as conn:
             claimed = await repo.claim_due(
-                conn, self.owner, now, self.settings.monitor_lease_seconds, self.settings.monitor_batch_size
+                conn,
+                self.owner,
+                now,
+                self.settings.monitor_lease_seconds,
+                self.settings.monitor_batch_size,
             )
         if not claimed:
             return 0
+        trace = log.isEnabledFor(TRACE)
+        if trace:
+            for r in claimed:
+                with bound(tenantId=r.tenant_id, callbackId=r.id):
+                    log.log(TRACE, "monitor: claimed due callback", extra={"attempt": r.attempt})
         dispatches = [
-            Dispatch(r.id, r.attempt, dispatch_fields(r, self.settings.outcome_stream, now)) for r in claimed
+            Dispatch(r.id, r.attempt, dispatch_fields(r, self.settings.outcome_stream, now))
+            for r in claimed
         ]
         try:
             await self.rt.transport.publish(dispatches)
@@ -135,8 +146,24 @@ class CallbackMonitor:
                 await repo.release_leases(conn, self.owner, [r.id for r in claimed])
             raise
         published_at = time.time()
+        if trace:
+            for r in claimed:
+                with bound(tenantId=r.tenant_id, callbackId=r.id):
+                    log.log(
+                        TRACE,
+                        "monitor: published to the routing stream",
+                        extra={"stream": self.settings.routing_stream, "attempt": r.attempt},
+                    )
         async with self.rt.engine.begin() as conn:
             await repo.mark_queued(conn, self.owner, claimed, published_at)
+        if trace:
+            for r in claimed:
+                with bound(tenantId=r.tenant_id, callbackId=r.id):
+                    log.log(
+                        TRACE,
+                        "monitor: callback QUEUED",
+                        extra={"latenessSeconds": round(published_at - r.due_at, 3)},
+                    )
         self.dispatched_total += len(claimed)
         for r in claimed:
             self.rt.events.dispatched(r.tenant_id, published_at - r.due_at)
@@ -192,7 +219,9 @@ class CallbackMonitor:
             m.monitor_size.set((state.lower(),), by_state.get(state, 0))
         m.monitor_size.set(("due",), backlog)
         m.f["ges_due_backlog"].set((), backlog)
-        m.f["ges_due_oldest_age_seconds"].set((), max(0.0, now - oldest) if oldest is not None else 0)
+        m.f["ges_due_oldest_age_seconds"].set(
+            (), max(0.0, now - oldest) if oldest is not None else 0
+        )
 
     async def _sleep(self, seconds: float) -> None:
         try:
@@ -220,7 +249,9 @@ class CallbackMonitor:
             return
         if row.state == "SCHEDULED":
             # The outcome overtook mark_queued (the attempt was published): record QUEUED first.
-            await cb_repo.add_event(conn, row.id, now, "SCHEDULED", "QUEUED", None, row.attempt, "monitor")
+            await cb_repo.add_event(
+                conn, row.id, now, "SCHEDULED", "QUEUED", None, row.attempt, "monitor"
+            )
             row = SimpleNamespace(**{**row._asdict(), "state": "QUEUED"})
         values: dict[str, Any] = {"updated_at": now, "queued_at": row.queued_at or now}
         to_state = o.event
@@ -234,18 +265,47 @@ class CallbackMonitor:
             if retry is not None:
                 to_state = "SCHEDULED"
                 values.update(
-                    state="SCHEDULED", attempt=row.attempt + 1, due_at=now + retry, last_reason=o.reason,
-                    queued_at=None, routed_at=None, lease_owner=None, lease_expires_at=None,
+                    state="SCHEDULED",
+                    attempt=row.attempt + 1,
+                    due_at=now + retry,
+                    last_reason=o.reason,
+                    queued_at=None,
+                    routed_at=None,
+                    lease_owner=None,
+                    lease_expires_at=None,
                 )
                 await repo.update_callback(conn, row.id, values)
-                await cb_repo.add_event(conn, row.id, now, row.state, "COMPLETED", o.reason, row.attempt, "routing")
-                await cb_repo.add_event(conn, row.id, now, "COMPLETED", "SCHEDULED", "retry", row.attempt + 1, "monitor")
+                await cb_repo.add_event(
+                    conn, row.id, now, row.state, "COMPLETED", o.reason, row.attempt, "routing"
+                )
+                await cb_repo.add_event(
+                    conn, row.id, now, "COMPLETED", "SCHEDULED", "retry", row.attempt + 1, "monitor"
+                )
+                self.rt.events.outcome(row.tenant_id, o.reason or "failed")
                 self.rt.events.outcome(row.tenant_id, "retry")
+                with bound(tenantId=row.tenant_id, callbackId=row.id):
+                    log.info(
+                        "attempt %d ended %s; retry in %ss",
+                        row.attempt,
+                        o.reason,
+                        int(retry),
+                        extra={"attempt": row.attempt, "reason": o.reason},
+                    )
                 return
             values.update(completed_at=now, reason=o.reason, last_reason=o.reason)
         values["state"] = to_state
         await repo.update_callback(conn, row.id, values)
-        await cb_repo.add_event(conn, row.id, now, row.state, to_state, reason, row.attempt, "routing")
+        await cb_repo.add_event(
+            conn, row.id, now, row.state, to_state, reason, row.attempt, "routing"
+        )
+        if log.isEnabledFor(logging.DEBUG):
+            with bound(tenantId=row.tenant_id, callbackId=row.id):
+                log.debug(
+                    "callback %s -> %s",
+                    row.state,
+                    to_state,
+                    extra={"attempt": row.attempt, "reason": reason},
+                )
         if to_state == "COMPLETED":
             self.rt.events.outcome(row.tenant_id, reason or "unknown")
 

@@ -12,12 +12,23 @@ from dialback.db.schema import callback_events, callbacks
 CB = callbacks.c
 
 _CLAIM_COLUMNS = (
-    CB.id, CB.tenant_id, CB.service_name, CB.phone_number, CB.attempt, CB.priority,
-    CB.language, CB.desired_time, CB.due_at, CB.user_data, CB.params,
+    CB.id,
+    CB.tenant_id,
+    CB.service_name,
+    CB.phone_number,
+    CB.attempt,
+    CB.priority,
+    CB.language,
+    CB.desired_time,
+    CB.due_at,
+    CB.user_data,
+    CB.params,
 )
 
 
-async def claim_due(conn: AsyncConnection, owner: str, now: float, lease: float, limit: int) -> list[Any]:
+async def claim_due(
+    conn: AsyncConnection, owner: str, now: float, lease: float, limit: int
+) -> list[Any]:
     """Lease up to ``limit`` due callbacks to ``owner``; other replicas skip locked rows."""
     due = (
         sa.select(CB.id)
@@ -55,14 +66,23 @@ async def mark_queued(conn: AsyncConnection, owner: str, claimed: list[Any], now
     res = await conn.execute(
         callbacks.update()
         .where(CB.id.in_(ids), CB.lease_owner == owner, CB.state == "SCHEDULED")
-        .values(state="QUEUED", queued_at=now, updated_at=now, lease_owner=None, lease_expires_at=None)
+        .values(
+            state="QUEUED", queued_at=now, updated_at=now, lease_owner=None, lease_expires_at=None
+        )
         .returning(CB.id)
     )
     # Only rows actually moved get the event: an outcome may already have moved a row on.
     moved = {cid for (cid,) in res.all()}
     events = [
-        {"callback_id": r.id, "at": now, "from_state": "SCHEDULED", "to_state": "QUEUED",
-         "reason": None, "attempt": r.attempt, "source": "monitor"}
+        {
+            "callback_id": r.id,
+            "at": now,
+            "from_state": "SCHEDULED",
+            "to_state": "QUEUED",
+            "reason": None,
+            "attempt": r.attempt,
+            "source": "monitor",
+        }
         for r in claimed
         if r.id in moved
     ]
@@ -92,6 +112,8 @@ async def count_by_state(conn: AsyncConnection) -> dict[str, int]:
 
 async def due_backlog(conn: AsyncConnection, now: float) -> tuple[int, float | None]:
     """How many callbacks are due but not dispatched, and the oldest due time."""
-    q = sa.select(sa.func.count(), sa.func.min(CB.due_at)).where(CB.state == "SCHEDULED", CB.due_at <= now)
+    q = sa.select(sa.func.count(), sa.func.min(CB.due_at)).where(
+        CB.state == "SCHEDULED", CB.due_at <= now
+    )
     n, oldest = (await conn.execute(q)).one()
     return int(n or 0), (float(oldest) if oldest is not None else None)

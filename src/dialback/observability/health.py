@@ -49,8 +49,17 @@ def is_dependency_error(exc: BaseException) -> bool:
     import redis.exceptions as redis_exc
     from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-    if isinstance(exc, (OSError, TimeoutError, redis_exc.ConnectionError, redis_exc.TimeoutError,
-                        OperationalError, InterfaceError)):
+    if isinstance(
+        exc,
+        (
+            OSError,
+            TimeoutError,
+            redis_exc.ConnectionError,
+            redis_exc.TimeoutError,
+            OperationalError,
+            InterfaceError,
+        ),
+    ):
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
@@ -66,7 +75,11 @@ def is_dns_failure(exc: BaseException) -> bool:
         if isinstance(cur, socket.gaierror):
             return True
         text = str(cur)
-        if "Name or service not known" in text or "nodename nor servname" in text or "Temporary failure in name resolution" in text:
+        if (
+            "Name or service not known" in text
+            or "nodename nor servname" in text
+            or "Temporary failure in name resolution" in text
+        ):
             return True
         cur = cur.__cause__ or cur.__context__
     return False
@@ -92,9 +105,15 @@ class HealthChecker:
         if s.redis_url:
             deps.append(Dependency("redis", "REDIS_CONNECTION", rt.counters.ping, True, False))
         if s.routing_redis_url:
-            deps.append(Dependency("routing_redis", "ORS_REDIS_STATUS", rt.transport.ping, True, True))
+            deps.append(
+                Dependency("routing_redis", "ORS_REDIS_STATUS", rt.transport.ping, True, True)
+            )
         if s.routing_redis_url or rt.simulator is not None:
-            deps.append(Dependency("routing_engine", "ALL_URS_DOWN", self._check_routing_engine, False, False))
+            deps.append(
+                Dependency(
+                    "routing_engine", "ALL_URS_DOWN", self._check_routing_engine, False, False
+                )
+            )
         for name, gauge, url in (
             ("gws_auth", "GWS_AUTH_STATUS", s.auth_health_url),
             ("gws_env", "GWS_ENV_STATUS", s.tenant_directory_health_url),
@@ -106,7 +125,9 @@ class HealthChecker:
     def _http_check(self, url: str) -> Callable[[], Awaitable[None]]:
         async def check() -> None:
             if self._http is None:
-                self._http = httpx.AsyncClient(timeout=self.rt.settings.health_check_timeout_seconds)
+                self._http = httpx.AsyncClient(
+                    timeout=self.rt.settings.health_check_timeout_seconds
+                )
             try:
                 resp = await self._http.get(url)
             except httpx.HTTPError as exc:
@@ -179,7 +200,9 @@ class HealthChecker:
     async def _loop(self) -> None:
         s = self.rt.settings
         while True:
-            await asyncio.sleep(random.uniform(s.health_check_min_seconds, s.health_check_max_seconds))
+            await asyncio.sleep(
+                random.uniform(s.health_check_min_seconds, s.health_check_max_seconds)
+            )
             try:
                 await self.check_all()
             except Exception:

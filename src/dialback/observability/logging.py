@@ -1,24 +1,214 @@
-"""Logging setup: levels trace < debug < info < warn < error on stdout."""
+"""Logging: one JSON object per line on stdout (a console format on a terminal).
+
+Levels are trace < debug < info < warn < error. Every line of a request carries its corrId;
+tenant and callback id are bound through the request and the monitor. Phone numbers are
+masked wherever they appear, ``userData`` is never written, lines are capped at
+``log_max_len``, and a line that cannot be written is counted in ``LOGGING_FAILURE``.
+"""
 
 from __future__ import annotations
 
+import contextvars
 import logging
-import sys
+import os
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from types import MappingProxyType
+from typing import Any
+
+import orjson
 
 TRACE = 5
 logging.addLevelName(TRACE, "TRACE")
+logging.addLevelName(logging.WARNING, "WARN")
 
-LEVELS = {"trace": TRACE, "debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
+LEVELS = {
+    "trace": TRACE,
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+}
+LEVEL_NAMES = {v: k for k, v in LEVELS.items()} | {logging.CRITICAL: "error"}
+
+# Context bound for the current request or monitor step: tenant, callbackId, ...
+log_context: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar(
+    "log_context", default=MappingProxyType({})
+)
+
+# Runs of 7+ digits, optionally starting with + and broken by spaces, dots, dashes or brackets.
+_PHONE = re.compile(r"\+?\d(?:[\s().-]{0,2}\d){6,}")
+_NEVER_LOGGED = frozenset(
+    {"userData", "user_data", "phoneNumber", "phone_number", "password", "apiKey"}
+)
+_STD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+}
 
 
-def setup_logging(level: str) -> None:
-    """Configure the root logger at ``level`` on stdout."""
+def mask_phone_numbers(text: str) -> str:
+    """Replace every phone-number-like run of digits, keeping its first 3 and last 2 chars."""
+
+    def _mask(m: re.Match[str]) -> str:
+        s = m.group(0)
+        return s[:3] + "*" * (len(s) - 5) + s[-2:]
+
+    return _PHONE.sub(_mask, text)
+
+
+@contextmanager
+def bound(**fields: str) -> Iterator[None]:
+    """Bind fields (tenant, callbackId, ...) to every log line inside the block."""
+    token = log_context.set({**log_context.get(), **fields})
+    try:
+        yield
+    finally:
+        log_context.reset(token)
+
+
+def bind(**fields: str) -> None:
+    """Bind fields for the rest of the current task (a request's tenant, for instance)."""
+    log_context.set({**log_context.get(), **fields})
+
+
+def _corr_id() -> str:
+    from dialback.http import corr_id_var
+
+    return corr_id_var.get()
+
+
+class JsonFormatter(logging.Formatter):
+    """Render a record as one JSON object, masked and capped at ``max_len`` bytes."""
+
+    def __init__(self, max_len: int) -> None:
+        super().__init__()
+        self.max_len = max_len
+
+    def event(self, record: logging.LogRecord) -> dict[str, Any]:
+        """The masked fields of one record."""
+        msg = record.getMessage()
+        if record.exc_info and record.levelno >= logging.ERROR:
+            msg = f"{msg}\n{self.formatException(record.exc_info)}"
+        elif record.exc_info:
+            msg = f"{msg}: {record.exc_info[1]!r}"
+        ev: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": LEVEL_NAMES.get(record.levelno, record.levelname.lower()),
+            "logger": record.name,
+            "msg": mask_phone_numbers(msg),
+        }
+        corr = _corr_id()
+        if corr:
+            ev["corrId"] = corr
+        ev.update(log_context.get())
+        for key, value in record.__dict__.items():
+            if key in _STD_ATTRS or key.startswith("_") or key in _NEVER_LOGGED:
+                continue
+            ev[key] = mask_phone_numbers(value) if isinstance(value, str) else value
+        return ev
+
+    def format(self, record: logging.LogRecord) -> str:
+        ev = self.event(record)
+        line = orjson.dumps(ev, default=str)
+        if len(line) <= self.max_len:
+            return line.decode()
+        # Too long: shorten long extra fields first, then the message, then keep the core.
+        ev["truncated"] = True
+        for key, val in ev.items():
+            if key != "msg" and isinstance(val, str) and len(val) > 200:
+                ev[key] = val[:200] + "…"
+        line = orjson.dumps(ev, default=str)
+        if len(line) > self.max_len:
+            over = len(line) - self.max_len + 8
+            ev["msg"] = ev["msg"][: max(0, len(ev["msg"]) - over)] + "…"
+            line = orjson.dumps(ev, default=str)
+        if len(line) > self.max_len:
+            keep = {k: ev[k] for k in ("ts", "level", "logger", "corrId") if k in ev}
+            keep["msg"] = ev["msg"][: self.max_len // 2]
+            keep["truncated"] = True
+            line = orjson.dumps(keep)
+        return line.decode()
+
+
+class ConsoleFormatter(JsonFormatter):
+    """A human format for terminals: time, level, logger, message, then key=value fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        ev = self.event(record)
+        head = (
+            f"{ev.pop('ts')[11:23]} {ev.pop('level').upper():5} {ev.pop('logger')}: {ev.pop('msg')}"
+        )
+        tail = " ".join(f"{k}={v}" for k, v in ev.items())
+        return (f"{head}  {tail}" if tail else head)[: self.max_len]
+
+
+class StdoutHandler(logging.Handler):
+    """Writes formatted lines to a file descriptor; counts lines it could not write."""
+
+    def __init__(self, fd: int = 1, on_failure: Callable[[], None] | None = None) -> None:
+        super().__init__()
+        self.fd = fd
+        self.on_failure = on_failure
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            data = (self.format(record) + "\n").encode("utf-8", "replace")
+            view = memoryview(data)
+            while view:
+                n = os.write(self.fd, view)
+                view = view[n:]
+        except Exception:
+            if self.on_failure is not None:
+                self.on_failure()
+
+
+_handler: StdoutHandler | None = None
+
+
+def setup_logging(
+    level: str = "info",
+    *,
+    max_len: int = 2048,
+    fmt: str = "auto",
+    on_failure: Callable[[], None] | None = None,
+    fd: int = 1,
+) -> StdoutHandler:
+    """Route every logger (dialback's, uvicorn's, libraries') through one stdout handler."""
+    global _handler
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler = StdoutHandler(fd, on_failure)
+    console = fmt == "console" or (fmt == "auto" and os.isatty(fd))
+    handler.setFormatter(ConsoleFormatter(max_len) if console else JsonFormatter(max_len))
     root.addHandler(handler)
-    root.setLevel(LEVELS[level])
-    for noisy in ("uvicorn.access", "uvicorn.error", "asyncio"):
-        logging.getLogger(noisy).setLevel(max(LEVELS[level], logging.WARNING))
+    set_level(level)
+    # dialback writes its own request line; uvicorn's access log would duplicate it.
+    logging.getLogger("uvicorn.access").disabled = True
+    _handler = handler
+    return handler
+
+
+def set_on_failure(on_failure: Callable[[], None]) -> None:
+    """Count write failures of the installed handler (once the metrics exist)."""
+    if _handler is not None:
+        _handler.on_failure = on_failure
+
+
+def set_level(level: str) -> None:
+    """Change the level of every logger at run time."""
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {', '.join(LEVELS)}")
+    logging.getLogger().setLevel(LEVELS[level])
+    quiet = max(LEVELS[level], logging.WARNING)
+    for noisy in ("asyncio", "uvicorn.error", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(quiet)
+
+
+def current_level() -> str:
+    """The root logger's level name."""
+    return LEVEL_NAMES.get(logging.getLogger().level, "info")

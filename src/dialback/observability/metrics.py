@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import resource
@@ -17,8 +18,13 @@ _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 HEALTH_GAUGES = (
-    "REDIS_CONNECTION", "ORS_REDIS_STATUS", "GWS_AUTH_STATUS", "GWS_ENV_STATUS",
-    "GWS_CONFIG_STATUS", "ALL_URS_DOWN", "POSTGRES_STATUS",
+    "REDIS_CONNECTION",
+    "ORS_REDIS_STATUS",
+    "GWS_AUTH_STATUS",
+    "GWS_ENV_STATUS",
+    "GWS_CONFIG_STATUS",
+    "ALL_URS_DOWN",
+    "POSTGRES_STATUS",
 )
 MONITOR_TYPES = ("scheduled", "due", "queued", "routing", "processing")
 
@@ -55,17 +61,17 @@ def _dir_size(path: Path) -> int:
     total = 0
     for root, _dirs, files in os.walk(path):
         for name in files:
-            try:
+            with contextlib.suppress(OSError):
                 total += os.lstat(os.path.join(root, name)).st_size
-            except OSError:
-                pass
     return total
 
 
 class Metrics:
     """Every family of the catalogue, registered, with GES defaults in place."""
 
-    def __init__(self, *, data_dir: Path | None = None, tolerances: dict[str, float] | None = None) -> None:
+    def __init__(
+        self, *, data_dir: Path | None = None, tolerances: dict[str, float] | None = None
+    ) -> None:
         self.registry = Registry()
         self.f: dict[str, Family] = {d.name: self.registry.add(_family(d)) for d in CATALOGUE}
         f = self.f
@@ -135,10 +141,8 @@ class Metrics:
         f["ges_process_resident_memory_bytes"].set((), rss)
         f["ges_nodejs_heap_space_size_used_bytes"].set(("process",), rss)
         f["ges_nodejs_heap_space_size_available_bytes"].set(("process",), memory_limit_bytes())
-        try:
+        with contextlib.suppress(OSError):
             f["ges_process_open_fds"].set((), len(os.listdir("/proc/self/fd")))
-        except OSError:
-            pass
         f["ges_process_max_fds"].set((), resource.getrlimit(resource.RLIMIT_NOFILE)[0])
         now = time.monotonic()
         # Walking the data directory is not free: at most every 10 s.

@@ -93,14 +93,18 @@ class Family:
         if self.kind != "histogram":
             for values, v in list(self.series.items()):
                 if labels:
-                    inner = ",".join(f'{k}="{escape_label(x)}"' for k, x in zip(labels, values, strict=True))
+                    inner = ",".join(
+                        f'{k}="{escape_label(x)}"' for k, x in zip(labels, values, strict=True)
+                    )
                     out.append(f"{name}{{{inner}}} {format_value(v)}")
                 else:
                     out.append(f"{name} {format_value(v)}")
             return
         bounds = [format_value(b) for b in self.buckets] + ["+Inf"]
         for values, h in list(self.hist.items()):
-            prefix = ",".join(f'{k}="{escape_label(x)}"' for k, x in zip(labels, values, strict=True))
+            prefix = ",".join(
+                f'{k}="{escape_label(x)}"' for k, x in zip(labels, values, strict=True)
+            )
             sep = "," if prefix else ""
             cum = 0
             for le, n in zip(bounds, h[:-1], strict=True):

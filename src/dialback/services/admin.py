@@ -76,8 +76,12 @@ async def put_service(
         # A concurrent PUT created the same service between our update and insert.
         raise Conflict(f"service {name!r} was created concurrently; retry the request") from None
     rt.services.invalidate(t.id, name)
+    rt.events.service_known(tenant, name)
     assert rec is not None
-    return ok(service_out(rec), status_code=201 if created else 200)
+    # The service's routing objects (stream, consumer groups) are provisioned on every change;
+    # a failure is counted in RBAC_CREATE_VQ_PROXY_ERROR and retried by the monitor.
+    data = {**service_out(rec), "routingProvisioned": await rt.provision_routing()}
+    return ok(data, status_code=201 if created else 200)
 
 
 @router.delete("/tenants/{tenant}/services/{name}")

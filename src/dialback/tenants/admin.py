@@ -74,6 +74,7 @@ async def create_tenant(body: TenantIn, request: Request) -> EnvelopeResponse:
     except IntegrityError:
         # Another request created the same name between the check and the insert.
         raise Conflict(f"name: a tenant named {body.name!r} already exists") from None
+    rt.events.tenant_known(body.name)
     async with rt.engine.connect() as conn:
         row = await repo.get_tenant_row(conn, body.name)
     assert row is not None

@@ -11,6 +11,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dialback.errors import ApiError, Unauthorized
+from dialback.observability.logging import bind
 from dialback.tenants.repository import Tenant, hash_key, tenant_for_key_hash
 
 api_key_header = APIKeyHeader(name="x-api-key", auto_error=False, description="Tenant API key")
@@ -62,6 +63,7 @@ async def api_tenant(request: Request, key: str | None = Security(api_key_header
     if tenant is None:
         raise Unauthorized("invalid x-api-key")
     request.state.tenant = tenant
+    bind(tenant=tenant.name)
     return tenant
 
 

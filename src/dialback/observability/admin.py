@@ -1,0 +1,39 @@
+"""Admin routes for observability: the log level, changeable at run time without restart."""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict
+
+from dialback.http import EnvelopeResponse, ok
+from dialback.observability.logging import current_level, set_level
+from dialback.tenants.service import require_admin
+
+router = APIRouter(prefix="/admin/v1", tags=["admin"], dependencies=[Depends(require_admin)])
+log = logging.getLogger("dialback.admin")
+
+
+class LoggingIn(BaseModel):
+    """New logging settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    level: Literal["trace", "debug", "info", "warn", "error"]
+
+
+@router.get("/logging")
+async def get_logging() -> EnvelopeResponse:
+    """The current log level."""
+    return ok({"level": current_level()})
+
+
+@router.put("/logging")
+async def put_logging(body: LoggingIn) -> EnvelopeResponse:
+    """Change the log level of this process now (every replica: call each, or roll the chart)."""
+    previous = current_level()
+    set_level(body.level)
+    log.warning("log level changed from %s to %s", previous, body.level)
+    return ok({"level": body.level, "previous": previous})

@@ -1,0 +1,177 @@
+"""Logs: JSON lines with corrId/tenant/callbackId, the trace-level story, privacy, level changes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pty
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from dialback.observability.logging import setup_logging
+from tests.conftest import Stack, wait_for
+from tests.metrics_parse import parse, value
+
+# One immediate create-callback at trace level writes this story (docs/logging.md):
+# the request: 8 trace steps + 1 debug "callback booked" + 1 request line, all with its corrId;
+# the dispatch: 3 monitor lines (claimed, published, QUEUED); the outcomes: 3 debug lines
+# (QUEUED -> ROUTING -> PROCESSING -> COMPLETED), all with its callbackId.
+REQUEST_LINES = 10
+DISPATCH_LINES = 3
+OUTCOME_LINES = 3
+
+
+@pytest.fixture
+def captured_logs(tmp_path: Path) -> Iterator[Callable[..., list[dict]]]:
+    """Route logging to a file at trace level; return a reader of the JSON lines."""
+    root = logging.getLogger()
+    saved_handlers, saved_level = list(root.handlers), root.level
+    path = tmp_path / "log.jsonl"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    setup_logging("trace", max_len=2048, fmt="json", fd=fd)
+
+    def read() -> list[dict]:
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+    try:
+        yield read
+    finally:
+        for h in list(root.handlers):
+            root.removeHandler(h)
+        for h in saved_handlers:
+            root.addHandler(h)
+        root.setLevel(saved_level)
+        os.close(fd)
+
+
+async def test_trace_story_of_one_create_callback(
+    stack: Stack, captured_logs: Callable[[], list[dict]]
+) -> None:
+    key = await stack.tenant()
+    await stack.internal.put("/admin/v1/logging", json={"level": "trace"})
+    corr = "story-0001"
+    r = await stack.public.post(
+        "/engagement/v3/callbacks/create",
+        json={
+            "serviceName": "sales",
+            "phoneNumber": "+1 415 555 0199",
+            "userData": {"ssn": "SSN-123-45-6789"},
+        },
+        headers={"x-api-key": key, "x-correlation-id": corr},
+    )
+    assert r.status_code == 200 and r.json()["status"]["corrId"] == corr
+    cid = r.json()["data"]["id"]
+
+    async def outcomes_logged() -> bool:
+        lines = [
+            ln
+            for ln in captured_logs()
+            if ln.get("callbackId") == cid and ln["logger"] == "dialback.monitor"
+        ]
+        return sum(1 for ln in lines if ln["level"] == "debug") >= OUTCOME_LINES
+
+    await wait_for(outcomes_logged, timeout=15)
+    lines = captured_logs()
+    request = [ln for ln in lines if ln.get("corrId") == corr]
+    assert len(request) == REQUEST_LINES, [ln["msg"] for ln in request]
+    assert all(ln["tenant"] == "acme" for ln in request)
+    assert request[-1]["logger"] == "dialback.request" and request[-1]["status"] == 200
+    assert {ln["callbackId"] for ln in request[-3:]} == {cid}
+    story = [ln for ln in lines if ln.get("callbackId") == cid and ln.get("corrId") != corr]
+    dispatch = [ln for ln in story if ln["msg"].startswith("monitor:")]
+    outcomes = [ln for ln in story if ln["level"] == "debug" and ln["logger"] == "dialback.monitor"]
+    assert len(dispatch) == DISPATCH_LINES and len(outcomes) == OUTCOME_LINES
+    for ln in lines:
+        text = json.dumps(ln)
+        assert "4155550199" not in text and "555 0199" not in text, text
+        assert "SSN-123" not in text, text
+        assert {"ts", "level", "logger", "msg"} <= set(ln)
+
+
+async def test_log_level_changes_at_run_time(
+    stack: Stack, captured_logs: Callable[[], list[dict]]
+) -> None:
+    key = await stack.tenant()
+    r = await stack.internal.put("/admin/v1/logging", json={"level": "info"})
+    assert r.status_code == 200 and r.json()["data"]["previous"] == "trace"
+    assert (await stack.internal.get("/admin/v1/logging")).json()["data"]["level"] == "info"
+    body = {"serviceName": "sales", "phoneNumber": "+14155550123"}
+    await stack.public.post(
+        "/engagement/v3/callbacks/create",
+        json=body,
+        headers={"x-api-key": key, "x-correlation-id": "info-1"},
+    )
+    info_lines = [ln for ln in captured_logs() if ln.get("corrId") == "info-1"]
+    assert [ln["level"] for ln in info_lines] == ["info"]  # just the request line
+    r = await stack.internal.put("/admin/v1/logging", json={"level": "loud"})
+    assert r.status_code == 400 and "level" in r.json()["status"]["message"]
+    r = await stack.internal.put(
+        "/admin/v1/logging", json={"level": "debug"}, headers={"authorization": "Bearer nope"}
+    )
+    assert r.status_code == 401
+    await stack.internal.put("/admin/v1/logging", json={"level": "info"})
+
+
+def test_long_lines_are_capped_and_stay_json(tmp_path: Path) -> None:
+    path = tmp_path / "log"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    root = logging.getLogger()
+    saved = list(root.handlers), root.level
+    try:
+        setup_logging("info", max_len=600, fmt="json", fd=fd)
+        logging.getLogger("dialback.test").info("x" * 5000, extra={"big": "y" * 5000})
+    finally:
+        for h in list(root.handlers):
+            root.removeHandler(h)
+        for h in saved[0]:
+            root.addHandler(h)
+        root.setLevel(saved[1])
+        os.close(fd)
+    [line] = path.read_text().splitlines()
+    assert len(line.encode()) <= 600
+    ev = json.loads(line)
+    assert ev["truncated"] is True and ev["msg"].startswith("xxx")
+
+
+def test_console_format_on_a_terminal() -> None:
+    master, slave = pty.openpty()
+    root = logging.getLogger()
+    saved = list(root.handlers), root.level
+    try:
+        setup_logging("info", fmt="auto", fd=slave)
+        logging.getLogger("dialback.test").warning("hello %s", "+14155550123", extra={"k": "v"})
+        out = os.read(master, 4096).decode()
+    finally:
+        for h in list(root.handlers):
+            root.removeHandler(h)
+        for h in saved[0]:
+            root.addHandler(h)
+        root.setLevel(saved[1])
+        os.close(master)
+        os.close(slave)
+    assert "WARN" in out and "dialback.test: hello" in out and "k=v" in out
+    assert not out.lstrip().startswith("{")
+    assert "4155550123" not in out
+
+
+async def test_unwritable_log_counts_logging_failure(stack: Stack) -> None:
+    root = logging.getLogger()
+    saved = list(root.handlers), root.level
+    fd = os.open("/dev/full", os.O_WRONLY)  # every write fails with ENOSPC
+    try:
+        handler = setup_logging("info", fmt="json", fd=fd)
+        handler.on_failure = lambda: stack.rt.metrics.alarm("LOGGING_FAILURE")
+        before = value(parse((await stack.internal.get("/metrics")).text), "LOGGING_FAILURE")
+        logging.getLogger("dialback.test").warning("this line cannot be written")
+        after = value(parse((await stack.internal.get("/metrics")).text), "LOGGING_FAILURE")
+    finally:
+        for h in list(root.handlers):
+            root.removeHandler(h)
+        for h in saved[0]:
+            root.addHandler(h)
+        root.setLevel(saved[1])
+        os.close(fd)
+    assert after is not None and before is not None and after >= before + 1
