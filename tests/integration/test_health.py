@@ -73,6 +73,16 @@ async def test_redis_down_and_back(
         assert (await gauges(stack))["GES_HEALTH"] == 0
         # Liveness does no dependency I/O and stays up.
         assert (await stack.internal.get("/health/live")).status_code == 200
+        # A booking needs the throttle counters: 503 (retry later), not a 500 and not a bug.
+        key = await stack.tenant()
+        r = await stack.public.post(
+            "/engagement/v3/callbacks/create",
+            json={"serviceName": "sales", "phoneNumber": "+14155550123"},
+            headers={"x-api-key": key},
+        )
+        assert r.status_code == 503, r.text
+        assert r.json()["status"]["corrId"] == r.headers["x-correlation-id"]
+        assert value(parse((await stack.internal.get("/metrics")).text), "UNCAUGHT_EXCEPTION") == 0
         own_redis.start()
 
         async def up() -> bool:

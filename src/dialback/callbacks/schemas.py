@@ -12,7 +12,16 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 
 from dialback.http import SafeStr, SafeText, check_text
 
-_JS_IDENT = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
+_JS_IDENT = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
+
+
+def clean_user_data(v: dict[str, Any]) -> dict[str, Any]:
+    """GES userData rules: drop keys that are not JavaScript identifiers, cap string values."""
+    out = {k: val for k, val in v.items() if _JS_IDENT.fullmatch(k) and len(k) <= 64}
+    for k, val in out.items():
+        if isinstance(val, str) and len(val) > 4096:
+            raise ValueError(f"value of {k!r} is longer than 4096 characters")
+    return out
 
 ShortText = Annotated[str, Field(max_length=256), SafeText]
 
@@ -78,12 +87,7 @@ class CreateCallback(BaseModel):
     @field_validator("userData")
     @classmethod
     def _user_data(cls, v: dict[str, UserValue]) -> dict[str, UserValue]:
-        # GES ignores keys that are not valid JavaScript identifiers.
-        out = {k: val for k, val in v.items() if _JS_IDENT.match(k) and len(k) <= 64}
-        for k, val in out.items():
-            if isinstance(val, str) and len(val) > 4096:
-                raise ValueError(f"value of {k!r} is longer than 4096 characters")
-        return out
+        return clean_user_data(v)
 
     @field_validator("desiredTime")
     @classmethod

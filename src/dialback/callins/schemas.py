@@ -9,22 +9,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from pydantic_core import PydanticCustomError
 
 from dialback.callbacks.numbers import normalise_number
-from dialback.callbacks.schemas import _JS_IDENT, UserValue
+from dialback.callbacks.schemas import UserValue, clean_user_data
 from dialback.errors import BadRequest
 from dialback.http import SafeStr, SafeText
 from dialback.services.schemas import Strict, ValidationRule
 
 PhoneText = Annotated[str, Field(min_length=1, max_length=32), SafeText]
-
-
-def clean_user_data(v: dict[str, UserValue]) -> dict[str, UserValue]:
-    """The rules of CreateCallback.userData: drop non-identifier keys, cap string values."""
-    # GES ignores keys that are not valid JavaScript identifiers.
-    out = {k: val for k, val in v.items() if _JS_IDENT.match(k) and len(k) <= 64}
-    for k, val in out.items():
-        if isinstance(val, str) and len(val) > 4096:
-            raise ValueError(f"value of {k!r} is longer than 4096 characters")
-    return out
 
 
 def _region(v: str) -> str:

@@ -1,0 +1,463 @@
+"""The benchmark run: servers, processes, alternating load rounds, the JSON report.
+
+Every comparison is taken side by side in one session: the variants run in alternating
+rounds (the order rotates each round) and each ratio is the median of the per-round ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench import dispatch
+from bench.load import LoadError, LoadResult, run_python_load, run_wrk, wrk_path
+from bench.report import GOALS, write_docs, write_json
+from bench.stack import (
+    BENCH_SERVICE,
+    BENCH_TENANT,
+    ROOT,
+    Dialback,
+    ManagedProcess,
+    Servers,
+    create_tenant,
+    populate_tenants,
+    rss_mb,
+)
+from dialback.services.rules import utc_iso
+from tests.servers import free_port
+
+RESULTS = ROOT / "bench" / "results" / "latest.json"
+DOCS = ROOT / "docs" / "performance.md"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How big and how long each part of a run is."""
+
+    name: str
+    rounds: int
+    round_seconds: float
+    warmup_seconds: float
+    connections: int
+    tenants: int
+    services_per_tenant: int
+    instr_calls: int
+    instr_rounds: int
+    dispatch_rows: int
+    lateness_rows: int
+    lateness_due: int
+    lateness_seconds: float
+    render_seconds: float
+    wrk: bool
+
+
+PROFILES = {
+    "full": Profile("full", 5, 10, 2, 32, 50, 10, 10_000, 7, 100_000, 1_000_000, 5_000, 40, 8, True),
+    "quick": Profile("quick", 3, 3, 1, 32, 50, 10, 2_000, 5, 100_000, 100_000, 1_000, 10, 3, True),
+    "smoke": Profile("smoke", 1, 1, 0.3, 4, 3, 2, 200, 2, 2_000, 5_000, 40, 2, 1, False),
+}
+
+# Variants of the create comparison: (process, log level set before the round).
+CREATE_VARIANTS = ("info", "error", "trace", "noobs", "floor")
+
+
+def _cpu_seconds(pid: int) -> float:
+    parts = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _truncate_big(path: Path, limit: int = 64 << 20) -> None:
+    # The processes append (O_APPEND), so truncating in place is safe; trace logs get big.
+    with contextlib.suppress(OSError):
+        if path.stat().st_size > limit:
+            os.truncate(path, 0)
+
+
+def _median(values: list[float]) -> float:
+    return float(statistics.median(values)) if values else float("nan")
+
+
+def _versions() -> dict[str, str]:
+    out: dict[str, str] = {"python": platform.python_version()}
+    for pkg in (
+        "dialback", "fastapi", "starlette", "uvicorn", "uvloop", "httptools", "pydantic",
+        "sqlalchemy", "asyncpg", "redis", "orjson", "prometheus-fastapi-instrumentator",
+    ):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[pkg] = metadata.version(pkg)
+
+    def first_line(cmd: list[str]) -> str:
+        try:
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return "not installed"
+        return (p.stdout or p.stderr).strip().splitlines()[0] if (p.stdout or p.stderr) else ""
+
+    out["redis-server"] = first_line(["redis-server", "--version"])
+    pg = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"))
+    out["postgresql"] = first_line([str(pg[-1]), "--version"]) if pg else "not installed"
+    out["wrk"] = first_line(["wrk", "--version"]) if shutil.which("wrk") else "not installed"
+    return out
+
+
+def _machine() -> dict[str, Any]:
+    cpu = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem_kb = 0
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": cpu,
+        "memory_gib": round(mem_kb / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "os": platform.platform(),
+        "loadavg_at_start": list(os.getloadavg()),
+    }
+
+
+class Run:
+    """One benchmark session."""
+
+    def __init__(self, profile: Profile, workdir: Path) -> None:
+        self.p = profile
+        self.workdir = workdir
+        self.servers = Servers()
+        self.procs: list[ManagedProcess] = []
+        self.log: Callable[[str], None] = lambda msg: print(f"[bench] {msg}", file=sys.stderr, flush=True)
+        self.desired = utc_iso(time.time() + 86400)
+        self.seed = int(time.time())
+        self.details: dict[str, Any] = {}
+
+    def load(self, port: int, key: str, connections: int, seconds: float) -> LoadResult:
+        """One bounded load run with the profile's load tool; refuses answers >= 400."""
+        self.seed += 1
+        fn = run_wrk if self.p.wrk else run_python_load
+        res = fn(
+            port, key, service=BENCH_SERVICE, desired=self.desired, connections=connections,
+            seconds=seconds, seed=self.seed,
+        )
+        if res.status_errors:
+            raise LoadError(f"{res.status_errors} of {res.requests} requests answered >= 400")
+        return res
+
+    def start(self) -> None:
+        """Servers, then dialback (which migrates), then the other processes."""
+        self.servers.start()
+        env = self.servers.dialback_env("info")
+        self.a = Dialback("dialback", env, self.workdir / "dialback.log")
+        self.procs.append(self.a.spawn())
+        self.a.wait_ready()
+        self.b = Dialback(
+            "dialback-no-observability",
+            self.servers.dialback_env("error"),
+            self.workdir / "dialback-noobs.log",
+            observability=False,
+        )
+        floor_port = free_port()
+        self.floor = ManagedProcess(
+            "floor",
+            [
+                sys.executable, "-m", "bench.floor_app", "--port", str(floor_port),
+                "--database-url", self.servers.database_url, "--redis-url", self.servers.redis.url,
+            ],
+            {},
+            self.workdir / "floor.log",
+            f"http://127.0.0.1:{floor_port}/ping",
+        )
+        self.floor_port = floor_port
+        self.sim = ManagedProcess(
+            "router-sim",
+            [sys.executable, "-m", "dialback", "router-sim"],
+            {"DIALBACK_ROUTING_REDIS_URL": self.servers.routing.url, "DIALBACK_LOG_LEVEL": "info"},
+            self.workdir / "router-sim.log",
+        )
+        for proc in (self.b, self.floor, self.sim):
+            self.procs.append(proc.spawn())
+        for proc in (self.b, self.floor, self.sim):
+            proc.wait_ready()
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            with contextlib.suppress(Exception):
+                proc.stop()
+        self.servers.stop()
+
+    def setup(self) -> None:
+        """The load tenant, and tenants x services with series (for /metrics)."""
+        with self.a.admin() as admin:
+            self.key = create_tenant(admin, BENCH_TENANT, [BENCH_SERVICE])
+        started = time.monotonic()
+        n = populate_tenants(
+            self.a, self.a.public_port, self.p.tenants, self.p.services_per_tenant, self.desired
+        )
+        self.details["populate"] = {"creates": n, "seconds": round(time.monotonic() - started, 2)}
+        time.sleep(0.5)
+        self.rss_idle = rss_mb(self.a.pid)
+
+    def create_rounds(self) -> dict[str, float]:
+        """Alternating rounds of every create variant, plus the 8-connection latency run."""
+        targets: dict[str, tuple[int, ManagedProcess, str | None]] = {
+            "info": (self.a.public_port, self.a, "info"),
+            "error": (self.a.public_port, self.a, "error"),
+            "trace": (self.a.public_port, self.a, "trace"),
+            "noobs": (self.b.public_port, self.b, None),
+            "floor": (self.floor_port, self.floor, None),
+        }
+
+        def run(variant: str, connections: int, seconds: float) -> LoadResult:
+            port, proc, level = targets[variant]
+            if level is not None:
+                self.a.set_log_level(level)
+            cpu0 = _cpu_seconds(proc.pid)
+            res = self.load(port, self.key, connections, seconds)
+            cpu_ms = (_cpu_seconds(proc.pid) - cpu0) * 1000 / max(1, res.requests)
+            rounds[variant].append({**res.as_dict(), "process_cpu_ms_per_request": round(cpu_ms, 4)})
+            if proc is self.a:
+                self.rss_load = max(self.rss_load, rss_mb(self.a.pid))
+                _truncate_big(self.a.log_path)
+            return res
+
+        self.rss_load = 0.0
+        rounds: dict[str, list[dict[str, float]]] = {v: [] for v in (*CREATE_VARIANTS, "info_at_8")}
+        for v in CREATE_VARIANTS:
+            run(v, self.p.connections, self.p.warmup_seconds)
+        for v in rounds:
+            rounds[v].clear()
+        variants = list(CREATE_VARIANTS)
+        for r in range(self.p.rounds):
+            order = variants[r % len(variants) :] + variants[: r % len(variants)]
+            self.log(f"round {r + 1}/{self.p.rounds}: {', '.join(order)} + info at 8 connections")
+            for v in order:
+                run(v, self.p.connections, self.p.round_seconds)
+            targets["info_at_8"] = targets["info"]
+            run("info_at_8", 8, self.p.round_seconds)
+        self.a.set_log_level("info")
+        self.details["create_rounds"] = rounds
+
+        def rps(v: str) -> list[float]:
+            return [x["rps"] for x in rounds[v]]
+
+        def ratio(num: str, den: str) -> float:
+            return _median([a / b for a, b in zip(rps(num), rps(den), strict=True) if b > 0])
+
+        return {
+            "creates_per_s": _median(rps("info")),
+            "create_p99_ms_at_8": _median([x["p99_ms"] for x in rounds["info_at_8"]]),
+            "creates_per_s_at_8": _median(rps("info_at_8")),
+            "create_p50_ms_at_8": _median([x["p50_ms"] for x in rounds["info_at_8"]]),
+            "create_p99_ms_at_saturation": _median([x["p99_ms"] for x in rounds["info"]]),
+            "floor_per_s": _median(rps("floor")),
+            "create_vs_floor_ratio": ratio("info", "floor"),
+            "observability_overhead_ratio": ratio("info", "noobs"),
+            "logs_only_overhead_ratio": ratio("info", "error"),
+            "trace_vs_info_ratio": ratio("trace", "info"),
+            "create_cpu_ms_per_request": _median(
+                [x["process_cpu_ms_per_request"] for x in rounds["info"]]
+            ),
+            "floor_cpu_ms_per_request": _median(
+                [x["process_cpu_ms_per_request"] for x in rounds["floor"]]
+            ),
+        }
+
+    def metrics_render(self) -> dict[str, float]:
+        """/metrics response time while the create load runs (8 connections), and idle."""
+        url = f"{self.a.internal_url}/metrics"
+
+        def scrape(client: httpx.Client, seconds: float) -> tuple[list[float], int]:
+            times: list[float] = []
+            size = 0
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                t0 = time.perf_counter()
+                r = client.get(url)
+                times.append((time.perf_counter() - t0) * 1000)
+                r.raise_for_status()
+                size = len(r.content)
+                time.sleep(0.05)
+            return times, size
+
+        with httpx.Client(timeout=30) as client:
+            idle, _ = scrape(client, min(2.0, self.p.render_seconds))
+            result: dict[str, Any] = {}
+
+            def background() -> None:
+                try:
+                    result["load"] = self.load(
+                        self.a.public_port, self.key, 8, self.p.render_seconds + 1.5
+                    )
+                except Exception as exc:  # reported below
+                    result["error"] = exc
+
+            th = threading.Thread(target=background)
+            th.start()
+            time.sleep(0.5)
+            loaded, size = scrape(client, self.p.render_seconds)
+            th.join()
+        if "error" in result:
+            raise result["error"]
+        self.rss_load = max(self.rss_load, rss_mb(self.a.pid))
+        loaded.sort()
+        text = httpx.get(url, timeout=30).text
+        self.details["metrics_render"] = {
+            "scrapes_under_load": len(loaded),
+            "load_rps_meanwhile": round(result["load"].rps, 1),
+            "series": sum(1 for ln in text.splitlines() if ln and not ln.startswith("#")),
+        }
+        return {
+            "metrics_render_ms": _median(loaded),
+            "metrics_render_p99_ms": loaded[min(len(loaded) - 1, math.ceil(len(loaded) * 0.99) - 1)],
+            "metrics_render_idle_ms": _median(idle),
+            "metrics_bytes": float(size),
+            "metrics_series": float(self.details["metrics_render"]["series"]),
+        }
+
+    def instrumentation(self) -> dict[str, float]:
+        """The in-process middleware comparison, in its own interpreter."""
+        out = subprocess.run(
+            [
+                sys.executable, "-m", "bench.instrumentation", "--calls", str(self.p.instr_calls),
+                "--rounds", str(self.p.instr_rounds),
+            ],
+            cwd=ROOT, capture_output=True, text=True, timeout=900, check=True,
+        )
+        data = json.loads(out.stdout)
+        self.details["instrumentation"] = data
+        m, w = data["metrics_only"], data["with_info_log_line"]
+        return {
+            "instrumentation_vs_peer_ratio": data["instrumentation_vs_peer_ratio"],
+            "instrumentation_with_log_vs_peer_ratio": data["instrumentation_with_log_vs_peer_ratio"],
+            "instrumentation_dialback_us": m["dialback_cost_us"],
+            "instrumentation_peer_us": m["peer_cost_us"],
+            "instrumentation_dialback_with_log_us": w["dialback_cost_us"],
+        }
+
+    def dispatching(self) -> dict[str, float]:
+        """Backlog drain rate, then lateness among many scheduled rows (only dialback A runs)."""
+        for proc in (self.b, self.floor, self.sim):
+            proc.stop()
+        target = dispatch.target(self.servers.database_url, BENCH_TENANT, BENCH_SERVICE)
+        self.log(f"dispatch: {self.p.dispatch_rows} callbacks due at once")
+        out = dispatch.measure_dispatch(target, self.servers.routing.url, self.p.dispatch_rows)
+        self.log(
+            f"lateness: {self.p.lateness_due} coming due over {self.p.lateness_seconds:g} s among "
+            f"{self.p.lateness_rows} scheduled"
+        )
+        out.update(
+            dispatch.measure_lateness(
+                target,
+                self.servers.routing.url,
+                self.a.internal_url,
+                scheduled_rows=self.p.lateness_rows,
+                due_rows=self.p.lateness_due,
+                seconds=self.p.lateness_seconds,
+            )
+        )
+        self.rss_after_dispatch = rss_mb(self.a.pid)
+        return out
+
+
+def run(profile: Profile, keep_logs: bool = False) -> dict[str, Any]:
+    """Run every measurement; return the report."""
+    started = time.time()
+    machine = _machine()
+    workdir = Path(tempfile.mkdtemp(prefix="dialback-bench-"))
+    r = Run(profile, workdir)
+    ok = False
+    try:
+        r.log(f"profile {profile.name}; logs in {workdir}")
+        r.start()
+        r.setup()
+        r.log("create rounds")
+        figures = r.create_rounds()
+        r.log("/metrics under load")
+        figures.update(r.metrics_render())
+        r.log("instrumentation vs prometheus-fastapi-instrumentator (in-process)")
+        figures.update(r.instrumentation())
+        figures.update(r.dispatching())
+        figures["rss_idle_mb"] = r.rss_idle
+        figures["rss_load_mb"] = r.rss_load
+        figures["rss_after_dispatch_mb"] = r.rss_after_dispatch
+        ok = True
+    finally:
+        r.stop()
+        if ok and not keep_logs:
+            shutil.rmtree(workdir, ignore_errors=True)
+        elif not ok:
+            print(f"[bench] failed; process logs kept in {workdir}", file=sys.stderr)
+    machine["loadavg_at_end"] = list(os.getloadavg())
+    report: dict[str, Any] = {k: round(float(v), 4) for k, v in figures.items()}
+    report.update(
+        {
+            "quick": profile.name != "full",
+            "profile": profile.name,
+            "load_tool": "wrk -t1" if profile.wrk else "built-in Python generator (smoke)",
+            "started_at": utc_iso(started),
+            "duration_s": round(time.time() - started, 1),
+            "machine": machine,
+            "versions": _versions(),
+            "goals": GOALS,
+            "settings": {
+                "rounds": profile.rounds,
+                "round_seconds": profile.round_seconds,
+                "connections_at_saturation": profile.connections,
+                "tenants_x_services": [profile.tenants, profile.services_per_tenant],
+                "postgresql": "fsync=off (the test suite's server helper), max_connections=300",
+                "create_body": "scheduled callback (desiredTime = now + 1 day), random +1415 number",
+            },
+            "details": r.details,
+        }
+    )
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line of ``python -m bench``."""
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="under 2 minutes; 100k rows, not 1M")
+    mode.add_argument(
+        "--smoke", action="store_true", help="a few seconds, built-in load generator (no wrk)"
+    )
+    p.add_argument("--out", type=Path, default=RESULTS, help=f"JSON report (default {RESULTS})")
+    p.add_argument("--write-docs", action="store_true", help=f"update the table in {DOCS}")
+    p.add_argument("--keep-logs", action="store_true", help="keep the processes' log files")
+    args = p.parse_args(argv)
+    profile = PROFILES["smoke" if args.smoke else "quick" if args.quick else "full"]
+    if profile.wrk:
+        try:
+            wrk_path()
+        except LoadError as exc:
+            print(str(exc), file=sys.stderr)
+            return 2
+    report = run(profile, keep_logs=args.keep_logs)
+    write_json(report, args.out)
+    print(f"[bench] wrote {args.out}", file=sys.stderr)
+    if args.write_docs:
+        write_docs(report, DOCS)
+        print(f"[bench] updated {DOCS}", file=sys.stderr)
+    for key in GOALS:
+        print(f"{key:32} {report[key]}")
+    return 0
