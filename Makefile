@@ -7,6 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 
 .PHONY: help run test lint fmt docs system-deps clean venv
+.PHONY: bench bench-quick
 
 help: ## Show the targets
 	@grep -hE '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -35,6 +36,14 @@ lint: $(STAMP) ## ruff (lint + format check) and mypy
 fmt: $(STAMP) ## Format and auto-fix with ruff
 	$(VENV)/bin/ruff format src tests
 	$(VENV)/bin/ruff check --fix src tests
+
+bench: $(STAMP) system-deps ## Benchmark suite (~8-10 min, needs wrk): bench/results/latest.json + docs/performance.md
+	@bench/ensure-wrk.sh
+	$(PY) -m bench --write-docs
+
+bench-quick: $(STAMP) system-deps ## Quick benchmark (< 2 min; 100k rows instead of 1M), same outputs
+	@bench/ensure-wrk.sh
+	$(PY) -m bench --quick --write-docs
 
 docs: $(STAMP) ## Regenerate docs/metrics.md from the metric catalogue
 	$(PY) -m dialback.observability.docs docs/metrics.md

@@ -17,9 +17,9 @@ from typing import Any
 import asyncpg
 import httpx
 import redis
+from tests.metrics_parse import parse
 
 from bench.load import percentile
-from tests.metrics_parse import parse
 
 INSERT_ROWS = """
 INSERT INTO callbacks (id, tenant_id, service_id, service_name, phone_number, state, offer_type,
@@ -72,8 +72,14 @@ async def _insert(t: Target, n: int, first_due: float, step: float, chunk: int) 
         while done < n:
             k = min(chunk, n - done)
             await conn.execute(
-                INSERT_ROWS, t.tenant_id, t.service_id, t.service_name,
-                first_due + done * step, step, time.time(), k,
+                INSERT_ROWS,
+                t.tenant_id,
+                t.service_id,
+                t.service_name,
+                first_due + done * step,
+                step,
+                time.time(),
+                k,
             )
             done += k
     finally:
@@ -98,7 +104,7 @@ def sql_value(dsn: str, sql: str) -> Any:
     return asyncio.run(_sql(dsn, sql))
 
 
-def _last_id(r: redis.Redis) -> str:
+def _last_id(r: Any) -> str:
     last = r.xrevrange(STREAM, count=1)
     return last[0][0] if last else "0-0"
 
@@ -107,7 +113,7 @@ def _ms(entry_id: str) -> int:
     return int(entry_id.split("-", 1)[0])
 
 
-def _new_entries(r: redis.Redis, after: str) -> list[tuple[str, dict[str, str]]]:
+def _new_entries(r: Any, after: str) -> list[tuple[str, dict[str, str]]]:
     out: list[tuple[str, dict[str, str]]] = []
     cursor = after
     while True:
@@ -118,7 +124,7 @@ def _new_entries(r: redis.Redis, after: str) -> list[tuple[str, dict[str, str]]]
         cursor = batch[-1][0]
 
 
-def _wait_published(r: redis.Redis, before_len: int, n: int, timeout: float) -> int:
+def _wait_published(r: Any, before_len: int, n: int, timeout: float) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         got = int(r.xlen(STREAM)) - before_len if r.exists(STREAM) else 0
@@ -130,7 +136,7 @@ def _wait_published(r: redis.Redis, before_len: int, n: int, timeout: float) -> 
 
 def measure_dispatch(t: Target, routing_url: str, n: int) -> dict[str, float]:
     """Publish rate of one process's monitor draining ``n`` callbacks that all come due at once."""
-    r = redis.Redis.from_url(routing_url, decode_responses=True)
+    r: Any = redis.Redis.from_url(routing_url, decode_responses=True)
     try:
         start_id = _last_id(r)
         before = int(r.xlen(STREAM)) if r.exists(STREAM) else 0
@@ -170,14 +176,19 @@ def _wait_no_due(dsn: str, timeout: float) -> None:
     raise RuntimeError("due callbacks were not all marked QUEUED in time")
 
 
-def lateness_histogram(internal_url: str) -> dict[float, float]:
-    """Cumulative bucket counts of ges_dispatch_lateness_seconds, by upper bound."""
+def histogram(internal_url: str, name: str) -> dict[float, float]:
+    """Cumulative bucket counts of an unlabelled histogram on /metrics, by upper bound."""
     samples = parse(httpx.get(f"{internal_url}/metrics", timeout=30).text)
     return {
         float(labels["le"]): v
-        for labels, v in samples.get(f"{LATENESS}_bucket", [])
+        for labels, v in samples.get(f"{name}_bucket", [])
         if not (set(labels) - {"le"})
     }
+
+
+def lateness_histogram(internal_url: str) -> dict[float, float]:
+    """Cumulative bucket counts of ges_dispatch_lateness_seconds, by upper bound."""
+    return histogram(internal_url, LATENESS)
 
 
 def histogram_quantile(before: dict[float, float], after: dict[float, float], q: float) -> float:
@@ -207,9 +218,7 @@ def measure_lateness(
     seconds: float,
 ) -> dict[str, float]:
     """p99 due → published lateness of a steady stream among ``scheduled_rows`` future rows."""
-    have = int(
-        sql_value(t.dsn, "SELECT count(*) FROM callbacks WHERE state = 'SCHEDULED'") or 0
-    )
+    have = int(sql_value(t.dsn, "SELECT count(*) FROM callbacks WHERE state = 'SCHEDULED'") or 0)
     started = time.time()
     if have < scheduled_rows:
         # Spread over days 1-29 ahead: in the store and the due index, never due in this run.
@@ -219,7 +228,7 @@ def measure_lateness(
     total_rows = int(
         sql_value(t.dsn, "SELECT count(*) FROM callbacks WHERE state = 'SCHEDULED'") or 0
     )
-    r = redis.Redis.from_url(routing_url, decode_responses=True)
+    r: Any = redis.Redis.from_url(routing_url, decode_responses=True)
     try:
         start_id = _last_id(r)
         before_len = int(r.xlen(STREAM)) if r.exists(STREAM) else 0

@@ -113,16 +113,30 @@ def run_wrk(
         script = f.name
     try:
         cmd = [
-            exe, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
-            "-s", script, f"http://127.0.0.1:{port}{CREATE_PATH}",
-            "--", api_key, str(seed), desired, service, CREATE_PATH,
+            exe,
+            "-t1",
+            f"-c{connections}",
+            f"-d{max(1, round(seconds))}s",
+            "--timeout",
+            "10s",
+            "-s",
+            script,
+            f"http://127.0.0.1:{port}{CREATE_PATH}",
+            "--",
+            api_key,
+            str(seed),
+            desired,
+            service,
+            CREATE_PATH,
         ]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
     finally:
         Path(script).unlink(missing_ok=True)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("BENCHJSON ")), None)
     if proc.returncode != 0 or line is None:
-        raise LoadError(f"wrk failed ({proc.returncode}): {proc.stdout[-2000:]} {proc.stderr[-2000:]}")
+        raise LoadError(
+            f"wrk failed ({proc.returncode}): {proc.stdout[-2000:]} {proc.stderr[-2000:]}"
+        )
     d = json.loads(line.split(" ", 1)[1])
     return LoadResult(
         requests=d["requests"],
@@ -194,7 +208,14 @@ def run_python_load(
         await asyncio.gather(
             *(
                 _one_connection(
-                    port, head, service, desired, random.Random(seed + i), deadline, latencies, errors
+                    port,
+                    head,
+                    service,
+                    desired,
+                    random.Random(seed + i),
+                    deadline,
+                    latencies,
+                    errors,
                 )
                 for i in range(connections)
             )

@@ -73,8 +73,19 @@ def main(argv: list[str] | None = None) -> int:
         for proc in (run.b, run.floor, run.sim):
             proc.stop()
         record = [
-            spy, "record", "--pid", str(run.a.pid), "--format", "raw", "--rate", "250",
-            "--duration", str(int(args.seconds)), "--output", str(folded), "--nonblocking",
+            spy,
+            "record",
+            "--pid",
+            str(run.a.pid),
+            "--format",
+            "raw",
+            "--rate",
+            "250",
+            "--duration",
+            str(int(args.seconds)),
+            "--output",
+            str(folded),
+            "--nonblocking",
         ]
         if args.what == "create":
             run.load(run.a.public_port, run.key, 32, 1)  # warm up
@@ -87,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
             th.join()
         else:
             target = dispatch.target(run.servers.database_url, BENCH_TENANT, BENCH_SERVICE)
-            spy_proc = subprocess.Popen(record, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            spy_proc = subprocess.Popen(
+                record, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
             dispatch.measure_dispatch(target, run.servers.routing.url, 100_000)
             spy_proc.wait(timeout=args.seconds + 60)
     finally:

@@ -7,11 +7,13 @@ rounds (the order rotates each round) and each ratio is the median of the per-ro
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import math
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -25,7 +27,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
+from tests.servers import free_port
 
 from bench import dispatch
 from bench.load import LoadError, LoadResult, run_python_load, run_wrk, wrk_path
@@ -42,9 +46,10 @@ from bench.stack import (
     rss_mb,
 )
 from dialback.services.rules import utc_iso
-from tests.servers import free_port
 
 RESULTS = ROOT / "bench" / "results" / "latest.json"
+# Smoke figures mean nothing: never written over latest.json (*.tmp is git-ignored).
+SMOKE_RESULTS = ROOT / "bench" / "results" / "smoke.json.tmp"
 DOCS = ROOT / "docs" / "performance.md"
 
 
@@ -70,18 +75,24 @@ class Profile:
 
 
 PROFILES = {
-    "full": Profile("full", 5, 10, 2, 32, 50, 10, 10_000, 7, 100_000, 1_000_000, 5_000, 40, 8, True),
-    "quick": Profile("quick", 3, 3, 1, 32, 50, 10, 2_000, 5, 100_000, 100_000, 1_000, 10, 3, True),
-    "smoke": Profile("smoke", 1, 1, 0.3, 4, 3, 2, 200, 2, 2_000, 5_000, 40, 2, 1, False),
+    "full": Profile(
+        "full", 5, 10, 2, 32, 50, 10, 5_000, 15, 100_000, 1_000_000, 5_000, 40, 8, True
+    ),
+    # Under 2 minutes: shorter rounds, 30k due at once, 100k scheduled rows instead of 1M.
+    "quick": Profile("quick", 3, 2, 1, 32, 50, 10, 1_000, 9, 30_000, 100_000, 1_000, 8, 3, True),
+    "smoke": Profile("smoke", 1, 1, 0.3, 4, 3, 2, 200, 3, 2_000, 5_000, 40, 2, 1, False),
 }
 
+LOOP_LAG = "ges_eventloop_lag_seconds"
 # Variants of the create comparison: (process, log level set before the round).
 CREATE_VARIANTS = ("info", "error", "trace", "noobs", "floor")
 
 
-def _cpu_seconds(pid: int) -> float:
+def _cpu_times(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of a process."""
     parts = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(parts[11]) / tick, int(parts[12]) / tick
 
 
 def _truncate_big(path: Path, limit: int = 64 << 20) -> None:
@@ -98,8 +109,18 @@ def _median(values: list[float]) -> float:
 def _versions() -> dict[str, str]:
     out: dict[str, str] = {"python": platform.python_version()}
     for pkg in (
-        "dialback", "fastapi", "starlette", "uvicorn", "uvloop", "httptools", "pydantic",
-        "sqlalchemy", "asyncpg", "redis", "orjson", "prometheus-fastapi-instrumentator",
+        "dialback",
+        "fastapi",
+        "starlette",
+        "uvicorn",
+        "uvloop",
+        "httptools",
+        "pydantic",
+        "sqlalchemy",
+        "asyncpg",
+        "redis",
+        "orjson",
+        "prometheus-fastapi-instrumentator",
     ):
         with contextlib.suppress(metadata.PackageNotFoundError):
             out[pkg] = metadata.version(pkg)
@@ -111,10 +132,16 @@ def _versions() -> dict[str, str]:
             return "not installed"
         return (p.stdout or p.stderr).strip().splitlines()[0] if (p.stdout or p.stderr) else ""
 
-    out["redis-server"] = first_line(["redis-server", "--version"])
+    def token(text: str, pattern: str) -> str:
+        m = re.search(pattern, text)
+        return m.group(1) if m else text
+
+    out["redis-server"] = token(first_line(["redis-server", "--version"]), r"v=(\S+)")
     pg = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"))
-    out["postgresql"] = first_line([str(pg[-1]), "--version"]) if pg else "not installed"
-    out["wrk"] = first_line(["wrk", "--version"]) if shutil.which("wrk") else "not installed"
+    pg_version = first_line([str(pg[-1]), "--version"]) if pg else "not installed"
+    out["postgresql"] = token(pg_version, r"\) (\S+)")
+    wrk = first_line(["wrk", "--version"]) if shutil.which("wrk") else "not installed"
+    out["wrk"] = token(wrk, r"^wrk (\S+)")
     return out
 
 
@@ -138,6 +165,32 @@ def _machine() -> dict[str, Any]:
     }
 
 
+class PgStats:
+    """A single long-lived session reading pg_stat_database (so it opens no sessions itself)."""
+
+    def __init__(self, dsn: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.conn = self.loop.run_until_complete(asyncpg.connect(dsn))
+
+    def sessions(self) -> int:
+        """Sessions ever opened on the benchmark database (connections made by the pools)."""
+
+        async def q() -> int:
+            await self.conn.execute("SELECT pg_stat_clear_snapshot()")
+            return int(
+                await self.conn.fetchval(
+                    "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
+                )
+            )
+
+        return self.loop.run_until_complete(q())
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.loop.run_until_complete(self.conn.close())
+        self.loop.close()
+
+
 class Run:
     """One benchmark session."""
 
@@ -146,18 +199,26 @@ class Run:
         self.workdir = workdir
         self.servers = Servers()
         self.procs: list[ManagedProcess] = []
-        self.log: Callable[[str], None] = lambda msg: print(f"[bench] {msg}", file=sys.stderr, flush=True)
+        self.log: Callable[[str], None] = lambda msg: print(
+            f"[bench] {msg}", file=sys.stderr, flush=True
+        )
         self.desired = utc_iso(time.time() + 86400)
         self.seed = int(time.time())
         self.details: dict[str, Any] = {}
+        self.rss_idle = self.rss_load = self.rss_after_dispatch = 0.0
 
     def load(self, port: int, key: str, connections: int, seconds: float) -> LoadResult:
         """One bounded load run with the profile's load tool; refuses answers >= 400."""
         self.seed += 1
         fn = run_wrk if self.p.wrk else run_python_load
         res = fn(
-            port, key, service=BENCH_SERVICE, desired=self.desired, connections=connections,
-            seconds=seconds, seed=self.seed,
+            port,
+            key,
+            service=BENCH_SERVICE,
+            desired=self.desired,
+            connections=connections,
+            seconds=seconds,
+            seed=self.seed,
         )
         if res.status_errors:
             raise LoadError(f"{res.status_errors} of {res.requests} requests answered >= 400")
@@ -180,8 +241,15 @@ class Run:
         self.floor = ManagedProcess(
             "floor",
             [
-                sys.executable, "-m", "bench.floor_app", "--port", str(floor_port),
-                "--database-url", self.servers.database_url, "--redis-url", self.servers.redis.url,
+                sys.executable,
+                "-m",
+                "bench.floor_app",
+                "--port",
+                str(floor_port),
+                "--database-url",
+                self.servers.database_url,
+                "--redis-url",
+                self.servers.redis.url,
             ],
             {},
             self.workdir / "floor.log",
@@ -198,8 +266,11 @@ class Run:
             self.procs.append(proc.spawn())
         for proc in (self.b, self.floor, self.sim):
             proc.wait_ready()
+        self.pgstats = PgStats(self.servers.database_url)
 
     def stop(self) -> None:
+        if hasattr(self, "pgstats"):
+            self.pgstats.close()
         for proc in reversed(self.procs):
             with contextlib.suppress(Exception):
                 proc.stop()
@@ -231,10 +302,20 @@ class Run:
             port, proc, level = targets[variant]
             if level is not None:
                 self.a.set_log_level(level)
-            cpu0 = _cpu_seconds(proc.pid)
+            user0, sys0 = _cpu_times(proc.pid)
+            sessions0 = self.pgstats.sessions()
             res = self.load(port, self.key, connections, seconds)
-            cpu_ms = (_cpu_seconds(proc.pid) - cpu0) * 1000 / max(1, res.requests)
-            rounds[variant].append({**res.as_dict(), "process_cpu_ms_per_request": round(cpu_ms, 4)})
+            user1, sys1 = _cpu_times(proc.pid)
+            per = 1000 / max(1, res.requests)
+            opened = self.pgstats.sessions() - sessions0
+            rounds[variant].append(
+                {
+                    **res.as_dict(),
+                    "process_cpu_ms_per_request": round((user1 - user0 + sys1 - sys0) * per, 4),
+                    "process_sys_ms_per_request": round((sys1 - sys0) * per, 4),
+                    "pg_sessions_opened_per_1k": round(1000 * opened / max(1, res.requests), 2),
+                }
+            )
             if proc is self.a:
                 self.rss_load = max(self.rss_load, rss_mb(self.a.pid))
                 _truncate_big(self.a.log_path)
@@ -247,6 +328,7 @@ class Run:
         for v in rounds:
             rounds[v].clear()
         variants = list(CREATE_VARIANTS)
+        lag_before = dispatch.histogram(self.a.internal_url, LOOP_LAG)
         for r in range(self.p.rounds):
             order = variants[r % len(variants) :] + variants[: r % len(variants)]
             self.log(f"round {r + 1}/{self.p.rounds}: {', '.join(order)} + info at 8 connections")
@@ -256,6 +338,12 @@ class Run:
             run("info_at_8", 8, self.p.round_seconds)
         self.a.set_log_level("info")
         self.details["create_rounds"] = rounds
+        lag_after = dispatch.histogram(self.a.internal_url, LOOP_LAG)
+        # Event-loop lag of dialback A over all its rounds (bucket upper bounds: coarse).
+        self.details["create_eventloop_lag_s"] = {
+            f"p{int(q * 100)}_bucket": dispatch.histogram_quantile(lag_before, lag_after, q)
+            for q in (0.5, 0.9, 0.99, 1.0)
+        }
 
         def rps(v: str) -> list[float]:
             return [x["rps"] for x in rounds[v]]
@@ -279,6 +367,9 @@ class Run:
             ),
             "floor_cpu_ms_per_request": _median(
                 [x["process_cpu_ms_per_request"] for x in rounds["floor"]]
+            ),
+            "create_pg_sessions_per_1k": _median(
+                [x["pg_sessions_opened_per_1k"] for x in rounds["info"]]
             ),
         }
 
@@ -328,7 +419,9 @@ class Run:
         }
         return {
             "metrics_render_ms": _median(loaded),
-            "metrics_render_p99_ms": loaded[min(len(loaded) - 1, math.ceil(len(loaded) * 0.99) - 1)],
+            "metrics_render_p99_ms": loaded[
+                min(len(loaded) - 1, math.ceil(len(loaded) * 0.99) - 1)
+            ],
             "metrics_render_idle_ms": _median(idle),
             "metrics_bytes": float(size),
             "metrics_series": float(self.details["metrics_render"]["series"]),
@@ -338,17 +431,28 @@ class Run:
         """The in-process middleware comparison, in its own interpreter."""
         out = subprocess.run(
             [
-                sys.executable, "-m", "bench.instrumentation", "--calls", str(self.p.instr_calls),
-                "--rounds", str(self.p.instr_rounds),
+                sys.executable,
+                "-m",
+                "bench.instrumentation",
+                "--calls",
+                str(self.p.instr_calls),
+                "--rounds",
+                str(self.p.instr_rounds),
             ],
-            cwd=ROOT, capture_output=True, text=True, timeout=900, check=True,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=True,
         )
         data = json.loads(out.stdout)
         self.details["instrumentation"] = data
         m, w = data["metrics_only"], data["with_info_log_line"]
         return {
             "instrumentation_vs_peer_ratio": data["instrumentation_vs_peer_ratio"],
-            "instrumentation_with_log_vs_peer_ratio": data["instrumentation_with_log_vs_peer_ratio"],
+            "instrumentation_with_log_vs_peer_ratio": data[
+                "instrumentation_with_log_vs_peer_ratio"
+            ],
             "instrumentation_dialback_us": m["dialback_cost_us"],
             "instrumentation_peer_us": m["peer_cost_us"],
             "instrumentation_dialback_with_log_us": w["dialback_cost_us"],
@@ -388,15 +492,30 @@ def run(profile: Profile, keep_logs: bool = False) -> dict[str, Any]:
     ok = False
     try:
         r.log(f"profile {profile.name}; logs in {workdir}")
+        phases: dict[str, float] = {}
+        r.details["phase_seconds"] = phases
+        t = time.monotonic()
+
+        def lap(name: str) -> None:
+            nonlocal t
+            phases[name] = round(time.monotonic() - t, 1)
+            t = time.monotonic()
+
         r.start()
+        lap("start")
         r.setup()
+        lap("setup")
         r.log("create rounds")
         figures = r.create_rounds()
+        lap("create_rounds")
         r.log("/metrics under load")
         figures.update(r.metrics_render())
+        lap("metrics_render")
         r.log("instrumentation vs prometheus-fastapi-instrumentator (in-process)")
         figures.update(r.instrumentation())
+        lap("instrumentation")
         figures.update(r.dispatching())
+        lap("dispatch")
         figures["rss_idle_mb"] = r.rss_idle
         figures["rss_load_mb"] = r.rss_load
         figures["rss_after_dispatch_mb"] = r.rss_after_dispatch
@@ -437,11 +556,18 @@ def main(argv: list[str] | None = None) -> int:
     """Command line of ``python -m bench``."""
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="under 2 minutes; 100k rows, not 1M")
+    mode.add_argument(
+        "--quick", action="store_true", help="under 2 minutes; 30k due and 100k rows, not 100k/1M"
+    )
     mode.add_argument(
         "--smoke", action="store_true", help="a few seconds, built-in load generator (no wrk)"
     )
-    p.add_argument("--out", type=Path, default=RESULTS, help=f"JSON report (default {RESULTS})")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"JSON report (default {RESULTS}; smoke: {SMOKE_RESULTS})",
+    )
     p.add_argument("--write-docs", action="store_true", help=f"update the table in {DOCS}")
     p.add_argument("--keep-logs", action="store_true", help="keep the processes' log files")
     args = p.parse_args(argv)
@@ -452,9 +578,10 @@ def main(argv: list[str] | None = None) -> int:
         except LoadError as exc:
             print(str(exc), file=sys.stderr)
             return 2
+    out = args.out or (SMOKE_RESULTS if args.smoke else RESULTS)
     report = run(profile, keep_logs=args.keep_logs)
-    write_json(report, args.out)
-    print(f"[bench] wrote {args.out}", file=sys.stderr)
+    write_json(report, out)
+    print(f"[bench] wrote {out}", file=sys.stderr)
     if args.write_docs:
         write_docs(report, DOCS)
         print(f"[bench] updated {DOCS}", file=sys.stderr)

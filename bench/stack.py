@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import httpx
-
 from tests.servers import PostgresServer, RedisServer, free_port
 
 ADMIN_TOKEN = "bench-admin-token"
@@ -200,13 +199,15 @@ def create_tenant(admin: httpx.Client, tenant: str, services: list[str]) -> str:
     _check(admin.post("/admin/v1/tenants", json={"name": tenant, "settings": TENANT_SETTINGS}))
     for svc in services:
         _check(admin.put(f"/admin/v1/tenants/{tenant}/services/{svc}", json=SERVICE_CONFIG))
-    return str(_check(admin.post(f"/admin/v1/tenants/{tenant}/api-keys", json={"name": "bench"}))["key"])
+    return str(
+        _check(admin.post(f"/admin/v1/tenants/{tenant}/api-keys", json={"name": "bench"}))["key"]
+    )
 
 
 def populate_tenants(
     db: Dialback, public_port: int, tenants: int, services: int, desired: str
 ) -> int:
-    """``tenants`` × ``services`` with series: each tenant, service and key, one create each."""
+    """``tenants`` x ``services`` with series: each tenant, service and key, one create each."""
     keys: dict[str, str] = {}
     with db.admin() as admin:
         for t in range(tenants):

@@ -115,18 +115,28 @@ class Alertmanager:
     def start(self) -> Alertmanager:
         cfg = {
             "route": {
-                "receiver": "hook", "group_by": ["alertname", "service"], "group_wait": "0s",
-                "group_interval": "1s", "repeat_interval": "1h",
+                "receiver": "hook",
+                "group_by": ["alertname", "service"],
+                "group_wait": "0s",
+                "group_interval": "1s",
+                "repeat_interval": "1h",
             },
-            "receivers": [{"name": "hook", "webhook_configs": [{"url": self.webhook_url, "send_resolved": True}]}],
+            "receivers": [
+                {
+                    "name": "hook",
+                    "webhook_configs": [{"url": self.webhook_url, "send_resolved": True}],
+                }
+            ],
         }
         conf = self.dir / "alertmanager.yml"
         conf.write_text(yaml.safe_dump(cfg))
         (self.dir / "am-data").mkdir(exist_ok=True)
         self._p = _Proc(
             [
-                _binary("prometheus-alertmanager"), f"--config.file={conf}",
-                f"--storage.path={self.dir / 'am-data'}", f"--web.listen-address=127.0.0.1:{self.port}",
+                _binary("prometheus-alertmanager"),
+                f"--config.file={conf}",
+                f"--storage.path={self.dir / 'am-data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
                 "--cluster.listen-address=",
             ],
             self.dir / "alertmanager.log",
@@ -176,7 +186,9 @@ class Prometheus:
         (self.dir / "prom-data").mkdir(exist_ok=True)
         self._p = _Proc(
             [
-                _binary("prometheus"), f"--config.file={conf}", f"--storage.tsdb.path={self.dir / 'prom-data'}",
+                _binary("prometheus"),
+                f"--config.file={conf}",
+                f"--storage.tsdb.path={self.dir / 'prom-data'}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
             ],
             self.dir / "prometheus.log",

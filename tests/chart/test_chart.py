@@ -562,7 +562,9 @@ def test_service_monitor_switch(render: Render, enabled: bool) -> None:
     sm = one(docs, "ServiceMonitor")
     assert sm["apiVersion"] == "monitoring.coreos.com/v1"
     assert sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
-    assert sm["spec"]["endpoints"] == [{"port": "internal", "path": "/metrics", "interval": "15s"}]
+    assert sm["spec"]["endpoints"] == [
+        {"port": "internal", "path": "/metrics", "honorLabels": True, "interval": "15s"}
+    ]
     assert sm["spec"]["namespaceSelector"] == {"matchNames": ["callbacks"]}
     selected = [
         s["metadata"]["name"]

@@ -134,8 +134,9 @@ class CallbackMonitor:
             for r in claimed:
                 with bound(tenantId=r.tenant_id, callbackId=r.id):
                     log.log(TRACE, "monitor: claimed due callback", extra={"attempt": r.attempt})
+        publish_time = time.time()
         dispatches = [
-            Dispatch(r.id, r.attempt, dispatch_fields(r, self.settings.outcome_stream, now))
+            Dispatch(r.id, r.attempt, dispatch_fields(r, self.settings.outcome_stream, publish_time))
             for r in claimed
         ]
         try:

@@ -39,7 +39,9 @@ log_context: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar(
 )
 
 # Runs of 7+ digits, optionally starting with + and broken by spaces, dots, dashes or brackets.
-_PHONE = re.compile(r"\+?\d(?:[\s().-]{0,2}\d){6,}")
+_PHONE = re.compile(r"(?<![0-9A-Za-z])\+?\d(?:[\s().-]{0,2}\d){6,}(?![0-9A-Za-z])")
+# Identifiers are never phone numbers; masking them would break log searches.
+_ID_FIELDS = frozenset({"corrId", "callbackId", "tenantId", "id", "keyId"})
 _NEVER_LOGGED = frozenset(
     {"userData", "user_data", "phoneNumber", "phone_number", "password", "apiKey"}
 )
@@ -108,7 +110,9 @@ class JsonFormatter(logging.Formatter):
         for key, value in record.__dict__.items():
             if key in _STD_ATTRS or key.startswith("_") or key in _NEVER_LOGGED:
                 continue
-            ev[key] = mask_phone_numbers(value) if isinstance(value, str) else value
+            if isinstance(value, str) and key not in _ID_FIELDS:
+                value = mask_phone_numbers(value)
+            ev[key] = value
         return ev
 
     def format(self, record: logging.LogRecord) -> str:
