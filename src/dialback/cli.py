@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 
 from dialback.observability.logging import setup_logging
@@ -23,10 +24,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Run the service."""
     from dialback.server import serve
 
-    overrides = {}
-    if args.demo:
-        overrides["demo"] = True
-    settings = Settings(**overrides)
+    settings = Settings(demo=True) if args.demo else Settings()
     setup_logging(settings.log_level, max_len=settings.log_max_len, fmt=settings.log_format)
     _run(serve(settings))
     return 0
@@ -55,8 +53,8 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
 def cmd_router_sim(args: argparse.Namespace) -> int:
     """Run the routing simulator against the routing Redis."""
     from dialback.routing.simulator import RoutingSimulator
-    from dialback.runtime import redis_client
     from dialback.routing.transport import RedisTransport
+    from dialback.runtime import redis_client
 
     settings = Settings()
     setup_logging(settings.log_level)
@@ -76,10 +74,14 @@ def cmd_router_sim(args: argparse.Namespace) -> int:
         sim = RoutingSimulator(
             transport,
             agents=args.agents or settings.sim_agents,
-            handle_seconds=args.handle_seconds if args.handle_seconds is not None else settings.sim_handle_seconds,
+            handle_seconds=args.handle_seconds
+            if args.handle_seconds is not None
+            else settings.sim_handle_seconds,
             ring_seconds=settings.sim_ring_seconds,
             answer_probability=(
-                args.answer_probability if args.answer_probability is not None else settings.sim_answer_probability
+                args.answer_probability
+                if args.answer_probability is not None
+                else settings.sim_answer_probability
             ),
             consumer=args.consumer,
         )
@@ -88,10 +90,8 @@ def cmd_router_sim(args: argparse.Namespace) -> int:
         finally:
             await transport.close()
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         _run(go())
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

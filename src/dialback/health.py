@@ -34,7 +34,9 @@ async def live(request: Request) -> JSONResponse:
 async def ready(request: Request) -> JSONResponse:
     """Ready when every required dependency passed its last check (cached, no I/O here)."""
     ok, detail = request.app.state.runtime.health.readiness()
-    return JSONResponse({"status": "ready" if ok else "not ready", "dependencies": detail}, 200 if ok else 503)
+    return JSONResponse(
+        {"status": "ready" if ok else "not ready", "dependencies": detail}, 200 if ok else 503
+    )
 
 
 @router.get("/metrics", include_in_schema=False)

@@ -180,7 +180,9 @@ class CorrelationAndLimits:
                 raise
             if is_dependency_error(exc):
                 # The store or a Redis is unreachable: not a bug and not the client's fault.
-                log.warning("request failed, a dependency is unavailable: %s: %s", type(exc).__name__, exc)
+                log.warning(
+                    "request failed, a dependency is unavailable: %s: %s", type(exc).__name__, exc
+                )
                 await self._reject(send, corr, 503, DEPENDENCY_DOWN_MESSAGE)
                 return
             report(exc)

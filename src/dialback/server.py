@@ -45,13 +45,23 @@ async def serve(settings: Settings) -> None:
     await rt.start()
     configs = [
         uvicorn.Config(
-            create_public_app(rt), host=settings.host, port=settings.public_port,
-            log_config=None, access_log=False, lifespan="off", server_header=False,
+            create_public_app(rt),
+            host=settings.host,
+            port=settings.public_port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            server_header=False,
             timeout_graceful_shutdown=10,
         ),
         uvicorn.Config(
-            create_internal_app(rt), host=settings.host, port=settings.internal_port,
-            log_config=None, access_log=False, lifespan="off", server_header=False,
+            create_internal_app(rt),
+            host=settings.host,
+            port=settings.internal_port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            server_header=False,
             timeout_graceful_shutdown=10,
         ),
     ]

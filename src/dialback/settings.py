@@ -97,7 +97,11 @@ class Settings(BaseSettings):
     def tolerances(self) -> dict[str, float]:
         """The `_tolerance` gauges and their values."""
         names = (
-            "http_400_tolerance", "http_401_tolerance", "http_404_tolerance", "http_500_tolerance",
-            "rbac_create_vq_proxy_error_tolerance", "invalid_content_length_tolerance",
+            "http_400_tolerance",
+            "http_401_tolerance",
+            "http_404_tolerance",
+            "http_500_tolerance",
+            "rbac_create_vq_proxy_error_tolerance",
+            "invalid_content_length_tolerance",
         )
         return {n: float(getattr(self, n)) for n in names}

@@ -14,7 +14,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import sqlalchemy as sa
@@ -209,7 +209,7 @@ class HealthChecker:
                 log.exception("health check cycle failed")
                 self.rt.metrics.alarm("UNCAUGHT_EXCEPTION")
 
-    def readiness(self) -> tuple[bool, dict[str, dict[str, object]]]:
+    def readiness(self) -> tuple[bool, dict[str, dict[str, Any]]]:
         """Ready when every required dependency is up; the per-dependency detail."""
         detail = {
             d.name: {

@@ -131,7 +131,7 @@ class JsonFormatter(logging.Formatter):
             ev["msg"] = ev["msg"][: max(0, len(ev["msg"]) - over)] + "…"
             line = orjson.dumps(ev, default=str)
         if len(line) > self.max_len:
-            keep = {k: ev[k] for k in ("ts", "level", "logger", "corrId") if k in ev}
+            keep: dict[str, Any] = {k: ev[k] for k in ("ts", "level", "logger", "corrId") if k in ev}
             keep["msg"] = ev["msg"][: self.max_len // 2]
             keep["truncated"] = True
             line = orjson.dumps(keep)

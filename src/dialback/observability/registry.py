@@ -106,7 +106,7 @@ class Family:
                 f'{k}="{escape_label(x)}"' for k, x in zip(labels, values, strict=True)
             )
             sep = "," if prefix else ""
-            cum = 0
+            cum: float = 0
             for le, n in zip(bounds, h[:-1], strict=True):
                 cum += n
                 out.append(f'{name}_bucket{{{prefix}{sep}le="{le}"}} {format_value(cum)}')

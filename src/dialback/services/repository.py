@@ -29,8 +29,12 @@ class ServiceRecord:
 
 def _record(row: Any) -> ServiceRecord:
     return ServiceRecord(
-        row.id, row.tenant_id, row.name, ServiceConfig.model_validate(row.config),
-        row.created_at, row.updated_at,
+        row.id,
+        row.tenant_id,
+        row.name,
+        ServiceConfig.model_validate(row.config),
+        row.created_at,
+        row.updated_at,
     )
 
 
@@ -47,19 +51,28 @@ async def list_services(conn: AsyncConnection, tenant_id: str) -> list[ServiceRe
     return [_record(r) for r in await conn.execute(q)]
 
 
-async def create_service(conn: AsyncConnection, tenant_id: str, name: str, config: ServiceConfig) -> ServiceRecord:
+async def create_service(
+    conn: AsyncConnection, tenant_id: str, name: str, config: ServiceConfig
+) -> ServiceRecord:
     """Insert a service."""
     now = time.time()
     sid = str(uuid.uuid4())
     await conn.execute(
         services.insert().values(
-            id=sid, tenant_id=tenant_id, name=name, config=config.dump(), created_at=now, updated_at=now
+            id=sid,
+            tenant_id=tenant_id,
+            name=name,
+            config=config.dump(),
+            created_at=now,
+            updated_at=now,
         )
     )
     return ServiceRecord(sid, tenant_id, name, config, now, now)
 
 
-async def update_service(conn: AsyncConnection, tenant_id: str, name: str, config: ServiceConfig) -> bool:
+async def update_service(
+    conn: AsyncConnection, tenant_id: str, name: str, config: ServiceConfig
+) -> bool:
     """Replace a service's configuration; False when it does not exist."""
     res = await conn.execute(
         services.update()

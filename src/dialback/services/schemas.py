@@ -135,6 +135,7 @@ class NumberThrottle(Strict):
 
 
 RetryReason = Literal["no-answer", "busy", "failed"]
+_DEFAULT_RETRY_ON: tuple[RetryReason, ...] = ("no-answer", "busy", "failed")
 
 
 class RetryPolicy(Strict):
@@ -143,7 +144,7 @@ class RetryPolicy(Strict):
     max_attempts: int = Field(3, ge=1, le=20, alias="maxAttempts")
     delay_seconds: int = Field(60, ge=0, le=7 * 24 * 3600, alias="delaySeconds")
     retry_on: list[RetryReason] = Field(
-        default_factory=lambda: ["no-answer", "busy", "failed"], alias="retryOn"
+        default_factory=lambda: list(_DEFAULT_RETRY_ON), alias="retryOn"
     )
 
 

@@ -32,7 +32,10 @@ async def ensure_demo(rt: Runtime) -> DemoCredentials:
             tenant = await repo.create_tenant(conn, DEMO_TENANT, {})
         if await services_repo.get_service(conn, tenant.id, DEMO_SERVICE) is None:
             cfg = ServiceConfig.model_validate(
-                {"businessHours": {"alwaysOpen": True}, "retry": {"maxAttempts": 3, "delaySeconds": 5}}
+                {
+                    "businessHours": {"alwaysOpen": True},
+                    "retry": {"maxAttempts": 3, "delaySeconds": 5},
+                }
             )
             await services_repo.create_service(conn, tenant.id, DEMO_SERVICE, cfg)
         if settings.demo_api_key is not None:
@@ -58,4 +61,3 @@ async def ensure_demo(rt: Runtime) -> DemoCredentials:
         settings.admin_tokens = SecretStr(admin)
     rt.keys.clear()
     return DemoCredentials(api_key=key, admin_token=admin)
-
