@@ -148,8 +148,10 @@ class Metrics:
         # Walking the data directory is not free: at most every 10 s.
         if self.data_dir is not None and now - self._data_dir_checked > 10:
             self._data_dir_checked = now
-            if self.data_dir.exists():
-                f["ges_data_dir_used_bytes"].set((), _dir_size(self.data_dir))
-                f["ges_data_dir_free_bytes"].set((), shutil.disk_usage(self.data_dir).free)
-            else:
-                f["ges_data_dir_used_bytes"].set((), 0)
+            exists = self.data_dir.exists()
+            f["ges_data_dir_used_bytes"].set((), _dir_size(self.data_dir) if exists else 0)
+            # Not created yet: the free space where it will be created.
+            probe = self.data_dir.resolve()
+            while not probe.exists() and probe != probe.parent:
+                probe = probe.parent
+            f["ges_data_dir_free_bytes"].set((), shutil.disk_usage(probe).free)
