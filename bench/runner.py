@@ -50,6 +50,7 @@ from dialback.services.rules import utc_iso
 RESULTS = ROOT / "bench" / "results" / "latest.json"
 # Smoke figures mean nothing: never written over latest.json (*.tmp is git-ignored).
 SMOKE_RESULTS = ROOT / "bench" / "results" / "smoke.json.tmp"
+DISPATCH_RESULTS = ROOT / "bench" / "results" / "dispatch.json.tmp"
 DOCS = ROOT / "docs" / "performance.md"
 
 
@@ -224,13 +225,16 @@ class Run:
             raise LoadError(f"{res.status_errors} of {res.requests} requests answered >= 400")
         return res
 
-    def start(self) -> None:
-        """Servers, then dialback (which migrates), then the other processes."""
+    def start(self, only_a: bool = False) -> None:
+        """Servers, then dialback (which migrates), then the other processes (unless only_a)."""
         self.servers.start()
         env = self.servers.dialback_env("info")
         self.a = Dialback("dialback", env, self.workdir / "dialback.log")
         self.procs.append(self.a.spawn())
         self.a.wait_ready()
+        self.pgstats = PgStats(self.servers.database_url)
+        if only_a:
+            return
         self.b = Dialback(
             "dialback-no-observability",
             self.servers.dialback_env("error"),
@@ -266,7 +270,6 @@ class Run:
             self.procs.append(proc.spawn())
         for proc in (self.b, self.floor, self.sim):
             proc.wait_ready()
-        self.pgstats = PgStats(self.servers.database_url)
 
     def stop(self) -> None:
         if hasattr(self, "pgstats"):
@@ -458,13 +461,25 @@ class Run:
             "instrumentation_dialback_with_log_us": w["dialback_cost_us"],
         }
 
-    def dispatching(self) -> dict[str, float]:
-        """Backlog drain rate, then lateness among many scheduled rows (only dialback A runs)."""
-        for proc in (self.b, self.floor, self.sim):
-            proc.stop()
+    def dispatching(self, repeat: int = 1) -> dict[str, float]:
+        """Backlog drain rate, then lateness among many scheduled rows (only dialback A runs).
+
+        With ``repeat`` > 1 the drain is measured that many times; figures are the median.
+        """
+        for proc in self.procs:
+            if proc is not self.a:
+                proc.stop()
         target = dispatch.target(self.servers.database_url, BENCH_TENANT, BENCH_SERVICE)
-        self.log(f"dispatch: {self.p.dispatch_rows} callbacks due at once")
-        out = dispatch.measure_dispatch(target, self.servers.routing.url, self.p.dispatch_rows)
+        drains: list[dict[str, float]] = []
+        for i in range(repeat):
+            self.log(f"dispatch: {self.p.dispatch_rows} callbacks due at once ({i + 1}/{repeat})")
+            cpu0 = sum(_cpu_times(self.a.pid))
+            drains.append(
+                dispatch.measure_dispatch(target, self.servers.routing.url, self.p.dispatch_rows)
+            )
+            drains[-1]["dispatch_cpu_s"] = sum(_cpu_times(self.a.pid)) - cpu0
+        self.details["dispatch_runs"] = drains
+        out = {k: _median([d[k] for d in drains]) for k in drains[0]}
         self.log(
             f"lateness: {self.p.lateness_due} coming due over {self.p.lateness_seconds:g} s among "
             f"{self.p.lateness_rows} scheduled"
@@ -552,6 +567,42 @@ def run(profile: Profile, keep_logs: bool = False) -> dict[str, Any]:
     return report
 
 
+def run_dispatch_only(profile: Profile, repeat: int, keep_logs: bool = False) -> dict[str, Any]:
+    """Only the dispatch figures: servers, dialback A and the bench tenant, nothing else."""
+    started = time.time()
+    machine = _machine()
+    workdir = Path(tempfile.mkdtemp(prefix="dialback-bench-"))
+    r = Run(profile, workdir)
+    ok = False
+    try:
+        r.log(f"profile {profile.name}, dispatch only; logs in {workdir}")
+        r.start(only_a=True)
+        with r.a.admin() as admin:
+            create_tenant(admin, BENCH_TENANT, [BENCH_SERVICE])
+        figures = r.dispatching(repeat)
+        ok = True
+    finally:
+        r.stop()
+        if ok and not keep_logs:
+            shutil.rmtree(workdir, ignore_errors=True)
+        elif not ok:
+            print(f"[bench] failed; process logs kept in {workdir}", file=sys.stderr)
+    machine["loadavg_at_end"] = list(os.getloadavg())
+    report: dict[str, Any] = {k: round(float(v), 4) for k, v in figures.items()}
+    report.update(
+        {
+            "only": "dispatch",
+            "profile": profile.name,
+            "started_at": utc_iso(started),
+            "duration_s": round(time.time() - started, 1),
+            "machine": machine,
+            "versions": _versions(),
+            "details": r.details,
+        }
+    )
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line of ``python -m bench``."""
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
@@ -570,8 +621,28 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--write-docs", action="store_true", help=f"update the table in {DOCS}")
     p.add_argument("--keep-logs", action="store_true", help="keep the processes' log files")
+    p.add_argument(
+        "--only",
+        choices=("dispatch",),
+        default=None,
+        help=f"only the dispatch figures (no wrk needed; default out {DISPATCH_RESULTS})",
+    )
+    p.add_argument(
+        "--repeat", type=int, default=1, help="with --only dispatch: drains to take the median of"
+    )
     args = p.parse_args(argv)
     profile = PROFILES["smoke" if args.smoke else "quick" if args.quick else "full"]
+    if args.only == "dispatch":
+        if args.write_docs:
+            p.error("--write-docs needs the whole suite, not --only")
+        out = args.out or DISPATCH_RESULTS
+        report = run_dispatch_only(profile, max(1, args.repeat), keep_logs=args.keep_logs)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"[bench] wrote {out}", file=sys.stderr)
+        for key in ("dispatch_per_s", "dispatch_publish_rate_per_s", "dispatch_lateness_p99_s"):
+            print(f"{key:32} {report[key]}")
+        return 0
     if profile.wrk:
         try:
             wrk_path()

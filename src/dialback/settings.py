@@ -42,7 +42,7 @@ class Settings(BaseSettings):
 
     monitor_enabled: bool = True
     monitor_poll_seconds: float = 0.5
-    monitor_batch_size: int = 500
+    monitor_batch_size: int = 1000
     monitor_lease_seconds: float = 30.0
     monitor_lagging_threshold_seconds: float = 5.0
     monitor_stats_seconds: float = 5.0

@@ -2,7 +2,8 @@
 
 Dispatch: claim due callbacks under a lease, publish each (callback, attempt) once, mark them
 QUEUED. A crash between claim and mark leaves leases that expire and are reclaimed; the
-transport's once-per-attempt publish makes the retry harmless.
+transport's once-per-attempt publish makes the retry harmless. While a backlog drains the
+stages overlap: the next batch is claimed while the previous one is published and marked.
 
 Outcomes: read routing events through a consumer group, apply them in order of the state
 machine, retry unanswered attempts by the service's policy, and acknowledge after commit.
@@ -11,31 +12,35 @@ machine, retry unanswered attempts by the service's policy, and acknowledge afte
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
-
-import orjson
 
 from dialback.callbacks import repository as cb_repo
 from dialback.monitor import repository as repo
 from dialback.observability.health import is_dependency_error
 from dialback.observability.logging import TRACE, bound
 from dialback.routing.messages import Dispatch, Outcome
+from dialback.services.rules import utc_iso
 
 if TYPE_CHECKING:
     from dialback.runtime import Runtime
 
 log = logging.getLogger("dialback.monitor")
 
+# Longest the per-state counts wait while a backlog drains (see _stats_loop).
+_STATS_MAX_DEFER_SECONDS = 60.0
 _RANK = {"SCHEDULED": 0, "QUEUED": 1, "ROUTING": 2, "PROCESSING": 3, "COMPLETED": 4}
 
 
-def dispatch_fields(row: Any, outcome_stream: str, now: float) -> dict[str, str]:
+def dispatch_fields(
+    row: repo.Claimed, outcome_stream: str, now: float, published_at: str | None = None
+) -> dict[str, str]:
     """The stream entry for one claimed callback (schema in docs/routing.md)."""
-    from dialback.services.rules import utc_iso
-
+    due = utc_iso(row.due_at)
+    desired = row.desired_time
     return {
         "type": "callback",
         "id": row.id,
@@ -45,12 +50,22 @@ def dispatch_fields(row: Any, outcome_stream: str, now: float) -> dict[str, str]
         "phoneNumber": row.phone_number,
         "priority": str(row.priority),
         "language": row.language,
-        "desiredTime": utc_iso(row.desired_time) if row.desired_time else "",
-        "dueTime": utc_iso(row.due_at),
-        "publishedAt": utc_iso(now),
-        "userData": orjson.dumps(row.user_data or {}).decode(),
+        "desiredTime": (due if desired == row.due_at else utc_iso(desired)) if desired else "",
+        "dueTime": due,
+        "publishedAt": published_at or utc_iso(now),
+        "userData": row.user_data,
         "outcomeStream": outcome_stream,
     }
+
+
+class _Batch:
+    """Callbacks claimed in one cycle, and when their lease runs out."""
+
+    __slots__ = ("lease_until", "rows")
+
+    def __init__(self, rows: list[repo.Claimed], lease_until: float) -> None:
+        self.rows = rows
+        self.lease_until = lease_until
 
 
 class CallbackMonitor:
@@ -66,6 +81,11 @@ class CallbackMonitor:
         self.last_cycle_at = 0.0
         self.last_cycle_seconds = 0.0
         self.dispatched_total = 0
+        # True while a backlog drains (the last claim was a full batch): statistics wait.
+        self.draining = False
+        # The dispatch pipeline: the batch being published, the one being marked QUEUED.
+        self._publishing: tuple[_Batch, asyncio.Task[float | None]] | None = None
+        self._marking: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
         """Ask for a dispatch cycle now (an immediate callback was booked)."""
@@ -91,63 +111,136 @@ class CallbackMonitor:
         self._tasks = []
 
     async def _dispatch_loop(self) -> None:
-        backoff = self.settings.monitor_poll_seconds
+        """Claim batch N+1 while batch N is published and N-1 marked; sleep when none is due."""
+        batch_size = self.settings.monitor_batch_size
+        poll = self.settings.monitor_poll_seconds
+        backoff = poll
         while not self._stopping.is_set():
             self._wake.clear()
             started = time.monotonic()
+            ok = True
+            batch: _Batch | None = None
             try:
-                n = await self.dispatch_once()
-                backoff = self.settings.monitor_poll_seconds
+                batch = await self._claim()
             except Exception as exc:
-                if is_dependency_error(exc):
-                    log.warning("dispatch cycle failed: %s: %s", type(exc).__name__, exc)
-                else:
-                    log.exception("dispatch cycle failed")
-                    self.rt.events.uncaught_exception("monitor")
-                n = 0
-                backoff = min(backoff * 2, 5.0)
+                self._cycle_failed(exc)
+                ok = False
+            ok = await self._advance() and ok
+            if batch is not None and not ok:
+                # Publish nothing more into a failing dependency: give the leases back.
+                await self._release_quietly(batch)
+                batch = None
+            full = batch is not None and len(batch.rows) >= batch_size
+            if batch is not None:
+                self._publishing = (batch, asyncio.create_task(self._publish(batch)))
+            if not full:
+                # Nothing more to overlap with: finish before measuring and sleeping.
+                ok = await self._flush() and ok
+            self.draining = full
             self.last_cycle_seconds = time.monotonic() - started
             self.last_cycle_at = time.time()
             self.rt.events.monitor_cycle(self.last_cycle_seconds)
-            if n >= self.settings.monitor_batch_size:
+            backoff = poll if ok else min(backoff * 2, 5.0)
+            if full:
                 continue
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=backoff)
-            except TimeoutError:
-                pass
+        self.draining = False
+        await self._flush()
+
+    async def _settle(self, task: asyncio.Task[Any]) -> tuple[bool, Any]:
+        """Wait for a pipeline stage: (True, its result), or (False, None) logged."""
+        try:
+            return True, await task
+        except Exception as exc:
+            self._cycle_failed(exc)
+            return False, None
+
+    async def _advance(self) -> bool:
+        """Wait for batch N's publish and N-1's mark, then start N's mark; False on failure."""
+        ok = True
+        if self._marking is not None:
+            ok, _ = await self._settle(self._marking)
+            self._marking = None
+        if self._publishing is not None:
+            batch, task = self._publishing
+            self._publishing = None
+            published, published_at = await self._settle(task)
+            if published_at is not None:
+                self._marking = asyncio.create_task(self._mark(batch, published_at))
+            ok = ok and published
+        return ok
+
+    async def _flush(self) -> bool:
+        """Finish every batch in the pipeline."""
+        ok = await self._advance()
+        if self._marking is not None:
+            marked, _ = await self._settle(self._marking)
+            self._marking = None
+            ok = ok and marked
+        return ok
+
+    def _cycle_failed(self, exc: BaseException) -> None:
+        if is_dependency_error(exc):
+            log.warning("dispatch cycle failed: %s: %s", type(exc).__name__, exc)
+        else:
+            log.error("dispatch cycle failed", exc_info=exc)
+            self.rt.events.uncaught_exception("monitor")
+
+    async def _release_quietly(self, batch: _Batch) -> None:
+        try:
+            async with self.rt.engine.begin() as conn:
+                await repo.release_leases(conn, self.owner, [r.id for r in batch.rows])
+        except Exception as exc:
+            # The leases expire on their own; the rows are reclaimed then.
+            log.warning("could not release leases: %s: %s", type(exc).__name__, exc)
 
     async def dispatch_once(self) -> int:
-        """One cycle: claim, publish, mark. Returns how many were claimed."""
-        now = time.time()
-        async with self.rt.engine.begin() as conn:
-            claimed = await repo.claim_due(
-                conn,
-                self.owner,
-                now,
-                self.settings.monitor_lease_seconds,
-                self.settings.monitor_batch_size,
-            )
-        if not claimed:
+        """One cycle without overlap: claim, publish, mark. Returns how many were claimed."""
+        batch = await self._claim()
+        if batch is None:
             return 0
-        trace = log.isEnabledFor(TRACE)
-        if trace:
-            for r in claimed:
+        published_at = await self._publish(batch)
+        if published_at is not None:
+            await self._mark(batch, published_at)
+        return len(batch.rows)
+
+    async def _claim(self) -> _Batch | None:
+        now = time.time()
+        lease = self.settings.monitor_lease_seconds
+        async with self.rt.engine.begin() as conn:
+            rows = await repo.claim_due(
+                conn, self.owner, now, lease, self.settings.monitor_batch_size
+            )
+        if not rows:
+            return None
+        if log.isEnabledFor(TRACE):
+            for r in rows:
                 with bound(tenantId=r.tenant_id, callbackId=r.id):
                     log.log(TRACE, "monitor: claimed due callback", extra={"attempt": r.attempt})
+        return _Batch(rows, now + lease)
+
+    async def _publish(self, batch: _Batch) -> float | None:
+        """Publish a claimed batch, each attempt once; when it was published (None: dropped)."""
+        claimed = batch.rows
         publish_time = time.time()
+        if publish_time >= batch.lease_until:
+            # Another replica may own these rows by now; they are reclaimed and published once.
+            log.warning("dropping %d claimed callbacks whose lease ran out", len(claimed))
+            return None
+        published = utc_iso(publish_time)
+        stream = self.settings.outcome_stream
         dispatches = [
-            Dispatch(r.id, r.attempt, dispatch_fields(r, self.settings.outcome_stream, publish_time))
+            Dispatch(r.id, r.attempt, dispatch_fields(r, stream, publish_time, published))
             for r in claimed
         ]
         try:
             await self.rt.transport.publish(dispatches)
         except Exception:
             self.rt.events.submit_failed(len(claimed))
-            async with self.rt.engine.begin() as conn:
-                await repo.release_leases(conn, self.owner, [r.id for r in claimed])
+            await self._release_quietly(batch)
             raise
-        published_at = time.time()
-        if trace:
+        if log.isEnabledFor(TRACE):
             for r in claimed:
                 with bound(tenantId=r.tenant_id, callbackId=r.id):
                     log.log(
@@ -155,9 +248,14 @@ class CallbackMonitor:
                         "monitor: published to the routing stream",
                         extra={"stream": self.settings.routing_stream, "attempt": r.attempt},
                     )
+        return time.time()
+
+    async def _mark(self, batch: _Batch, published_at: float) -> None:
+        """Record a published batch as QUEUED (rows whose lease was lost are left alone)."""
+        claimed = batch.rows
         async with self.rt.engine.begin() as conn:
             await repo.mark_queued(conn, self.owner, claimed, published_at)
-        if trace:
+        if log.isEnabledFor(TRACE):
             for r in claimed:
                 with bound(tenantId=r.tenant_id, callbackId=r.id):
                     log.log(
@@ -166,9 +264,9 @@ class CallbackMonitor:
                         extra={"latenessSeconds": round(published_at - r.due_at, 3)},
                     )
         self.dispatched_total += len(claimed)
+        dispatched = self.rt.events.dispatched
         for r in claimed:
-            self.rt.events.dispatched(r.tenant_id, published_at - r.due_at)
-        return len(claimed)
+            dispatched(r.tenant_id, published_at - r.due_at)
 
     async def _outcome_loop(self) -> None:
         transport = self.rt.transport
@@ -202,22 +300,30 @@ class CallbackMonitor:
                     self.rt.events.provisioning_failed()
 
     async def _stats_loop(self) -> None:
+        last_full = 0.0
         while not self._stopping.is_set():
+            # Counting every open callback scans the table: while a backlog drains, only the
+            # (index-range) due backlog is refreshed, the per-state counts at most once a minute.
+            full = not self.draining or time.monotonic() - last_full >= _STATS_MAX_DEFER_SECONDS
             try:
-                await self.refresh_stats()
+                await self.refresh_stats(by_state=full)
+                if full:
+                    last_full = time.monotonic()
             except Exception:
                 log.debug("monitor statistics refresh failed", exc_info=True)
             await self._sleep(self.settings.monitor_stats_seconds)
 
-    async def refresh_stats(self) -> None:
-        """Update the monitor-size, due-backlog and oldest-due gauges from the store."""
+    async def refresh_stats(self, by_state: bool = True) -> None:
+        """Update the due-backlog and oldest-due gauges (and monitor-size) from the store."""
         now = time.time()
-        async with self.rt.engine.connect() as conn:
-            by_state = await repo.count_by_state(conn)
+        async with self.rt.engine.begin() as conn:
+            await repo.no_parallel_scans(conn)
             backlog, oldest = await repo.due_backlog(conn, now)
+            counts = await repo.count_by_state(conn) if by_state else None
         m = self.rt.metrics
-        for state in ("SCHEDULED", "QUEUED", "ROUTING", "PROCESSING"):
-            m.monitor_size.set((state.lower(),), by_state.get(state, 0))
+        if counts is not None:
+            for state in repo.OPEN_STATES:
+                m.monitor_size.set((state.lower(),), counts.get(state, 0))
         m.monitor_size.set(("due",), backlog)
         m.f["ges_due_backlog"].set((), backlog)
         m.f["ges_due_oldest_age_seconds"].set(
@@ -225,10 +331,8 @@ class CallbackMonitor:
         )
 
     async def _sleep(self, seconds: float) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
-        except TimeoutError:
-            pass
 
     async def apply_outcomes(self, entries: list[tuple[str, dict[str, str]]]) -> None:
         """Apply a batch of outcome entries in one transaction."""

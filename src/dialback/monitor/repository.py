@@ -1,15 +1,38 @@
-"""The monitor's queries: lease-based claiming, marking dispatched, applying outcomes."""
+"""The monitor's queries: lease-based claiming, marking dispatched, applying outcomes.
+
+Claiming and marking are the dispatch hot path: on PostgreSQL each is one statement sent as
+raw SQL on the pooled asyncpg connection (no SQLAlchemy compilation or result processing),
+each its own transaction unless the caller already opened one on the connection. Other
+dialects (the embedded SQLite store) take the SQLAlchemy Core path.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dialback.db.schema import callback_events, callbacks
 
 CB = callbacks.c
+
+
+class Claimed(NamedTuple):
+    """A callback leased for dispatch: what its stream entry needs."""
+
+    id: str
+    tenant_id: str
+    service_name: str
+    phone_number: str
+    attempt: int
+    priority: int
+    language: str
+    desired_time: float | None
+    due_at: float
+    user_data: str  # compact JSON text
+
 
 _CLAIM_COLUMNS = (
     CB.id,
@@ -22,14 +45,73 @@ _CLAIM_COLUMNS = (
     CB.desired_time,
     CB.due_at,
     CB.user_data,
-    CB.params,
 )
+
+# The due rows are locked by the inner SELECT (other replicas skip them) and updated through
+# the primary key: ``= ANY(ARRAY(...))`` keeps the plan an index lookup however big the table.
+_PG_CLAIM = """
+UPDATE callbacks SET lease_owner = $1, lease_expires_at = $2
+WHERE id = ANY(ARRAY(
+    SELECT id FROM callbacks
+    WHERE state = 'SCHEDULED' AND due_at <= $3
+      AND (lease_expires_at IS NULL OR lease_expires_at < $3)
+    ORDER BY due_at
+    LIMIT $4
+    FOR UPDATE SKIP LOCKED
+))
+RETURNING id, tenant_id, service_name, phone_number, attempt, priority, language,
+    desired_time, due_at, user_data::text
+"""
+
+# The state change and its event rows in one statement (one round trip, atomic); only rows
+# still leased to us and still SCHEDULED move (an outcome may already have moved one on).
+_PG_MARK_QUEUED = """
+WITH moved AS (
+    UPDATE callbacks SET state = 'QUEUED', queued_at = $2, updated_at = $2,
+        lease_owner = NULL, lease_expires_at = NULL
+    WHERE id = ANY($1::varchar[]) AND lease_owner = $3 AND state = 'SCHEDULED'
+    RETURNING id, attempt
+), events AS (
+    INSERT INTO callback_events (callback_id, at, from_state, to_state, reason, attempt, source)
+    SELECT id, $2, 'SCHEDULED', 'QUEUED', NULL, attempt, 'monitor' FROM moved
+)
+SELECT count(*) FROM moved
+"""
+
+
+async def _pg(conn: AsyncConnection, method: str, sql: str, *args: Any) -> Any:
+    """Run ``sql`` on the asyncpg connection under ``conn`` (in its transaction, if begun)."""
+    driver: Any = (await conn.get_raw_connection()).driver_connection
+    try:
+        return await getattr(driver, method)(sql, *args)
+    except BaseException:
+        # SQLAlchemy did not see this statement fail: a connection that died must not go back
+        # to the pool as if it were healthy.
+        if driver.is_closed():
+            await conn.invalidate()
+        raise
+
+
+def _compact(text: str) -> str:
+    return orjson.dumps(orjson.loads(text)).decode()
+
+
+def _due(c: Claimed) -> float:
+    return c.due_at
 
 
 async def claim_due(
     conn: AsyncConnection, owner: str, now: float, lease: float, limit: int
-) -> list[Any]:
-    """Lease up to ``limit`` due callbacks to ``owner``; other replicas skip locked rows."""
+) -> list[Claimed]:
+    """Lease up to ``limit`` due callbacks to ``owner``, oldest due first; others skip them."""
+    if conn.dialect.name == "postgresql":
+        rows = await _pg(conn, "fetch", _PG_CLAIM, owner, now + lease, now, limit)
+        claimed = [
+            Claimed(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], _compact(r[9]))
+            for r in rows
+        ]
+        claimed.sort(key=_due)
+        return claimed
     due = (
         sa.select(CB.id)
         .where(
@@ -40,15 +122,20 @@ async def claim_due(
         .order_by(CB.due_at)
         .limit(limit)
     )
-    if conn.dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
     stmt = (
         callbacks.update()
         .where(CB.id.in_(due.scalar_subquery()))
         .values(lease_owner=owner, lease_expires_at=now + lease)
         .returning(*_CLAIM_COLUMNS)
     )
-    return list((await conn.execute(stmt)).all())
+    claimed = [
+        Claimed(
+            r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], orjson.dumps(r[9] or {}).decode()
+        )
+        for r in await conn.execute(stmt)
+    ]
+    claimed.sort(key=_due)
+    return claimed
 
 
 async def release_leases(conn: AsyncConnection, owner: str, ids: list[str]) -> None:
@@ -63,6 +150,8 @@ async def release_leases(conn: AsyncConnection, owner: str, ids: list[str]) -> N
 async def mark_queued(conn: AsyncConnection, owner: str, claimed: list[Any], now: float) -> int:
     """Move published callbacks SCHEDULED -> QUEUED; rows whose lease was lost are left alone."""
     ids = [r.id for r in claimed]
+    if conn.dialect.name == "postgresql":
+        return int(await _pg(conn, "fetchval", _PG_MARK_QUEUED, ids, now, owner))
     res = await conn.execute(
         callbacks.update()
         .where(CB.id.in_(ids), CB.lease_owner == owner, CB.state == "SCHEDULED")
@@ -104,9 +193,19 @@ async def update_callback(conn: AsyncConnection, callback_id: str, values: dict[
     await conn.execute(callbacks.update().where(CB.id == callback_id).values(**values))
 
 
+OPEN_STATES = ("SCHEDULED", "QUEUED", "ROUTING", "PROCESSING")
+
+
+async def no_parallel_scans(conn: AsyncConnection) -> None:
+    """Keep this transaction's scans to one core: statistics must not starve the dispatch."""
+    if conn.dialect.name == "postgresql":
+        await conn.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
+
+
 async def count_by_state(conn: AsyncConnection) -> dict[str, int]:
     """Open callbacks per state (for the monitor-size gauge)."""
-    q = sa.select(CB.state, sa.func.count()).where(CB.state != "COMPLETED").group_by(CB.state)
+    # IN, not != 'COMPLETED': the (state, due_at) index then skips the completed history.
+    q = sa.select(CB.state, sa.func.count()).where(CB.state.in_(OPEN_STATES)).group_by(CB.state)
     return {s: int(n) for s, n in (await conn.execute(q)).all()}
 
 

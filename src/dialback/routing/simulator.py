@@ -41,7 +41,9 @@ class RoutingSimulator:
         self.busy_share = busy_share
         self.consumer = consumer
         self.rng = random.Random(seed)
-        self._queue: asyncio.PriorityQueue[tuple[int, int, dict[str, str]]] = asyncio.PriorityQueue()
+        self._queue: asyncio.PriorityQueue[tuple[int, int, dict[str, str]]] = (
+            asyncio.PriorityQueue()
+        )
         self._cancelled: set[tuple[str, str]] = set()
         self._seq = itertools.count()
         self._tasks: list[asyncio.Task[None]] = []
