@@ -14,7 +14,8 @@ from pathlib import Path
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dialback.cache import Counters, MemoryCounters, RedisCounters
+from dialback.cache import Counters, MemoryCounters, RedisCounters, RespLink
+from dialback.callbacks.store import CallbackStore, store_for
 from dialback.db.engine import create_engine
 from dialback.db.migrations import current_version, latest_version, migrate
 from dialback.monitor.monitor import CallbackMonitor
@@ -35,7 +36,11 @@ log = logging.getLogger("dialback.runtime")
 def redis_client(url: str) -> aioredis.Redis:
     """A Redis client with bounded timeouts, so a dead server fails fast."""
     return aioredis.from_url(
-        url, decode_responses=True, socket_timeout=5, socket_connect_timeout=3, health_check_interval=15
+        url,
+        decode_responses=True,
+        socket_timeout=5,
+        socket_connect_timeout=3,
+        health_check_interval=15,
     )
 
 
@@ -54,8 +59,13 @@ class Runtime:
         self.settings = settings
         self.instance_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.engine = engine or create_engine(settings.database_url, settings.db_pool_size)
+        # Bookings (the create hot path): one round trip on a raw asyncpg pool on PostgreSQL.
+        self.store: CallbackStore = store_for(self.engine, settings.db_pool_size)
         self.counters: Counters = (
-            RedisCounters(redis_client(settings.redis_url.get_secret_value()))
+            RedisCounters(
+                redis_client(settings.redis_url.get_secret_value()),
+                link=RespLink.from_url(settings.redis_url.get_secret_value()),
+            )
             if settings.redis_url
             else MemoryCounters()
         )
@@ -76,8 +86,12 @@ class Runtime:
         set_on_failure(lambda: self.metrics.alarm("LOGGING_FAILURE"))
         self._service_tenant: dict[str, str] = {}
         self.services = ServiceCache(self.engine, on_service=self._service_seen)
-        self.keys = KeyCache(self.engine, settings.api_key_cache_seconds, on_tenant=self._tenant_seen)
-        self.monitor: CallbackMonitor | None = CallbackMonitor(self) if settings.monitor_enabled else None
+        self.keys = KeyCache(
+            self.engine, settings.api_key_cache_seconds, on_tenant=self._tenant_seen
+        )
+        self.monitor: CallbackMonitor | None = (
+            CallbackMonitor(self) if settings.monitor_enabled else None
+        )
         self.simulator: RoutingSimulator | None = (
             RoutingSimulator(
                 self.transport,
@@ -109,6 +123,7 @@ class Runtime:
                     f"database schema is at version {have}, the code needs {latest_version()}: "
                     "run `dialback migrate`"
                 )
+        await self.store.start()
         if self.settings.demo:
             from dialback.tenants.bootstrap import ensure_demo
 
@@ -131,7 +146,9 @@ class Runtime:
 
         async with self.engine.connect() as conn:
             names = dict((await conn.execute(sa.select(tenants.c.id, tenants.c.name))).all())
-            for tid, svc in (await conn.execute(sa.select(services.c.tenant_id, services.c.name))).all():
+            for tid, svc in (
+                await conn.execute(sa.select(services.c.tenant_id, services.c.name))
+            ).all():
                 if tid in names:
                     self.events.service_known(names[tid], svc)
         for name in names.values():
@@ -145,7 +162,7 @@ class Runtime:
             await self.monitor.stop()
         if self.simulator:
             await self.simulator.stop()
-        for closer in (self.transport.close, self.counters.close):
+        for closer in (self.transport.close, self.counters.close, self.store.close):
             try:
                 await asyncio.wait_for(closer(), timeout=5)
             except Exception:

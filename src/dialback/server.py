@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -82,6 +83,10 @@ async def serve(settings: Settings) -> None:
             await asyncio.sleep(0.05)
         if all(srv.started for srv in servers):
             _banner(rt)
+            # What start-up built lives as long as the process: keep it out of the collector's
+            # full passes, which otherwise stall the event loop for tens of milliseconds every
+            # few seconds under load (they walked ~150,000 objects to free none).
+            gc.freeze()
         done, _pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         _exit()
         await asyncio.gather(*tasks, return_exceptions=True)

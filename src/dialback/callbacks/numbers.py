@@ -34,13 +34,17 @@ def normalise_number(raw: str, rule: ValidationRule, field: str = "phoneNumber")
         raise BadRequest(f"{field}: not a phone number ({exc._msg})") from None
     if not phonenumbers.is_possible_number(num):
         raise BadRequest(f"{field}: impossible phone number")
-    if not phonenumbers.is_valid_number(num):
+    # is_valid_number(num) is number_type(num) != UNKNOWN (both resolve the region, then match
+    # the national number against its patterns): one type lookup answers validity and premium.
+    kind = phonenumbers.number_type(num)
+    if kind == PhoneNumberType.UNKNOWN:
         raise BadRequest(f"{field}: not a valid phone number")
     e164 = phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
-    region = phonenumbers.region_code_for_number(num)
-    if rule.allowed_countries is not None and region not in rule.allowed_countries:
-        raise BadRequest(f"{field}: numbers in {region} are not allowed for this service")
-    if not rule.allow_premium and phonenumbers.number_type(num) == PhoneNumberType.PREMIUM_RATE:
+    if rule.allowed_countries is not None:
+        region = phonenumbers.region_code_for_number(num)
+        if region not in rule.allowed_countries:
+            raise BadRequest(f"{field}: numbers in {region} are not allowed for this service")
+    if not rule.allow_premium and kind == PhoneNumberType.PREMIUM_RATE:
         raise BadRequest(f"{field}: premium-rate numbers are not allowed")
     for pat in _compiled(tuple(rule.blocked_patterns)):
         if pat.search(e164):

@@ -26,6 +26,12 @@ async def get_callback(conn: AsyncConnection, tenant_id: str, callback_id: str) 
     return (await conn.execute(q)).first()
 
 
+def number_lock_key(tenant_id: str, phone: str) -> int:
+    """The PostgreSQL advisory-lock key of one tenant's number (a signed 64-bit integer)."""
+    digest = hashlib.blake2b(f"{tenant_id}:{phone}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
 async def lock_number(conn: AsyncConnection, tenant_id: str, phone: str) -> None:
     """Serialise bookings for one number until the transaction ends (before counting them).
 
@@ -34,8 +40,7 @@ async def lock_number(conn: AsyncConnection, tenant_id: str, phone: str) -> None
     be the first statement of the transaction.
     """
     if conn.dialect.name == "postgresql":
-        digest = hashlib.blake2b(f"{tenant_id}:{phone}".encode(), digest_size=8).digest()
-        key = int.from_bytes(digest, "big", signed=True)
+        key = number_lock_key(tenant_id, phone)
         await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
     elif conn.dialect.name == "sqlite":
         await conn.exec_driver_sql("BEGIN IMMEDIATE")
@@ -79,7 +84,9 @@ async def release_capacity(conn: AsyncConnection, service_id: str, slot: float) 
     )
 
 
-async def slot_usage(conn: AsyncConnection, service_id: str, start: float, end: float) -> dict[float, int]:
+async def slot_usage(
+    conn: AsyncConnection, service_id: str, start: float, end: float
+) -> dict[float, int]:
     """Booked count per slot start in [start, end)."""
     q = sa.select(capacity_usage.c.slot_start, capacity_usage.c.booked).where(
         capacity_usage.c.service_id == service_id,
@@ -103,8 +110,12 @@ async def complete_cancelled(conn: AsyncConnection, row: Any, now: float, source
         callbacks.update()
         .where(CB.id == row.id)
         .values(
-            state="COMPLETED", reason="cancelled", completed_at=now, updated_at=now,
-            lease_owner=None, lease_expires_at=None,
+            state="COMPLETED",
+            reason="cancelled",
+            completed_at=now,
+            updated_at=now,
+            lease_owner=None,
+            lease_expires_at=None,
         )
     )
     await add_event(conn, row.id, now, row.state, "COMPLETED", "cancelled", row.attempt, source)
@@ -112,26 +123,45 @@ async def complete_cancelled(conn: AsyncConnection, row: Any, now: float, source
         await release_capacity(conn, row.service_id, row.slot_start)
 
 
-async def reschedule(conn: AsyncConnection, row: Any, due: float, slot: float | None, now: float) -> None:
+async def reschedule(
+    conn: AsyncConnection, row: Any, due: float, slot: float | None, now: float
+) -> None:
     """Move a scheduled callback to a new due time and slot."""
     await conn.execute(
         callbacks.update()
         .where(CB.id == row.id)
-        .values(desired_time=due, due_at=due, slot_start=slot, updated_at=now,
-                lease_owner=None, lease_expires_at=None)
+        .values(
+            desired_time=due,
+            due_at=due,
+            slot_start=slot,
+            updated_at=now,
+            lease_owner=None,
+            lease_expires_at=None,
+        )
     )
     await add_event(conn, row.id, now, row.state, "SCHEDULED", "rescheduled", row.attempt, "admin")
 
 
 async def add_event(
-    conn: AsyncConnection, callback_id: str, at: float, from_state: str | None,
-    to_state: str, reason: str | None, attempt: int, source: str,
+    conn: AsyncConnection,
+    callback_id: str,
+    at: float,
+    from_state: str | None,
+    to_state: str,
+    reason: str | None,
+    attempt: int,
+    source: str,
 ) -> None:
     """Append one state change to a callback's history."""
     await conn.execute(
         callback_events.insert().values(
-            callback_id=callback_id, at=at, from_state=from_state, to_state=to_state,
-            reason=reason, attempt=attempt, source=source,
+            callback_id=callback_id,
+            at=at,
+            from_state=from_state,
+            to_state=to_state,
+            reason=reason,
+            attempt=attempt,
+            source=source,
         )
     )
 
@@ -143,7 +173,10 @@ async def position_in_queue(conn: AsyncConnection, row: Any) -> int:
     q = sa.select(sa.func.count()).where(
         CB.service_id == row.service_id,
         CB.state == "QUEUED",
-        sa.or_(CB.priority > row.priority, sa.and_(CB.priority == row.priority, CB.queued_at < row.queued_at)),
+        sa.or_(
+            CB.priority > row.priority,
+            sa.and_(CB.priority == row.priority, CB.queued_at < row.queued_at),
+        ),
     )
     return int((await conn.execute(q)).scalar() or 0) + 1
 
@@ -197,13 +230,23 @@ async def search_callbacks(
     where = sa.and_(sa.true(), *conds)
     count = sa.select(sa.func.count()).select_from(callbacks).where(where)
     total = int((await conn.execute(count)).scalar() or 0)
-    q = sa.select(callbacks).where(where).order_by(CB.created_at.desc(), CB.id).limit(limit).offset(offset)
+    q = (
+        sa.select(callbacks)
+        .where(where)
+        .order_by(CB.created_at.desc(), CB.id)
+        .limit(limit)
+        .offset(offset)
+    )
     return list((await conn.execute(q)).all()), total
 
 
 async def callback_history(conn: AsyncConnection, callback_id: str) -> list[Any]:
     """A callback's state changes, oldest first."""
-    q = sa.select(callback_events).where(callback_events.c.callback_id == callback_id).order_by(callback_events.c.id)
+    q = (
+        sa.select(callback_events)
+        .where(callback_events.c.callback_id == callback_id)
+        .order_by(callback_events.c.id)
+    )
     return list((await conn.execute(q)).all())
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from dialback.callbacks import repository as repo
 from dialback.callbacks.numbers import mask, normalise_number
 from dialback.callbacks.schemas import CANCELLABLE_STATES, CreateCallback
+from dialback.callbacks.store import NewCallback
 from dialback.errors import BadRequest, Conflict, NotFound, TooManyRequests
 from dialback.observability.logging import TRACE, bind
 from dialback.services import rules
@@ -44,12 +45,26 @@ async def require_service(
     return svc
 
 
+_day_label: tuple[int, str] = (-1, "")
+
+
+def _utc_day(now: float) -> str:
+    """YYYYMMDD of ``now`` in UTC (formatted once a day)."""
+    global _day_label
+    day = int(now // 86400)
+    if _day_label[0] != day:
+        _day_label = (day, datetime.fromtimestamp(day * 86400, UTC).strftime("%Y%m%d"))
+    return _day_label[1]
+
+
 def _throttle_keys(tenant: Tenant, phone: str, now: float) -> list[tuple[str, int]]:
     throttle = tenant.settings.get("throttle", {})
     window = int(throttle.get("windowSeconds", 60))
     digest = hashlib.sha1(f"{tenant.id}:{phone}".encode()).hexdigest()[:20]
-    day = datetime.fromtimestamp(now, UTC).strftime("%Y%m%d")
-    return [(f"ten:{tenant.id}:{int(now // window)}", window), (f"num:{digest}:{day}", 2 * 86400)]
+    return [
+        (f"ten:{tenant.id}:{int(now // window)}", window),
+        (f"num:{digest}:{_utc_day(now)}", 2 * 86400),
+    ]
 
 
 async def _release(rt: Runtime, keys: list[tuple[str, int]]) -> None:
@@ -148,62 +163,57 @@ async def create_callback(rt: Runtime, tenant: Tenant, req: CreateCallback) -> s
         )
 
     cid = str(uuid.uuid4())
+    max_open = cfg.throttle.max_open_per_number
+    limit_slot = slot if slot is not None and slot.total is not None else None
     try:
-        async with rt.engine.begin() as conn:
-            await repo.lock_number(conn, tenant.id, phone)
-            open_count = await repo.count_open_for_number(conn, tenant.id, phone)
-            if trace:
-                log.log(
-                    TRACE,
-                    "create callback: open callbacks for the number counted",
-                    extra={"open": open_count, "limit": cfg.throttle.max_open_per_number},
-                )
-            if open_count >= cfg.throttle.max_open_per_number:
-                rt.events.number_throttled(tenant)
-                raise TooManyRequests(
-                    f"phoneNumber: already has {open_count} open callbacks "
-                    f"(limit {cfg.throttle.max_open_per_number})"
-                )
-            slot_start = None
-            if slot is not None and slot.total is not None:
-                if not await repo.reserve_capacity(conn, svc.id, slot.start, slot.total):
-                    proposals = await propose_slots(conn, svc, slot.end, now)
-                    raise TooManyRequests(
-                        f"desiredTime: the slot starting {iso(slot.start)} is full",
-                        data={"slots": proposals},
-                    )
-                slot_start = slot.start
-            if trace:
-                log.log(
-                    TRACE,
-                    "create callback: capacity checked",
-                    extra={
-                        "slot": iso(slot.start) if slot else None,
-                        "total": slot.total if slot else None,
-                        "reserved": slot_start is not None,
-                    },
-                )
-            await repo.insert_callback(
-                conn,
-                {
-                    "id": cid,
-                    "tenant_id": tenant.id,
-                    "service_id": svc.id,
-                    "service_name": svc.name,
-                    "phone_number": phone,
-                    "state": "SCHEDULED",
-                    "offer_type": req.cbOfferType or ("ASAP" if immediate else "SCHEDULED"),
-                    "desired_time": desired,
-                    "due_at": due,
-                    "slot_start": slot_start,
-                    "priority": req.priority,
-                    "language": req.language,
-                    "user_data": req.userData,
-                    "params": req.extra_params(),
-                    "attempt": 1,
-                    "max_attempts": cfg.retry.max_attempts,
-                    "created_at": now,
-                    "updated_at": now,
+        booking = await rt.store.book(
+            NewCallback(
+                id=cid,
+                tenant_id=tenant.id,
+                service_id=svc.id,
+                service_name=svc.name,
+                phone_number=phone,
+                offer_type=req.cbOfferType or ("ASAP" if immediate else "SCHEDULED"),
+                desired_time=desired,
+                due_at=due,
+                priority=req.priority,
+                language=req.language,
+                max_attempts=cfg.retry.max_attempts,
+                created_at=now,
+                user_data=req.userData,
+                params=req.extra_params(),
+            ),
+            max_open=max_open,
+            slot_start=limit_slot.start if limit_slot else None,
+            slot_total=limit_slot.total if limit_slot else None,
+        )
+        if trace:
+            log.log(
+                TRACE,
+                "create callback: open callbacks for the number counted",
+                extra={"open": booking.open_count, "limit": max_open},
+            )
+        if booking.outcome == "open_limit":
+            rt.events.number_throttled(tenant)
+            raise TooManyRequests(
+                f"phoneNumber: already has {booking.open_count} open callbacks (limit {max_open})"
+            )
+        if booking.outcome == "full":
+            assert limit_slot is not None
+            async with rt.engine.connect() as conn:
+                proposals = await propose_slots(conn, svc, limit_slot.end, now)
+            raise TooManyRequests(
+                f"desiredTime: the slot starting {iso(limit_slot.start)} is full",
+                data={"slots": proposals},
+            )
+        if trace:
+            log.log(
+                TRACE,
+                "create callback: capacity checked",
+                extra={
+                    "slot": iso(slot.start) if slot else None,
+                    "total": slot.total if slot else None,
+                    "reserved": limit_slot is not None,
                 },
             )
     except BaseException:
@@ -215,9 +225,11 @@ async def create_callback(rt: Runtime, tenant: Tenant, req: CreateCallback) -> s
     rt.events.callback_created(tenant, svc.name, immediate)
     if immediate:
         rt.wake_monitor()
-    log.debug(
-        "callback booked", extra={"service": svc.name, "immediate": immediate, "dueTime": iso(due)}
-    )
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug(
+            "callback booked",
+            extra={"service": svc.name, "immediate": immediate, "dueTime": iso(due)},
+        )
     return cid
 
 

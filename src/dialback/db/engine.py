@@ -36,9 +36,9 @@ def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
             cur.close()
 
         return engine
-    return create_async_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False
-    )
+    # As many connections as pool + overflow would allow, but kept open once opened: overflow
+    # connections are closed on return and reopened on the next burst (a backend fork each).
+    return create_async_engine(url, pool_size=2 * pool_size, max_overflow=0, pool_pre_ping=False)
 
 
 def is_postgres(engine: AsyncEngine) -> bool:

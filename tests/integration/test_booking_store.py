@@ -1,0 +1,369 @@
+"""The booking store (dialback.callbacks.store): the same rules on PostgreSQL (one plpgsql call on
+a raw asyncpg pool) and on SQLite (SQLAlchemy), its errors and reconnects, and the Redis link
+of the throttle counters.
+
+The store tests run against both implementations with the same assertions, on real servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import phonenumbers
+import pytest
+import redis.asyncio as aioredis
+import sqlalchemy as sa
+from phonenumbers import PhoneNumberType
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dialback.cache import RedisCounters, RespLink
+from dialback.callbacks.store import (
+    CallbackStore,
+    NewCallback,
+    PostgresStore,
+    SqlAlchemyStore,
+    store_for,
+)
+from dialback.db.engine import create_engine
+from dialback.db.migrations import latest_version, migrate
+from dialback.db.schema import callbacks, capacity_usage
+from tests.conftest import make_settings, started_stack
+from tests.servers import PostgresServer, RedisServer
+
+SLOT = 2_000_000_000.0
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "postgresql":
+        return str(request.getfixturevalue("pg_url"))
+    return f"sqlite+aiosqlite:///{tmp_path}/store.db"
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    eng = create_engine(database_url)
+    await migrate(eng)  # SQLite: a new file; PostgreSQL: already migrated, a no-op
+    try:
+        yield eng
+    finally:
+        await eng.dispose()
+
+
+@pytest.fixture
+async def store(engine: AsyncEngine) -> AsyncIterator[CallbackStore]:
+    st = store_for(engine, 4)
+    await st.start()
+    try:
+        yield st
+    finally:
+        await st.close()
+
+
+def new(phone: str = "+14155550100", **kw: Any) -> NewCallback:
+    now = time.time()
+    values: dict[str, Any] = {
+        "id": str(uuid.uuid4()),
+        "tenant_id": "tenant-1",
+        "service_id": "service-1",
+        "service_name": "sales",
+        "phone_number": phone,
+        "offer_type": "SCHEDULED",
+        "desired_time": now + 86400,
+        "due_at": now + 86400,
+        "priority": 7,
+        "language": "fr-CA",
+        "max_attempts": 3,
+        "created_at": now,
+        "user_data": {"order": "A1", "n": 3, "ok": True, "none": None, "big": 10**40},
+        "params": {"channel": "web"},
+    }
+    values.update(kw)
+    return NewCallback(**values)
+
+
+async def rows(engine: AsyncEngine, **where: Any) -> list[Any]:
+    q = sa.select(callbacks).where(*(callbacks.c[k] == v for k, v in where.items()))
+    async with engine.connect() as conn:
+        return list((await conn.execute(q)).all())
+
+
+async def booked(engine: AsyncEngine, slot: float) -> int | None:
+    q = sa.select(capacity_usage.c.booked).where(capacity_usage.c.slot_start == slot)
+    async with engine.connect() as conn:
+        return (await conn.execute(q)).scalar()
+
+
+def test_each_database_gets_its_store(engine: AsyncEngine, store: CallbackStore) -> None:
+    expected = PostgresStore if engine.dialect.name == "postgresql" else SqlAlchemyStore
+    assert type(store) is expected
+
+
+async def test_a_booking_stores_every_column(engine: AsyncEngine, store: CallbackStore) -> None:
+    cb = new()
+    result = await store.book(cb, max_open=5, slot_start=SLOT, slot_total=10)
+    assert (result.outcome, result.open_count) == ("ok", 0)
+    [row] = await rows(engine, id=cb.id)
+    assert row._asdict() | {"user_data": None} == {
+        **{c.name: None for c in callbacks.columns},
+        **cb.row(SLOT),
+        "user_data": None,
+    }
+    assert row.user_data == cb.user_data  # an integer beyond 64 bits survives as JSON
+    assert row.state == "SCHEDULED" and row.attempt == 1 and row.slot_start == SLOT
+    assert await booked(engine, SLOT) == 1
+    # Without a capacity limit no place is taken and no slot is recorded.
+    other = new("+14155550101")
+    assert (await store.book(other, max_open=5, slot_start=None, slot_total=None)).outcome == "ok"
+    [row] = await rows(engine, id=other.id)
+    assert row.slot_start is None
+    assert await booked(engine, SLOT) == 1
+
+
+async def test_open_limit_per_number(engine: AsyncEngine, store: CallbackStore) -> None:
+    for i in range(2):
+        result = await store.book(new(), max_open=2, slot_start=None, slot_total=None)
+        assert (result.outcome, result.open_count) == ("ok", i)
+    refused = new()
+    result = await store.book(refused, max_open=2, slot_start=SLOT, slot_total=5)
+    assert (result.outcome, result.open_count) == ("open_limit", 2)
+    assert await rows(engine, id=refused.id) == []
+    assert await booked(engine, SLOT) is None  # refused before taking a place
+    # Another number, and the same number for another tenant, are independent.
+    assert (
+        await store.book(new("+14155550199"), max_open=2, slot_start=None, slot_total=None)
+    ).outcome == "ok"
+    assert (
+        await store.book(new(tenant_id="tenant-2"), max_open=2, slot_start=None, slot_total=None)
+    ).outcome == "ok"
+    # Completed callbacks do not count.
+    async with engine.begin() as conn:
+        await conn.execute(
+            callbacks.update()
+            .where(callbacks.c.tenant_id == "tenant-1", callbacks.c.phone_number == "+14155550100")
+            .values(state="COMPLETED")
+        )
+    result = await store.book(new(), max_open=2, slot_start=None, slot_total=None)
+    assert (result.outcome, result.open_count) == ("ok", 0)
+
+
+async def test_full_and_zero_capacity_slots(engine: AsyncEngine, store: CallbackStore) -> None:
+    for i in range(2):
+        result = await store.book(new(f"+1415555020{i}"), max_open=1, slot_start=SLOT, slot_total=2)
+        assert result.outcome == "ok"
+    refused = new("+14155550209")
+    result = await store.book(refused, max_open=1, slot_start=SLOT, slot_total=2)
+    assert result.outcome == "full"
+    assert await rows(engine, id=refused.id) == []
+    assert await booked(engine, SLOT) == 2
+    # Another slot of the same service has its own places; a slot of capacity 0 has none.
+    assert (
+        await store.book(refused, max_open=1, slot_start=SLOT + 3600, slot_total=2)
+    ).outcome == "ok"
+    closed = new("+14155550210")
+    assert (
+        await store.book(closed, max_open=1, slot_start=SLOT + 7200, slot_total=0)
+    ).outcome == "full"
+    assert await booked(engine, SLOT + 7200) is None
+    assert await rows(engine, id=closed.id) == []
+
+
+async def test_concurrent_bookings_keep_both_limits(
+    engine: AsyncEngine, store: CallbackStore
+) -> None:
+    same_number = await asyncio.gather(
+        *(store.book(new(), max_open=1, slot_start=None, slot_total=None) for _ in range(12))
+    )
+    assert sorted(r.outcome for r in same_number) == ["ok"] + ["open_limit"] * 11
+    assert len(await rows(engine, phone_number="+14155550100")) == 1
+    one_slot = await asyncio.gather(
+        *(
+            store.book(new(f"+141555503{i:02d}"), max_open=1, slot_start=SLOT, slot_total=3)
+            for i in range(12)
+        )
+    )
+    assert sorted(r.outcome for r in one_slot) == ["full"] * 9 + ["ok"] * 3
+    assert await booked(engine, SLOT) == 3
+    assert len(await rows(engine, slot_start=SLOT)) == 3
+
+
+async def test_migration_2_creates_the_booking_function_on_postgresql_only(
+    engine: AsyncEngine,
+) -> None:
+    async with engine.connect() as conn:
+        version = (
+            await conn.execute(sa.text("SELECT max(version) FROM schema_migrations"))
+        ).scalar()
+        assert version == latest_version() == 2
+        if engine.dialect.name == "postgresql":
+            n = (
+                await conn.execute(
+                    sa.text("SELECT count(*) FROM pg_proc WHERE proname = 'dialback_book_callback'")
+                )
+            ).scalar()
+            assert n == 1
+
+
+async def test_postgres_store_errors_keep_their_meaning(pg_url: str) -> None:
+    engine = create_engine(pg_url)
+    store = PostgresStore(engine, 1)
+    await store.start()
+    try:
+        # A value the server refuses (SQLSTATE class 22) is the 400 safety net's DBAPIError...
+        with pytest.raises(DBAPIError) as info:
+            await store.book(new("+1415\x00"), max_open=1, slot_start=None, slot_total=None)
+        assert not isinstance(info.value, OperationalError)
+        assert str(getattr(info.value.orig, "sqlstate", "")).startswith("22")
+        # ... and the connection stays usable.
+        assert (
+            await store.book(new(), max_open=1, slot_start=None, slot_total=None)
+        ).outcome == "ok"
+    finally:
+        await store.close()
+        await engine.dispose()
+    with pytest.raises(OperationalError):  # closed: not a bug, the store is unavailable
+        await store.book(new(), max_open=1, slot_start=None, slot_total=None)
+
+
+async def test_postgres_down_is_503_and_bookings_resume_after_a_restart(
+    redis_url: str, routing_redis_url: str
+) -> None:
+    pg = PostgresServer().start()
+    try:
+        pg.psql("CREATE DATABASE dialback")
+        settings = make_settings(
+            database_url=pg.url("dialback"),
+            redis_url=redis_url,
+            routing_redis_url=routing_redis_url,
+            simulator="off",
+            api_key_cache_seconds=60.0,
+            monitor_enabled=False,  # the create path alone
+        )
+        async with started_stack(settings) as stack:
+            key = await stack.tenant()
+
+            async def create(phone: str) -> Any:
+                return await stack.public.post(
+                    "/engagement/v3/callbacks/create",
+                    json={"serviceName": "sales", "phoneNumber": phone},
+                    headers={"x-api-key": key},
+                )
+
+            assert (await create("+14155550100")).status_code == 200
+            pg.stop()
+            r = await create("+14155550101")
+            assert r.status_code == 503, r.text
+            pg.restart()
+            # The booking pool reconnects: no request fails once the server is back.
+            for i in range(3):
+                r = await create(f"+1415555011{i}")
+                assert r.status_code == 200, r.text
+            assert stack.rt.events.counts.get("uncaught_exception", 0) == 0
+    finally:
+        pg.stop()
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+async def test_redis_counters_survive_a_restart_and_keep_their_ttl(own_redis: RedisServer) -> None:
+    link = RespLink.from_url(own_redis.url)
+    assert link is not None
+    counters = RedisCounters(aioredis.from_url(own_redis.url), link=link)
+    client = aioredis.from_url(own_redis.url, decode_responses=True)
+    try:
+        keys = [("ten:t:1", 60), ("num:n:1", 172800)]
+        assert await counters.incr_many(keys) == [1, 1]
+        assert await counters.incr_many(keys) == [2, 2]
+        assert 0 < await client.ttl("dialback:ten:t:1") <= 60
+        assert 60 < await client.ttl("dialback:num:n:1") <= 172800
+        # A counter given back after it expired has no TTL: the next use sets one again.
+        await client.delete("dialback:ten:t:1")
+        await counters.decr("ten:t:1")
+        assert await counters.incr_many(keys) == [0, 3]
+        assert 0 < await client.ttl("dialback:ten:t:1") <= 60
+        # A restarted server has neither the data nor the script: reconnect and load it again.
+        own_redis.stop()
+        with pytest.raises(Exception) as info:
+            await counters.incr_many(keys)
+        assert "Connection" in type(info.value).__name__
+        own_redis.start()
+        assert await counters.incr_many(keys) == [1, 1]
+    finally:
+        await counters.close()
+        await client.aclose()
+
+
+async def test_resp_link_authenticates_and_selects_the_database(own_redis: RedisServer) -> None:
+    admin = aioredis.from_url(own_redis.url, decode_responses=True)
+    await admin.config_set("requirepass", "s3cret")
+    try:
+        base = f"redis://:s3cret@127.0.0.1:{own_redis.port}"
+        link = RespLink.from_url(f"{base}/3")
+        assert link is not None
+        assert await link.execute("INCR", "k") == 1
+        authed = aioredis.from_url(f"{base}/3", decode_responses=True)
+        assert await authed.get("k") == "1"
+        await authed.aclose()
+        wrong = RespLink.from_url(f"redis://:nope@127.0.0.1:{own_redis.port}/0")
+        assert wrong is not None
+        with pytest.raises(Exception, match=r"WRONGPASS|invalid"):
+            await wrong.execute("PING")
+        await link.close()
+        await wrong.close()
+    finally:
+        await admin.aclose()
+    # TLS and Unix sockets go through redis-py.
+    assert RespLink.from_url("rediss://127.0.0.1:6380/0") is None
+    assert RespLink.from_url("unix:///tmp/redis.sock") is None
+
+
+async def test_a_silent_redis_times_out_instead_of_hanging() -> None:
+    done = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1024)  # read the command, never answer
+        await reader.read()  # until the client gives up and aborts the connection
+        writer.close()
+        await writer.wait_closed()
+        done.set()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    link = RespLink("127.0.0.1", port, timeout=0.2)
+    try:
+        started = time.monotonic()
+        with pytest.raises(Exception, match="no answer from Redis"):
+            await link.execute("PING")
+        assert time.monotonic() - started < 2
+    finally:
+        await link.close()
+        await asyncio.wait_for(done.wait(), 5)
+        server.close()
+        await server.wait_closed()
+
+
+def test_number_type_decides_validity_like_is_valid_number() -> None:
+    """numbers.normalise_number relies on it to look the number type up once."""
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        for kind in (
+            PhoneNumberType.MOBILE,
+            PhoneNumberType.FIXED_LINE,
+            PhoneNumberType.PREMIUM_RATE,
+        ):
+            ex = phonenumbers.example_number_for_type(region, kind)
+            if ex is None:
+                continue
+            for num in (ex, phonenumbers.parse(f"+{ex.country_code}{ex.national_number}9", None)):
+                known = phonenumbers.number_type(num) != PhoneNumberType.UNKNOWN
+                assert phonenumbers.is_valid_number(num) == known, (region, num)
