@@ -7,7 +7,7 @@ import logging
 from fastapi import FastAPI
 
 from dialback import __version__
-from dialback.http import CorrelationAndLimits, install_error_handlers
+from dialback.http import CorrelationAndLimits, install_direct_routes, install_error_handlers
 from dialback.observability.http_metrics import RequestObservability
 from dialback.runtime import Runtime
 
@@ -50,6 +50,7 @@ def create_public_app(rt: Runtime) -> FastAPI:
     )
     app.include_router(callbacks_router)
     app.include_router(callins_router)
+    install_direct_routes(app, [callbacks_router])
     return app
 
 

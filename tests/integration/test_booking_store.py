@@ -30,6 +30,7 @@ from dialback.callbacks.store import (
     SqlAlchemyStore,
     store_for,
 )
+from dialback.db import migrations
 from dialback.db.engine import create_engine
 from dialback.db.migrations import latest_version, migrate
 from dialback.db.schema import callbacks, capacity_usage
@@ -193,21 +194,76 @@ async def test_concurrent_bookings_keep_both_limits(
     assert len(await rows(engine, slot_start=SLOT)) == 3
 
 
-async def test_migration_2_creates_the_booking_function_on_postgresql_only(
+async def _index_names(conn: Any) -> set[str]:
+    return await conn.run_sync(
+        lambda c: {ix["name"] for ix in sa.inspect(c).get_indexes("callbacks")}
+    )
+
+
+async def _booking_function_source(conn: Any) -> str | None:
+    q = "SELECT prosrc FROM pg_proc WHERE proname = 'dialback_book_callback'"
+    return (await conn.execute(sa.text(q))).scalar()
+
+
+async def test_migrations_give_the_booking_function_and_the_open_number_index(
     engine: AsyncEngine,
 ) -> None:
     async with engine.connect() as conn:
         version = (
             await conn.execute(sa.text("SELECT max(version) FROM schema_migrations"))
         ).scalar()
-        assert version == latest_version() == 2
+        assert version == latest_version() == 3
+        assert "ix_callbacks_open_number" in await _index_names(conn)
         if engine.dialect.name == "postgresql":
-            n = (
-                await conn.execute(
-                    sa.text("SELECT count(*) FROM pg_proc WHERE proname = 'dialback_book_callback'")
+            source = await _booking_function_source(conn)
+            assert source is not None and "EXECUTE" not in source  # the cached-plan count
+
+
+async def test_a_version_2_database_upgrades_to_3(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:  # back to what version 2 left
+        await conn.execute(sa.text("DROP INDEX ix_callbacks_open_number"))
+        await conn.execute(sa.text("DELETE FROM schema_migrations WHERE version = 3"))
+        if engine.dialect.name == "postgresql":
+            await conn.run_sync(migrations.MIGRATIONS[1].apply)
+            assert "EXECUTE" in (await _booking_function_source(conn) or "")
+    assert await migrate(engine) == [3]
+    async with engine.connect() as conn:
+        assert "ix_callbacks_open_number" in await _index_names(conn)
+        if engine.dialect.name == "postgresql":
+            assert "EXECUTE" not in (await _booking_function_source(conn) or "")
+
+
+async def test_the_booking_count_keeps_its_index_in_a_generic_plan(pg_url: str) -> None:
+    """plpgsql caches a generic plan of the count once a session has booked a few times; it must
+    stay an index lookup of the number, whichever size the table had when it was planned."""
+    engine = create_engine(pg_url)
+    count = (
+        "SELECT count(*) FROM callbacks WHERE phone_number = $1 AND tenant_id = $2"
+        " AND state IN ('SCHEDULED', 'QUEUED', 'ROUTING', 'PROCESSING')"
+    )
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(sa.text("SET plan_cache_mode = force_generic_plan"))
+            await conn.execute(sa.text(f"PREPARE open_count(varchar, varchar) AS {count}"))
+            explain = sa.text("EXPLAIN EXECUTE open_count('+14155550100', 'tenant-1')")
+            plans = ["\n".join((await conn.execute(explain)).scalars())]
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO callbacks (id, tenant_id, service_id, service_name, phone_number,"
+                    " state, offer_type, due_at, priority, language, user_data, params, attempt,"
+                    " max_attempts, created_at, updated_at)"
+                    " SELECT 'g' || g, 'tenant-1', 's', 'sales', '+1415' || lpad(g::text, 7, '0'),"
+                    " CASE WHEN g % 10 = 0 THEN 'SCHEDULED' ELSE 'COMPLETED' END, 'SCHEDULED',"
+                    " g, 0, 'en', '{}', '{}', 1, 1, g, g FROM generate_series(1, 50000) g"
                 )
-            ).scalar()
-            assert n == 1
+            )
+            await conn.execute(sa.text("ANALYZE callbacks"))
+            plans.append("\n".join((await conn.execute(explain)).scalars()))
+            await conn.rollback()
+    finally:
+        await engine.dispose()
+    for plan in plans:
+        assert "ix_callbacks_open_number" in plan, plan
 
 
 async def test_postgres_store_errors_keep_their_meaning(pg_url: str) -> None:

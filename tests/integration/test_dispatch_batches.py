@@ -24,6 +24,7 @@ from dialback.routing.transport import RedisTransport
 from dialback.runtime import Runtime
 from tests.conftest import make_settings, wait_for
 from tests.factories import insert_due_callbacks, tenant_and_service
+from tests.metrics_parse import parse, value
 from tests.servers import PostgresServer
 
 STREAM = "NewCallbackStream"
@@ -313,6 +314,9 @@ async def test_the_monitor_recovers_when_postgresql_restarts(
             await wait_for(lambda: queued(6), timeout=20)
             published = Counter(f["id"] for f in await _entries(routing_redis_url))
             assert len(published) == 6 and max(published.values()) == 1
+            # An outage of PostgreSQL is not a bug of dialback's: no UNCAUGHT_EXCEPTION for it.
+            metrics = parse(rt.metrics.registry.render())
+            assert value(metrics, "UNCAUGHT_EXCEPTION") == 0
         finally:
             await rt.stop()
             await outside.dispose()

@@ -34,6 +34,8 @@ def captured_logs(tmp_path: Path) -> Iterator[Callable[..., list[dict]]]:
     setup_logging("trace", max_len=2048, fmt="json", fd=fd)
 
     def read() -> list[dict]:
+        for handler in root.handlers:
+            handler.flush()  # request lines wait for the end of the loop iteration
         return [json.loads(line) for line in path.read_text().splitlines()]
 
     try:

@@ -210,3 +210,44 @@ async def test_body_limit_with_and_without_content_length(harness: Any) -> None:
         r = await c.post("/raw", content=b"x", headers={"content-length": "1" + "0" * 5000})
         assert r.status_code == 413
     assert len(oversize) == 3
+
+
+async def test_direct_routes_bypass_the_router_and_keep_error_handling() -> None:
+    from fastapi import APIRouter
+    from starlette.responses import Response
+
+    from dialback.http import DirectRoute, install_direct_routes
+
+    served: list[str] = []
+
+    async def direct_serve(request: Request) -> Response:
+        # Starlette's Router marks the scopes it routes: a direct route's has no mark.
+        served.append(f"{request.scope['route'].path} router={'router' in request.scope}")
+        if request.headers.get("x-fail") == "conflict":
+            raise Conflict("callback is COMPLETED")
+        return ok({"direct": True})
+
+    class Direct(DirectRoute):
+        serve = staticmethod(direct_serve)
+
+    async def documented(body: dict[str, Any]) -> Any:
+        """What the OpenAPI schema shows."""
+
+    router = APIRouter(prefix="/v3")
+    router.add_api_route("/fast", documented, methods=["POST"], route_class_override=Direct)
+    router.add_api_route("/slow", documented, methods=["POST"])
+    app = FastAPI()
+    install_error_handlers(app, lambda exc: None)
+    app.include_router(router)
+    install_direct_routes(app, [router])
+    async with client(app) as c:
+        r = await c.post("/v3/fast", json={})
+        assert r.status_code == 200 and r.json()["data"] == {"direct": True}
+        r = await c.post("/v3/fast", json={}, headers={"x-fail": "conflict"})
+        assert r.status_code == 409 and r.json()["status"]["message"] == "callback is COMPLETED"
+        r = await c.get("/v3/fast")  # other methods still meet the router: 405
+        assert r.status_code == 405 and r.headers["allow"] == "POST"
+        r = await c.post("/v3/slow", json={})
+        assert r.status_code == 200
+    assert served == ["/v3/fast router=False"] * 2
+    assert "/v3/fast" in app.openapi()["paths"]

@@ -9,8 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dialback.callbacks.schemas import OPEN_STATES
-from dialback.db.schema import callback_events, callbacks, capacity_usage
+from dialback.db.schema import OPEN_STATES, callback_events, callbacks, capacity_usage
 
 CB = callbacks.c
 

@@ -23,6 +23,7 @@ def clean_user_data(v: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"value of {k!r} is longer than 4096 characters")
     return out
 
+
 ShortText = Annotated[str, Field(max_length=256), SafeText]
 
 
@@ -48,7 +49,6 @@ class CallbackState(StrEnum):
     COMPLETED = "COMPLETED"
 
 
-OPEN_STATES = ("SCHEDULED", "QUEUED", "ROUTING", "PROCESSING")
 CANCELLABLE_STATES = ("SCHEDULED", "QUEUED", "ROUTING")
 
 
@@ -69,7 +69,9 @@ class CreateCallback(BaseModel):
     phoneNumber: SafeStr = Field(min_length=1, max_length=32)
     desiredTime: datetime | None = None
     cbOfferType: Literal["ASAP", "SCHEDULED", "COMBINED_SCHEDULED_AND_ASAP"] | None = None
-    language: str = Field("en-US", min_length=2, max_length=20, pattern=r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$")
+    language: str = Field(
+        "en-US", min_length=2, max_length=20, pattern=r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$"
+    )
     priority: int = Field(0, ge=0, le=1_000_000)
     userData: dict[str, UserValue] = Field(default_factory=dict, max_length=100)
     alwaysCheckCapacity: bool = False
@@ -97,8 +99,15 @@ class CreateCallback(BaseModel):
     def extra_params(self) -> dict[str, Any]:
         """The optional GES fields kept with the callback (for reporting and routing)."""
         keys = (
-            "inboundVQ", "offerThreshold", "channel", "offerTiming", "cbOriginationIxnId",
-            "surveyRP", "routePoint", "pushChannel", "pushTarget",
+            "inboundVQ",
+            "offerThreshold",
+            "channel",
+            "offerTiming",
+            "cbOriginationIxnId",
+            "surveyRP",
+            "routePoint",
+            "pushChannel",
+            "pushTarget",
         )
         return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
 

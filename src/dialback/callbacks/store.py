@@ -23,10 +23,10 @@ from typing import Any, Literal
 
 import asyncpg
 import orjson
-from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dialback.callbacks import repository as repo
+from dialback.db.engine import as_dbapi_error
 
 Outcome = Literal["ok", "open_limit", "full"]
 
@@ -296,7 +296,7 @@ class PostgresStore(CallbackStore):
             reusable = isinstance(exc, asyncpg.PostgresError) and not isinstance(
                 exc, asyncpg.PostgresConnectionError
             )
-            err = _as_dbapi_error(exc)
+            err = as_dbapi_error(exc, _BOOK_SQL)
             if err is exc:
                 raise
             raise err from exc
@@ -304,27 +304,6 @@ class PostgresStore(CallbackStore):
             if conn is not None:
                 self._pool.release(conn, reusable=reusable)
         return Booking(outcome, int(open_count))
-
-
-def _as_dbapi_error(exc: Exception) -> Exception:
-    """asyncpg errors as the SQLAlchemy errors the rest of dialback handles.
-
-    Unreachable or restarting server -> ``OperationalError`` (a 503, POSTGRES_STATUS); a value
-    the server refused (SQLSTATE class 22) -> ``DBAPIError`` (the 400 safety net).
-    """
-    sqlstate = getattr(exc, "sqlstate", None) or ""
-    if isinstance(
-        exc,
-        OSError
-        | TimeoutError
-        | asyncpg.InterfaceError
-        | asyncpg.PostgresConnectionError
-        | asyncpg.exceptions.OperatorInterventionError,
-    ) or sqlstate.startswith(("08", "57P")):
-        return OperationalError(_BOOK_SQL, None, exc)
-    if sqlstate.startswith("22"):
-        return DBAPIError(_BOOK_SQL, None, exc)
-    return exc
 
 
 def store_for(engine: AsyncEngine, pool_size: int) -> CallbackStore:

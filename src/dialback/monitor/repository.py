@@ -14,7 +14,8 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dialback.db.schema import callback_events, callbacks
+from dialback.db.engine import as_dbapi_error
+from dialback.db.schema import OPEN_STATES, callback_events, callbacks
 
 CB = callbacks.c
 
@@ -84,9 +85,16 @@ async def _pg(conn: AsyncConnection, method: str, sql: str, *args: Any) -> Any:
     driver: Any = (await conn.get_raw_connection()).driver_connection
     try:
         return await getattr(driver, method)(sql, *args)
-    except BaseException:
+    except Exception as exc:
         # SQLAlchemy did not see this statement fail: a connection that died must not go back
-        # to the pool as if it were healthy.
+        # to the pool as if it were healthy, and the error must read as the outage it is.
+        if driver.is_closed():
+            await conn.invalidate()
+        err = as_dbapi_error(exc, sql)
+        if err is exc:
+            raise
+        raise err from exc
+    except BaseException:
         if driver.is_closed():
             await conn.invalidate()
         raise
@@ -191,9 +199,6 @@ async def load_for_outcome(conn: AsyncConnection, callback_id: str) -> Any | Non
 async def update_callback(conn: AsyncConnection, callback_id: str, values: dict[str, Any]) -> None:
     """Apply column changes to one callback."""
     await conn.execute(callbacks.update().where(CB.id == callback_id).values(**values))
-
-
-OPEN_STATES = ("SCHEDULED", "QUEUED", "ROUTING", "PROCESSING")
 
 
 async def no_parallel_scans(conn: AsyncConnection) -> None:

@@ -10,14 +10,12 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dialback.observability.logging import log_context
+from dialback.observability.logging import log_context, log_request
 from dialback.observability.metrics import Metrics
 
 UNMATCHED = "unmatched"
 NO_TENANT = "undefined"  # GES dashboards filter tenants with ($Tenant|undefined)
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
-
-access_log = logging.getLogger("dialback.request")
 
 
 class RequestObservability:
@@ -65,22 +63,14 @@ class RequestObservability:
             if status >= 400:
                 self.failed.inc((code, path, tenant_name))
             self.duration.observe((method, path, code), elapsed)
-            level = logging.ERROR if status >= 500 else logging.INFO
-            if access_log.isEnabledFor(level):
-                access_log.log(
-                    level,
-                    "%s %s %d %.1fms",
-                    method,
-                    path,
-                    status,
-                    elapsed * 1000,
-                    extra={
-                        "route": path,
-                        "status": status,
-                        "durationMs": round(elapsed * 1000, 2),
-                        # The correlation middleware sits inside this one and has reset its
-                        # context by now; the response header carries the id.
-                        "corrId": corr,
-                    },
-                )
+            # The correlation middleware sits inside this one and has reset its context by
+            # now; the response header carries the id.
+            log_request(
+                logging.ERROR if status >= 500 else logging.INFO,
+                method,
+                path,
+                status,
+                elapsed,
+                corr,
+            )
             log_context.reset(token)

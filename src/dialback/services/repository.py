@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dialback.db.schema import services
 from dialback.services.schemas import ServiceConfig
+from dialback.ttl_cache import TtlCache
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ class ServiceCache:
     """Service configurations cached per process for ``ttl`` seconds.
 
     Changes made through this process's admin API apply at once; other replicas see them
-    within ``ttl``.
+    within ``ttl`` (and one reload).
     """
 
     def __init__(
@@ -105,25 +106,21 @@ class ServiceCache:
     ) -> None:
         self.engine = engine
         self.on_service = on_service
-        self.ttl = ttl
-        self._entries: dict[tuple[str, str], tuple[float, ServiceRecord | None]] = {}
+        self._cache: TtlCache[tuple[str, str], ServiceRecord | None] = TtlCache(
+            self._load, lambda _rec: ttl, max_entries=50_000
+        )
+
+    async def _load(self, key: tuple[str, str]) -> ServiceRecord | None:
+        async with self.engine.connect() as conn:
+            rec = await get_service(conn, *key)
+        if rec is not None and self.on_service is not None:
+            self.on_service(rec)
+        return rec
 
     async def get(self, tenant_id: str, name: str) -> ServiceRecord | None:
         """The service, from cache when fresh."""
-        key = (tenant_id, name)
-        hit = self._entries.get(key)
-        now = time.monotonic()
-        if hit and hit[0] > now:
-            return hit[1]
-        async with self.engine.connect() as conn:
-            rec = await get_service(conn, tenant_id, name)
-        if rec is not None and self.on_service is not None:
-            self.on_service(rec)
-        if len(self._entries) > 50_000:
-            self._entries.clear()
-        self._entries[key] = (now + self.ttl, rec)
-        return rec
+        return await self._cache.get((tenant_id, name))
 
     def invalidate(self, tenant_id: str, name: str) -> None:
         """Forget one service after a change."""
-        self._entries.pop((tenant_id, name), None)
+        self._cache.invalidate((tenant_id, name))

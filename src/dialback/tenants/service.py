@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import time
 from collections.abc import Callable
 
 from fastapi import Request, Security
@@ -13,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from dialback.errors import ApiError, Unauthorized
 from dialback.observability.logging import bind
 from dialback.tenants.repository import Tenant, hash_key, tenant_for_key_hash
+from dialback.ttl_cache import TtlCache
 
 api_key_header = APIKeyHeader(name="x-api-key", auto_error=False, description="Tenant API key")
 admin_bearer = HTTPBearer(auto_error=False, description="Admin token (DIALBACK_ADMIN_TOKENS)")
@@ -28,29 +28,25 @@ class KeyCache:
     ) -> None:
         self.engine = engine
         self.on_tenant = on_tenant
-        self.ttl = ttl
-        self.miss_ttl = min(ttl, 5.0)
-        self._entries: dict[str, tuple[float, Tenant | None]] = {}
+        miss_ttl = min(ttl, 5.0)
+        self._cache: TtlCache[str, Tenant | None] = TtlCache(
+            self._load, lambda tenant: ttl if tenant else miss_ttl, max_entries=100_000
+        )
 
-    async def lookup(self, key: str) -> Tenant | None:
-        """The tenant owning ``key``, or None."""
-        digest = hash_key(key)
-        now = time.monotonic()
-        hit = self._entries.get(digest)
-        if hit and hit[0] > now:
-            return hit[1]
+    async def _load(self, digest: str) -> Tenant | None:
         async with self.engine.connect() as conn:
             tenant = await tenant_for_key_hash(conn, digest)
         if tenant is not None and self.on_tenant is not None:
             self.on_tenant(tenant.id, tenant.name)
-        if len(self._entries) > 100_000:
-            self._entries.clear()
-        self._entries[digest] = (now + (self.ttl if tenant else self.miss_ttl), tenant)
         return tenant
+
+    async def lookup(self, key: str) -> Tenant | None:
+        """The tenant owning ``key``, or None."""
+        return await self._cache.get(hash_key(key))
 
     def clear(self) -> None:
         """Forget everything (after a key is revoked or a tenant disabled)."""
-        self._entries.clear()
+        self._cache.clear()
 
 
 async def api_tenant(request: Request, key: str | None = Security(api_key_header)) -> Tenant:

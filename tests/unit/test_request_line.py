@@ -1,0 +1,88 @@
+"""The request line's direct JSON rendering writes exactly what the logging path writes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dialback.observability.logging import bound, log_request, setup_logging
+
+
+@pytest.fixture
+def log_file(tmp_path: Path) -> Iterator[Path]:
+    root = logging.getLogger()
+    saved = list(root.handlers), root.level
+    path = tmp_path / "log.jsonl"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    setup_logging("info", fmt="json", fd=fd)
+    try:
+        yield path
+    finally:
+        for h in list(root.handlers):
+            root.removeHandler(h)
+        for h in saved[0]:
+            root.addHandler(h)
+        root.setLevel(saved[1])
+        os.close(fd)
+
+
+class _PassAll(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return True
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_direct_and_logging_paths_write_the_same_line(log_file: Path) -> None:
+    route = "/engagement/v3/callbacks/create"
+    with bound(
+        tenant="acme", callbackId="7f0c5e2a-1111-2222-3333-444455556666", note="+1 415 555 0199"
+    ):
+        log_request(logging.INFO, "POST", route, 200, 0.0031234, "corr-1")  # direct
+        request_logger = logging.getLogger("dialback.request")
+        request_logger.addFilter(_PassAll())  # a filter forces the logging path
+        try:
+            log_request(logging.INFO, "POST", route, 200, 0.0031234, "corr-1")
+        finally:
+            request_logger.filters.clear()
+    direct, via_logging = _lines(log_file)
+    assert list(direct) == list(via_logging)  # same keys, same order
+    assert {k: v for k, v in direct.items() if k != "ts"} == {
+        k: v for k, v in via_logging.items() if k != "ts"
+    }
+    assert direct["msg"] == f"POST {route} 200 3.1ms" and direct["durationMs"] == 3.12
+    assert direct["tenant"] == "acme" and direct["corrId"] == "corr-1"
+    assert "555 0199" not in direct["note"]  # context fields are masked on both paths
+
+
+def test_request_line_respects_the_level(log_file: Path) -> None:
+    logging.getLogger().setLevel(logging.ERROR)
+    log_request(logging.INFO, "GET", "/x", 200, 0.001, "c")
+    log_request(logging.ERROR, "GET", "/x", 500, 0.001, "c")
+    [line] = _lines(log_file)
+    assert line["level"] == "error" and line["status"] == 500
+
+
+def test_unwritable_request_line_is_counted(tmp_path: Path) -> None:
+    root = logging.getLogger()
+    saved = list(root.handlers), root.level
+    fd = os.open("/dev/full", os.O_WRONLY)
+    failures = []
+    try:
+        setup_logging("info", fmt="json", fd=fd, on_failure=lambda: failures.append(1))
+        log_request(logging.INFO, "GET", "/x", 200, 0.001, "c")
+    finally:
+        for h in list(root.handlers):
+            root.removeHandler(h)
+        for h in saved[0]:
+            root.addHandler(h)
+        root.setLevel(saved[1])
+        os.close(fd)
+    assert failures == [1]
