@@ -40,7 +40,7 @@ class WebhookReceiver:
         received = self.notifications
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's API
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
                 received.append(json.loads(body))
                 self.send_response(200)

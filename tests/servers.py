@@ -189,12 +189,21 @@ class PostgresServer:
     def restart(self) -> PostgresServer:
         """Start the stopped cluster again on the same port."""
         subprocess.run(
-            self._as_owner([
-                _pg_bin("pg_ctl"), "-D", str(self.dir / "data"), "-l", str(self.dir / "log"), "-w", "-o",
-                f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off",
-                "start",
-            ]),
-            check=True, stdout=subprocess.DEVNULL,
+            self._as_owner(
+                [
+                    _pg_bin("pg_ctl"),
+                    "-D",
+                    str(self.dir / "data"),
+                    "-l",
+                    str(self.dir / "log"),
+                    "-w",
+                    "-o",
+                    f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off",
+                    "start",
+                ]
+            ),
+            check=True,
+            stdout=subprocess.DEVNULL,
         )
         wait_port(self.port)
         return self

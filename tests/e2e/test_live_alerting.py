@@ -121,7 +121,9 @@ def live(pg_server: PostgresServer, tmp_path_factory: pytest.TempPathFactory) ->
 
 def test_a_dashboard_queries_run_and_business_panels_have_data(live: Live) -> None:
     # Counters must be scraped at 0 before the traffic, or rate() sees one flat value.
-    live.prometheus.wait_for_samples('ges_callbacks_created{tenant="acme",service="sales"} == 0', timeout=20)
+    live.prometheus.wait_for_samples(
+        'ges_callbacks_created{tenant="acme",service="sales"} == 0', timeout=20
+    )
     live.prometheus.wait_for_samples('ges_callin_created{tenant="acme"} == 0', timeout=20)
     prom = live.prometheus
 
@@ -135,7 +137,9 @@ def test_a_dashboard_queries_run_and_business_panels_have_data(live: Live) -> No
             c.get("/engagement/v3/callbacks/availability/nope")  # a 404
             r = c.post("/engagement/v3/call-in/requests/create", json={"groupName": "help"})
             assert r.status_code == 200, r.text
-        httpx.post(f"{live.dialback.public_url}/engagement/v3/callbacks/retrieve", json={"id": "x"})  # 401
+        httpx.post(
+            f"{live.dialback.public_url}/engagement/v3/callbacks/retrieve", json={"id": "x"}
+        )  # 401
 
     # Request counters appear with their first request; a second batch after a scrape gives
     # every series two points, as steady traffic would.

@@ -6,7 +6,9 @@ from tests.conftest import Stack, wait_for
 
 
 async def retrieve(stack: Stack, key: str, cid: str) -> dict:
-    r = await stack.public.post("/engagement/v3/callbacks/retrieve", json={"id": cid}, headers={"x-api-key": key})
+    r = await stack.public.post(
+        "/engagement/v3/callbacks/retrieve", json={"id": cid}, headers={"x-api-key": key}
+    )
     assert r.status_code == 200, r.text
     return r.json()["data"]
 
@@ -15,7 +17,11 @@ async def test_immediate_callback_completes_through_simulator(stack: Stack) -> N
     key = await stack.tenant()
     r = await stack.public.post(
         "/engagement/v3/callbacks/create",
-        json={"serviceName": "sales", "phoneNumber": "+1 415 555 0123", "userData": {"order": "A1"}},
+        json={
+            "serviceName": "sales",
+            "phoneNumber": "+1 415 555 0123",
+            "userData": {"order": "A1"},
+        },
         headers={"x-api-key": key},
     )
     assert r.status_code == 200, r.text

@@ -214,7 +214,7 @@ async def test_all_urs_down_follows_routing_engine_consumers(
 class _Handler(http.server.BaseHTTPRequestHandler):
     status = 200
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's API
+    def do_GET(self) -> None:
         self.send_response(type(self).status)
         self.end_headers()
 

@@ -182,7 +182,9 @@ async def test_unwritable_log_counts_logging_failure(stack: Stack) -> None:
 def test_masking_hides_numbers_but_not_identifiers() -> None:
     from dialback.observability.logging import JsonFormatter
 
-    record = logging.LogRecord("dialback.test", logging.INFO, __file__, 1, "ring %s", ("+44 20 7946 0018",), None)
+    record = logging.LogRecord(
+        "dialback.test", logging.INFO, __file__, 1, "ring %s", ("+44 20 7946 0018",), None
+    )
     record.corrId = "20260123456789-abc"
     record.callbackId = "12345678-1234-5678-1234-567812345678"
     record.note = "customer 07946 001 899 asked"
@@ -191,6 +193,13 @@ def test_masking_hides_numbers_but_not_identifiers() -> None:
     assert ev["corrId"] == "20260123456789-abc"
     assert ev["callbackId"] == "12345678-1234-5678-1234-567812345678"
     assert "001 899" not in ev["note"]
-    assert JsonFormatter(2048).format(
-        logging.LogRecord("t", logging.INFO, __file__, 1, "id 3e45f2b88de4401234567abc", (), None)
-    ).count("3e45f2b88de4401234567abc") == 1
+    assert (
+        JsonFormatter(2048)
+        .format(
+            logging.LogRecord(
+                "t", logging.INFO, __file__, 1, "id 3e45f2b88de4401234567abc", (), None
+            )
+        )
+        .count("3e45f2b88de4401234567abc")
+        == 1
+    )

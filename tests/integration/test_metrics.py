@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 from pathlib import Path
@@ -53,8 +54,12 @@ async def test_scrape_passes_promtool_and_has_every_ges_metric_with_ges_labels(
     r = await stack.internal.get("/metrics")
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
-    check = subprocess.run(
-        [promtool(), "check", "metrics"], input=r.text, capture_output=True, text=True
+    check = await asyncio.to_thread(
+        subprocess.run,
+        [promtool(), "check", "metrics"],
+        input=r.text,
+        capture_output=True,
+        text=True,
     )
     remarks = {line.strip() for line in (check.stdout + check.stderr).splitlines() if line.strip()}
     assert remarks == KNOWN_PROMTOOL_REMARKS, remarks

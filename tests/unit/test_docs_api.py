@@ -26,8 +26,7 @@ def test_every_route_is_documented(tmp_path: Path) -> None:
     served.add(("GET", "/metrics"))
     text = DOC.read_text()
     documented = {
-        (m, _normalise(p))
-        for m, p in re.findall(r"`(GET|POST|PUT|PATCH|DELETE) (/[^`\s]+)`", text)
+        (m, _normalise(p)) for m, p in re.findall(r"`(GET|POST|PUT|PATCH|DELETE) (/[^`\s]+)`", text)
     }
     documented |= {("GET", _normalise(p)) for p in re.findall(r"\| `GET (/[^`]+)` \|", text)}
     assert served - documented == set(), "routes missing from docs/api.md"
