@@ -27,11 +27,11 @@ from starlette.types import Message
 from bench.load import create_body
 from bench.stack import SERVICE_CONFIG, TENANT_SETTINGS, Servers
 from dialback.app import create_public_app
-from dialback.callbacks import repository as repo
 from dialback.callbacks import service
 from dialback.callbacks.numbers import normalise_number
 from dialback.callbacks.schemas import CreateCallback
-from dialback.observability.logging import JsonFormatter, setup_logging
+from dialback.callbacks.store import NewCallback
+from dialback.observability.logging import log_request, setup_logging
 from dialback.runtime import Runtime
 from dialback.services import repository as services_repo
 from dialback.services.rules import utc_iso
@@ -87,29 +87,6 @@ async def measure(servers: Servers, calls: int) -> dict[str, dict[str, float]]:
         )
         from bench.floor_app import INSERT
 
-        def row(phone: str) -> dict[str, Any]:
-            now = time.time()
-            return {
-                "id": str(uuid.uuid4()),
-                "tenant_id": tenant.id,
-                "service_id": svc.id,
-                "service_name": "sales",
-                "phone_number": phone,
-                "state": "SCHEDULED",
-                "offer_type": "SCHEDULED",
-                "desired_time": now + 86400,
-                "due_at": now + 86400,
-                "slot_start": None,
-                "priority": 5,
-                "language": "en-US",
-                "user_data": {"orderId": "A1", "channel": "web"},
-                "params": {},
-                "attempt": 1,
-                "max_attempts": 3,
-                "created_at": now,
-                "updated_at": now,
-            }
-
         def phone() -> str:
             return f"+1415{rng.randint(200, 999):03d}{rng.randint(0, 9999):04d}"
 
@@ -122,35 +99,32 @@ async def measure(servers: Servers, calls: int) -> dict[str, dict[str, float]]:
         async def p_redis() -> None:
             await rt.counters.incr_many(service._throttle_keys(tenant, phone(), time.time()))
 
-        async def p_sa_txn() -> None:
-            ph = phone()
-            async with rt.engine.begin() as conn:
-                await repo.lock_number(conn, tenant.id, ph)
-                await repo.count_open_for_number(conn, tenant.id, ph)
-                await repo.insert_callback(conn, row(ph))
-
-        async def p_sa_insert() -> None:
-            async with rt.engine.begin() as conn:
-                await repo.insert_callback(conn, row(phone()))
+        async def p_book() -> None:
+            now = time.time()
+            await rt.store.book(
+                NewCallback(
+                    id=str(uuid.uuid4()),
+                    tenant_id=tenant.id,
+                    service_id=svc.id,
+                    service_name="sales",
+                    phone_number=phone(),
+                    offer_type="SCHEDULED",
+                    desired_time=now + 86400,
+                    due_at=now + 86400,
+                    priority=5,
+                    language="en-US",
+                    max_attempts=3,
+                    created_at=now,
+                    user_data={"orderId": "A1", "channel": "web"},
+                ),
+                max_open=1000,
+                slot_start=None,
+                slot_total=None,
+            )
 
         async def p_raw_insert() -> None:
             now = time.time()
             await raw.execute(INSERT, str(uuid.uuid4()), "sales", phone(), now, 5, "{}", now)
-
-        async def p_raw_txn() -> None:
-            ph = phone()
-            r = row(ph)
-            async with raw.transaction():
-                await raw.execute("SELECT pg_advisory_xact_lock(hashtext($1))", ph)
-                await raw.fetchval(
-                    "SELECT count(*) FROM callbacks WHERE tenant_id = $1 AND phone_number = $2"
-                    " AND state IN ('SCHEDULED','QUEUED','ROUTING','PROCESSING')",
-                    tenant.id,
-                    ph,
-                )
-                await raw.execute(
-                    INSERT, r["id"], "sales", ph, r["due_at"], 5, "{}", r["created_at"]
-                )
 
         async def p_service() -> None:
             await service.create_callback(rt, tenant, req())
@@ -200,51 +174,25 @@ async def measure(servers: Servers, calls: int) -> dict[str, dict[str, float]]:
             finally:
                 service.create_callback = real
 
-        fmt = JsonFormatter(2048)
-        access = logging.getLogger("dialback.request")
-        record = access.makeRecord(
-            access.name,
-            logging.INFO,
-            __file__,
-            1,
-            "%s %s %d %.1fms",
-            ("POST", "/engagement/v3/callbacks/create", 200, 3.2),
-            None,
-            extra={
-                "route": "/engagement/v3/callbacks/create",
-                "status": 200,
-                "durationMs": 3.2,
-                "corrId": uuid.uuid4().hex,
-            },
-        )
-
-        async def p_log_format() -> None:
-            fmt.format(record)
+        async def p_request_line() -> None:
+            log_request(logging.INFO, "POST", "/engagement/v3/callbacks/create", 200, 0.0032, "abc")
 
         async def p_log_call() -> None:
-            access.log(
-                logging.INFO,
-                "%s %s %d %.1fms",
-                "POST",
-                "/engagement/v3/callbacks/create",
-                200,
-                3.2,
-                extra={"route": "/x", "status": 200, "durationMs": 3.2, "corrId": "abc"},
+            logging.getLogger("dialback.callbacks").info(
+                "callback booked", extra={"service": "sales", "immediate": False}
             )
 
         pieces: dict[str, Piece] = {
             "HTTP create, in-process ASGI (everything but the socket)": p_http,
             "HTTP create with service.create_callback stubbed (HTTP layer)": p_http_stub,
             "service.create_callback (domain + store + Redis)": p_service,
-            "SQLAlchemy txn: lock + count + insert": p_sa_txn,
-            "raw asyncpg txn: lock + count + insert": p_raw_txn,
-            "SQLAlchemy txn: insert only": p_sa_insert,
+            "booking store: dialback_book_callback (one round trip)": p_book,
             "raw asyncpg autocommit insert (the floor's)": p_raw_insert,
             "Redis throttle pipeline (incr_many)": p_redis,
             "pydantic CreateCallback.model_validate_json": p_validate,
             "phone number normalise_number": p_number,
-            "JSON request log line: format only": p_log_format,
-            "JSON request log line: logger call + write": p_log_call,
+            "request log line (log_request, rendered straight to JSON)": p_request_line,
+            "any other log line (logging call, JsonFormatter, write)": p_log_call,
         }
         out: dict[str, dict[str, float]] = {}
         for name, fn in pieces.items():

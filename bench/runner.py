@@ -21,7 +21,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -498,15 +498,55 @@ class Run:
         return out
 
 
-def run(profile: Profile, keep_logs: bool = False) -> dict[str, Any]:
-    """Run every measurement; return the report."""
-    started = time.time()
-    machine = _machine()
+@contextlib.contextmanager
+def _session(profile: Profile, keep_logs: bool) -> Iterator[Run]:
+    """A ``Run`` in a fresh work directory; its processes stopped at the end, the directory
+    removed unless the run failed (or ``keep_logs``)."""
     workdir = Path(tempfile.mkdtemp(prefix="dialback-bench-"))
     r = Run(profile, workdir)
     ok = False
     try:
-        r.log(f"profile {profile.name}; logs in {workdir}")
+        yield r
+        ok = True
+    finally:
+        r.stop()
+        if ok and not keep_logs:
+            shutil.rmtree(workdir, ignore_errors=True)
+        elif not ok:
+            print(f"[bench] failed; process logs kept in {workdir}", file=sys.stderr)
+
+
+def _report(
+    figures: dict[str, float],
+    r: Run,
+    started: float,
+    machine: dict[str, Any],
+    head: dict[str, Any],
+    tail: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The JSON report: the figures, ``head``, the run's facts, ``tail``, then the details."""
+    machine["loadavg_at_end"] = list(os.getloadavg())
+    report: dict[str, Any] = {k: round(float(v), 4) for k, v in figures.items()}
+    report.update(head)
+    report.update(
+        {
+            "started_at": utc_iso(started),
+            "duration_s": round(time.time() - started, 1),
+            "machine": machine,
+            "versions": _versions(),
+        }
+    )
+    report.update(tail or {})
+    report["details"] = r.details
+    return report
+
+
+def run(profile: Profile, keep_logs: bool = False) -> dict[str, Any]:
+    """Run every measurement; return the report."""
+    started = time.time()
+    machine = _machine()
+    with _session(profile, keep_logs) as r:
+        r.log(f"profile {profile.name}; logs in {r.workdir}")
         phases: dict[str, float] = {}
         r.details["phase_seconds"] = phases
         t = time.monotonic()
@@ -534,24 +574,17 @@ def run(profile: Profile, keep_logs: bool = False) -> dict[str, Any]:
         figures["rss_idle_mb"] = r.rss_idle
         figures["rss_load_mb"] = r.rss_load
         figures["rss_after_dispatch_mb"] = r.rss_after_dispatch
-        ok = True
-    finally:
-        r.stop()
-        if ok and not keep_logs:
-            shutil.rmtree(workdir, ignore_errors=True)
-        elif not ok:
-            print(f"[bench] failed; process logs kept in {workdir}", file=sys.stderr)
-    machine["loadavg_at_end"] = list(os.getloadavg())
-    report: dict[str, Any] = {k: round(float(v), 4) for k, v in figures.items()}
-    report.update(
+    return _report(
+        figures,
+        r,
+        started,
+        machine,
         {
             "quick": profile.name != "full",
             "profile": profile.name,
             "load_tool": "wrk -t1" if profile.wrk else "built-in Python generator (smoke)",
-            "started_at": utc_iso(started),
-            "duration_s": round(time.time() - started, 1),
-            "machine": machine,
-            "versions": _versions(),
+        },
+        {
             "goals": GOALS,
             "settings": {
                 "rounds": profile.rounds,
@@ -561,46 +594,21 @@ def run(profile: Profile, keep_logs: bool = False) -> dict[str, Any]:
                 "postgresql": "fsync=off (the test suite's server helper), max_connections=300",
                 "create_body": "scheduled callback (desiredTime = now + 1 day), random +1415 number",
             },
-            "details": r.details,
-        }
+        },
     )
-    return report
 
 
 def run_dispatch_only(profile: Profile, repeat: int, keep_logs: bool = False) -> dict[str, Any]:
     """Only the dispatch figures: servers, dialback A and the bench tenant, nothing else."""
     started = time.time()
     machine = _machine()
-    workdir = Path(tempfile.mkdtemp(prefix="dialback-bench-"))
-    r = Run(profile, workdir)
-    ok = False
-    try:
-        r.log(f"profile {profile.name}, dispatch only; logs in {workdir}")
+    with _session(profile, keep_logs) as r:
+        r.log(f"profile {profile.name}, dispatch only; logs in {r.workdir}")
         r.start(only_a=True)
         with r.a.admin() as admin:
             create_tenant(admin, BENCH_TENANT, [BENCH_SERVICE])
         figures = r.dispatching(repeat)
-        ok = True
-    finally:
-        r.stop()
-        if ok and not keep_logs:
-            shutil.rmtree(workdir, ignore_errors=True)
-        elif not ok:
-            print(f"[bench] failed; process logs kept in {workdir}", file=sys.stderr)
-    machine["loadavg_at_end"] = list(os.getloadavg())
-    report: dict[str, Any] = {k: round(float(v), 4) for k, v in figures.items()}
-    report.update(
-        {
-            "only": "dispatch",
-            "profile": profile.name,
-            "started_at": utc_iso(started),
-            "duration_s": round(time.time() - started, 1),
-            "machine": machine,
-            "versions": _versions(),
-            "details": r.details,
-        }
-    )
-    return report
+    return _report(figures, r, started, machine, {"only": "dispatch", "profile": profile.name})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,6 +94,9 @@ def routing_redis_url(routing_redis_server: RedisServer) -> str:
     return routing_redis_server.url
 
 
+SettingsFactory = Callable[..., Settings]
+
+
 def make_settings(**overrides: Any) -> Settings:
     """Settings for in-process tests: fast monitor, quick simulator, admin token set."""
     base: dict[str, Any] = {
@@ -141,14 +144,25 @@ class Stack:
 
 
 @pytest.fixture
-def stack_settings(pg_url: str, redis_url: str, routing_redis_url: str) -> Settings:
+def settings_with(pg_url: str, redis_url: str, routing_redis_url: str) -> SettingsFactory:
+    """``make_settings(**overrides)`` on this test's PostgreSQL database and the two Redis
+    servers."""
+
+    def build(**overrides: Any) -> Settings:
+        return make_settings(
+            database_url=pg_url,
+            redis_url=redis_url,
+            routing_redis_url=routing_redis_url,
+            **overrides,
+        )
+
+    return build
+
+
+@pytest.fixture
+def stack_settings(settings_with: SettingsFactory) -> Settings:
     """Settings pointing at this test's PostgreSQL database and the two Redis servers."""
-    return make_settings(
-        database_url=pg_url,
-        redis_url=redis_url,
-        routing_redis_url=routing_redis_url,
-        simulator="on",
-    )
+    return settings_with(simulator="on")
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from dialback.services.schemas import ServiceConfig
-from tests.conftest import Stack, make_settings, started_stack, wait_for
+from tests.conftest import SettingsFactory, Stack, started_stack, wait_for
 from tests.factories import insert_due_callbacks
 from tests.metrics_parse import parse, value
 
@@ -84,12 +84,9 @@ async def test_late_dispatch_counts_monitor_lagging_behind(stack: Stack) -> None
 
 
 async def test_routing_provisioning_failure_counts_rbac_create_vq_proxy_error(
-    pg_url: str, redis_url: str, routing_redis_url: str
+    settings_with: SettingsFactory, routing_redis_url: str
 ) -> None:
-    settings = make_settings(
-        database_url=pg_url,
-        redis_url=redis_url,
-        routing_redis_url=routing_redis_url,
+    settings = settings_with(
         simulator="off",
         routing_stream="BrokenStream",
     )

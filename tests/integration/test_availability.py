@@ -11,19 +11,11 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from dialback.services import rules
 from dialback.services.schemas import ServiceConfig
-from tests.conftest import Stack, make_settings, started_stack, wait_for
+from tests.conftest import SettingsFactory, Stack, started_stack, wait_for
+from tests.public_api import ALL_DAYS, API, NY, assert_error, config, local, next_offset_change, z
 
-API = "/engagement/v3"
-NY = "America/New_York"
-ALL_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 WEEKDAYS_9_TO_5 = {d: [{"start": "09:00", "end": "17:00"}] for d in ALL_DAYS[:5]}
-
-
-def config(**kw: Any) -> ServiceConfig:
-    kw.setdefault("businessHours", {"alwaysOpen": True})
-    return ServiceConfig.model_validate(kw)
 
 
 def office(**kw: Any) -> ServiceConfig:
@@ -36,33 +28,11 @@ def office(**kw: Any) -> ServiceConfig:
     )
 
 
-def local(day: date, hhmm: str, tz: str = NY, fold: int = 0) -> float:
-    h, m = (int(x) for x in hhmm.split(":"))
-    return datetime(day.year, day.month, day.day, h, m, tzinfo=ZoneInfo(tz), fold=fold).timestamp()
-
-
-def z(t: float) -> str:
-    return rules.utc_iso(t)
-
-
 def next_monday(tz: str = NY) -> date:
     day = datetime.now(ZoneInfo(tz)).date() + timedelta(days=2)
     while day.weekday() != 0:
         day += timedelta(days=1)
     return day
-
-
-def next_offset_change(tz: str, *, backwards: bool) -> date:
-    """The next local date on which the clocks go back (or forward)."""
-    zone = ZoneInfo(tz)
-    day = datetime.now(zone).date() + timedelta(days=1)
-    while True:
-        midnight = datetime(day.year, day.month, day.day, tzinfo=zone).utcoffset()
-        morning = datetime(day.year, day.month, day.day, 6, tzinfo=zone).utcoffset()
-        assert midnight is not None and morning is not None
-        if (morning < midnight) if backwards else (morning > midnight):
-            return day
-        day += timedelta(days=1)
 
 
 async def get(stack: Stack, key: str, path: str, **params: Any) -> httpx.Response:
@@ -79,14 +49,6 @@ async def ok(stack: Stack, key: str, path: str, **params: Any) -> Any:
         "corrId": r.headers["x-correlation-id"],
     }
     return body["data"]
-
-
-def assert_error(r: httpx.Response, code: int, starts: str) -> None:
-    assert r.status_code == code, r.text
-    status = r.json()["status"]
-    assert status["code"] == code
-    assert status["message"].startswith(starts), status["message"]
-    assert status["corrId"] == r.headers["x-correlation-id"]
 
 
 async def book(stack: Stack, key: str, t: float, number: str) -> None:
@@ -434,13 +396,8 @@ async def test_queue_status_with_routing_engine(stack: Stack) -> None:
     assert closed["offerImmediateCallback"] is False
 
 
-async def test_queue_status_without_agents(
-    pg_url: str, redis_url: str, routing_redis_url: str
-) -> None:
-    settings = make_settings(
-        database_url=pg_url,
-        redis_url=redis_url,
-        routing_redis_url=routing_redis_url,
+async def test_queue_status_without_agents(settings_with: SettingsFactory) -> None:
+    settings = settings_with(
         simulator="off",
     )
     async with started_stack(settings) as stack:

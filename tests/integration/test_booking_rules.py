@@ -15,48 +15,16 @@ import httpx
 import sqlalchemy as sa
 
 from dialback.db.schema import callbacks, capacity_usage
-from dialback.services import rules
-from dialback.services.schemas import ServiceConfig
-from tests.conftest import Stack, make_settings, started_stack, wait_for
-
-API = "/engagement/v3"
-NY = "America/New_York"
-ALL_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
-def config(**kw: Any) -> ServiceConfig:
-    kw.setdefault("businessHours", {"alwaysOpen": True})
-    return ServiceConfig.model_validate(kw)
+from tests.conftest import SettingsFactory, Stack, make_settings, started_stack, wait_for
+from tests.public_api import ALL_DAYS, API, NY, assert_error, config, local, next_offset_change, z
 
 
 def phone(i: int) -> str:
     return f"+1415555{i:04d}"
 
 
-def z(t: float) -> str:
-    return rules.utc_iso(t)
-
-
-def local(day: date, hhmm: str, tz: str, fold: int = 0) -> float:
-    h, m = (int(x) for x in hhmm.split(":"))
-    return datetime(day.year, day.month, day.day, h, m, tzinfo=ZoneInfo(tz), fold=fold).timestamp()
-
-
 def utc_today() -> date:
     return datetime.now(UTC).date()
-
-
-def next_offset_change(tz: str, *, backwards: bool) -> date:
-    """The next local date on which the clocks go back (or forward)."""
-    zone = ZoneInfo(tz)
-    day = datetime.now(zone).date() + timedelta(days=1)
-    while True:
-        midnight = datetime(day.year, day.month, day.day, tzinfo=zone).utcoffset()
-        morning = datetime(day.year, day.month, day.day, 6, tzinfo=zone).utcoffset()
-        assert midnight is not None and morning is not None
-        if (morning < midnight) if backwards else (morning > midnight):
-            return day
-        day += timedelta(days=1)
 
 
 async def create(
@@ -74,15 +42,6 @@ async def post(stack: Stack, key: str, op: str, cid: str) -> httpx.Response:
     return await stack.public.post(
         f"{API}/callbacks/{op}", json={"id": cid}, headers={"x-api-key": key}
     )
-
-
-def assert_error(r: httpx.Response, code: int, starts: str) -> dict:
-    assert r.status_code == code, r.text
-    body = r.json()
-    assert body["status"]["code"] == code
-    assert body["status"]["message"].startswith(starts), body["status"]["message"]
-    assert body["status"]["corrId"] == r.headers["x-correlation-id"]
-    return body
 
 
 async def away_from_boundary(period: float, margin: float = 3.0) -> None:
@@ -326,12 +285,9 @@ async def test_always_check_capacity_applies_to_near_desired_times(stack: Stack)
 
 
 async def test_bookings_in_the_repeated_hour_use_separate_slots(
-    pg_url: str, redis_url: str, routing_redis_url: str
+    settings_with: SettingsFactory,
 ) -> None:
-    settings = make_settings(
-        database_url=pg_url,
-        redis_url=redis_url,
-        routing_redis_url=routing_redis_url,
+    settings = settings_with(
         simulator="off",
         booking_horizon_days=400,
     )
@@ -458,13 +414,8 @@ async def test_callbacks_per_number_per_day(stack: Stack) -> None:
 # --- retrieve ----------------------------------------------------------------------------------
 
 
-async def test_retrieve_fields_follow_the_state(
-    pg_url: str, redis_url: str, routing_redis_url: str
-) -> None:
-    settings = make_settings(
-        database_url=pg_url,
-        redis_url=redis_url,
-        routing_redis_url=routing_redis_url,
+async def test_retrieve_fields_follow_the_state(settings_with: SettingsFactory) -> None:
+    settings = settings_with(
         simulator="off",
     )
     async with started_stack(settings) as stack:
@@ -545,13 +496,8 @@ async def test_concurrent_limits_hold_on_sqlite(tmp_path: Any) -> None:
         assert sorted(r.status_code for r in results) == [200] + [429] * 7
 
 
-async def test_retrieve_while_an_agent_handles_it(
-    pg_url: str, redis_url: str, routing_redis_url: str
-) -> None:
-    settings = make_settings(
-        database_url=pg_url,
-        redis_url=redis_url,
-        routing_redis_url=routing_redis_url,
+async def test_retrieve_while_an_agent_handles_it(settings_with: SettingsFactory) -> None:
+    settings = settings_with(
         simulator="on",
         sim_ring_seconds=1.0,
         sim_handle_seconds=2.0,

@@ -22,7 +22,7 @@ from dialback.routing import transport as transport_mod
 from dialback.routing.messages import Dispatch
 from dialback.routing.transport import RedisTransport
 from dialback.runtime import Runtime
-from tests.conftest import make_settings, wait_for
+from tests.conftest import SettingsFactory, make_settings, wait_for
 from tests.factories import insert_due_callbacks, tenant_and_service
 from tests.metrics_parse import parse, value
 from tests.servers import PostgresServer
@@ -181,12 +181,9 @@ async def test_claimed_rows_carry_compact_user_data_and_the_same_fields_as_sqlit
 
 
 async def test_a_batch_whose_lease_ran_out_before_publishing_is_dropped_then_reclaimed_once(
-    pg_url: str, redis_url: str, routing_redis_url: str
+    settings_with: SettingsFactory, routing_redis_url: str
 ) -> None:
-    settings = make_settings(
-        database_url=pg_url,
-        redis_url=redis_url,
-        routing_redis_url=routing_redis_url,
+    settings = settings_with(
         simulator="off",
         monitor_enabled=False,
         monitor_lease_seconds=0.3,
@@ -221,12 +218,9 @@ async def test_a_batch_whose_lease_ran_out_before_publishing_is_dropped_then_rec
 
 
 async def test_pipelined_drain_marks_each_callback_once_with_its_attempt(
-    pg_url: str, redis_url: str, routing_redis_url: str
+    settings_with: SettingsFactory, routing_redis_url: str
 ) -> None:
-    settings = make_settings(
-        database_url=pg_url,
-        redis_url=redis_url,
-        routing_redis_url=routing_redis_url,
+    settings = settings_with(
         simulator="off",
         monitor_batch_size=40,
     )

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TEMPLATE_DB, Stack, make_settings, started_stack, wait_for
+from tests.conftest import (
+    TEMPLATE_DB,
+    SettingsFactory,
+    Stack,
+    make_settings,
+    started_stack,
+    wait_for,
+)
 from tests.metrics_parse import parse, value
 from tests.servers import PostgresServer, RedisServer
 
@@ -182,12 +189,9 @@ async def test_postgres_down_and_back(
 
 
 async def test_all_urs_down_follows_routing_engine_consumers(
-    pg_url: str, redis_url: str, routing_redis_url: str
+    settings_with: SettingsFactory,
 ) -> None:
-    settings = make_settings(
-        database_url=pg_url,
-        redis_url=redis_url,
-        routing_redis_url=routing_redis_url,
+    settings = settings_with(
         simulator="off",
         routing_engine_idle_seconds=1.0,
         **FAST,
@@ -223,17 +227,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 async def test_http_dependencies_credentials_and_server_errors(
-    pg_url: str, redis_url: str, routing_redis_url: str
+    settings_with: SettingsFactory,
 ) -> None:
     handler = type("H", (_Handler,), {"status": 200})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{server.server_address[1]}/health"
-    settings = make_settings(
-        database_url=pg_url,
-        redis_url=redis_url,
-        routing_redis_url=routing_redis_url,
+    settings = settings_with(
         simulator="on",
         auth_health_url=url,
         tenant_directory_health_url=url,

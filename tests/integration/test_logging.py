@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from dialback.observability.logging import setup_logging
 from tests.conftest import Stack, wait_for
+from tests.logs import logging_to
 from tests.metrics_parse import parse, value
 
 # One immediate create-callback at trace level writes this story (docs/logging.md):
@@ -27,25 +27,17 @@ OUTCOME_LINES = 3
 @pytest.fixture
 def captured_logs(tmp_path: Path) -> Iterator[Callable[..., list[dict]]]:
     """Route logging to a file at trace level; return a reader of the JSON lines."""
-    root = logging.getLogger()
-    saved_handlers, saved_level = list(root.handlers), root.level
     path = tmp_path / "log.jsonl"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    setup_logging("trace", max_len=2048, fmt="json", fd=fd)
-
-    def read() -> list[dict]:
-        for handler in root.handlers:
-            handler.flush()  # request lines wait for the end of the loop iteration
-        return [json.loads(line) for line in path.read_text().splitlines()]
-
     try:
-        yield read
+        with logging_to(fd, "trace", max_len=2048, fmt="json") as handler:
+
+            def read() -> list[dict]:
+                handler.flush()  # request lines wait for the end of the loop iteration
+                return [json.loads(line) for line in path.read_text().splitlines()]
+
+            yield read
     finally:
-        for h in list(root.handlers):
-            root.removeHandler(h)
-        for h in saved_handlers:
-            root.addHandler(h)
-        root.setLevel(saved_level)
         os.close(fd)
 
 
@@ -120,17 +112,10 @@ async def test_log_level_changes_at_run_time(
 def test_long_lines_are_capped_and_stay_json(tmp_path: Path) -> None:
     path = tmp_path / "log"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-    root = logging.getLogger()
-    saved = list(root.handlers), root.level
     try:
-        setup_logging("info", max_len=600, fmt="json", fd=fd)
-        logging.getLogger("dialback.test").info("x" * 5000, extra={"big": "y" * 5000})
+        with logging_to(fd, max_len=600, fmt="json"):
+            logging.getLogger("dialback.test").info("x" * 5000, extra={"big": "y" * 5000})
     finally:
-        for h in list(root.handlers):
-            root.removeHandler(h)
-        for h in saved[0]:
-            root.addHandler(h)
-        root.setLevel(saved[1])
         os.close(fd)
     [line] = path.read_text().splitlines()
     assert len(line.encode()) <= 600
@@ -140,18 +125,11 @@ def test_long_lines_are_capped_and_stay_json(tmp_path: Path) -> None:
 
 def test_console_format_on_a_terminal() -> None:
     master, slave = pty.openpty()
-    root = logging.getLogger()
-    saved = list(root.handlers), root.level
     try:
-        setup_logging("info", fmt="auto", fd=slave)
-        logging.getLogger("dialback.test").warning("hello %s", "+14155550123", extra={"k": "v"})
-        out = os.read(master, 4096).decode()
+        with logging_to(slave, fmt="auto"):
+            logging.getLogger("dialback.test").warning("hello %s", "+14155550123", extra={"k": "v"})
+            out = os.read(master, 4096).decode()
     finally:
-        for h in list(root.handlers):
-            root.removeHandler(h)
-        for h in saved[0]:
-            root.addHandler(h)
-        root.setLevel(saved[1])
         os.close(master)
         os.close(slave)
     assert "WARN" in out and "dialback.test: hello" in out and "k=v" in out
@@ -160,21 +138,14 @@ def test_console_format_on_a_terminal() -> None:
 
 
 async def test_unwritable_log_counts_logging_failure(stack: Stack) -> None:
-    root = logging.getLogger()
-    saved = list(root.handlers), root.level
     fd = os.open("/dev/full", os.O_WRONLY)  # every write fails with ENOSPC
     try:
-        handler = setup_logging("info", fmt="json", fd=fd)
-        handler.on_failure = lambda: stack.rt.metrics.alarm("LOGGING_FAILURE")
-        before = value(parse((await stack.internal.get("/metrics")).text), "LOGGING_FAILURE")
-        logging.getLogger("dialback.test").warning("this line cannot be written")
-        after = value(parse((await stack.internal.get("/metrics")).text), "LOGGING_FAILURE")
+        with logging_to(fd, fmt="json") as handler:
+            handler.on_failure = lambda: stack.rt.metrics.alarm("LOGGING_FAILURE")
+            before = value(parse((await stack.internal.get("/metrics")).text), "LOGGING_FAILURE")
+            logging.getLogger("dialback.test").warning("this line cannot be written")
+            after = value(parse((await stack.internal.get("/metrics")).text), "LOGGING_FAILURE")
     finally:
-        for h in list(root.handlers):
-            root.removeHandler(h)
-        for h in saved[0]:
-            root.addHandler(h)
-        root.setLevel(saved[1])
         os.close(fd)
     assert after is not None and before is not None and after >= before + 1
 

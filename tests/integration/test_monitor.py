@@ -14,21 +14,10 @@ from dialback.monitor import repository as monitor_repo
 from dialback.monitor.monitor import dispatch_fields
 from dialback.routing.messages import Dispatch, Outcome
 from dialback.runtime import Runtime
-from dialback.settings import Settings
-from tests.conftest import make_settings, wait_for
+from tests.conftest import SettingsFactory, wait_for
 from tests.factories import insert_due_callbacks, tenant_and_service
 
 STREAM = "NewCallbackStream"
-
-
-def monitor_settings(pg_url: str, redis_url: str, routing_redis_url: str, **kw: object) -> Settings:
-    return make_settings(
-        database_url=pg_url,
-        redis_url=redis_url,
-        routing_redis_url=routing_redis_url,
-        simulator="off",
-        **kw,
-    )
 
 
 async def stream_ids(url: str) -> Counter[tuple[str, str]]:
@@ -49,9 +38,9 @@ async def states(rt: Runtime) -> Counter[str]:
 
 
 async def test_two_monitors_dispatch_1000_due_callbacks_exactly_once(
-    pg_url: str, redis_url: str, routing_redis_url: str
+    settings_with: SettingsFactory, routing_redis_url: str
 ) -> None:
-    settings = monitor_settings(pg_url, redis_url, routing_redis_url, monitor_batch_size=50)
+    settings = settings_with(simulator="off", monitor_batch_size=50)
     a, b = Runtime(settings), Runtime(settings.model_copy())
     tenant_id, service_id = await tenant_and_service(a.engine)
     ids = await insert_due_callbacks(a.engine, tenant_id, service_id, 1000)
@@ -78,9 +67,9 @@ async def test_two_monitors_dispatch_1000_due_callbacks_exactly_once(
 
 
 async def test_expired_leases_of_a_dead_monitor_are_reclaimed_without_duplicates(
-    pg_url: str, redis_url: str, routing_redis_url: str
+    settings_with: SettingsFactory, routing_redis_url: str
 ) -> None:
-    settings = monitor_settings(pg_url, redis_url, routing_redis_url, monitor_lease_seconds=1.0)
+    settings = settings_with(simulator="off", monitor_lease_seconds=1.0)
     dead = Runtime(settings)
     tenant_id, service_id = await tenant_and_service(dead.engine)
     await insert_due_callbacks(dead.engine, tenant_id, service_id, 40)
@@ -114,9 +103,9 @@ async def test_expired_leases_of_a_dead_monitor_are_reclaimed_without_duplicates
 
 
 async def test_outcomes_move_state_and_unanswered_attempts_retry(
-    pg_url: str, redis_url: str, routing_redis_url: str
+    settings_with: SettingsFactory, routing_redis_url: str
 ) -> None:
-    settings = monitor_settings(pg_url, redis_url, routing_redis_url)
+    settings = settings_with(simulator="off")
     rt = Runtime(settings)
     tenant_id, service_id = await tenant_and_service(rt.engine)
     async with rt.engine.begin() as conn:
@@ -183,9 +172,9 @@ async def _eq(fn, expected):  # type: ignore[no-untyped-def]
 
 
 async def test_malformed_outcome_events_are_skipped_not_fatal(
-    pg_url: str, redis_url: str, routing_redis_url: str
+    settings_with: SettingsFactory, routing_redis_url: str
 ) -> None:
-    settings = monitor_settings(pg_url, redis_url, routing_redis_url)
+    settings = settings_with(simulator="off")
     rt = Runtime(settings)
     tenant_id, service_id = await tenant_and_service(rt.engine)
     [cid] = await insert_due_callbacks(rt.engine, tenant_id, service_id, 1)

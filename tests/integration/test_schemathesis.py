@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from dialback.app import create_internal_app, create_public_app
 from dialback.db.schema import callbacks
-from tests.conftest import Stack, make_settings, started_stack
+from tests.conftest import SettingsFactory, Stack, started_stack
 from tests.servers import free_port
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
@@ -57,12 +57,9 @@ def _clean_env(**extra: str) -> dict[str, str]:
 
 
 @pytest.fixture
-async def passive(pg_url: str, redis_url: str, routing_redis_url: str) -> AsyncIterator[Stack]:
+async def passive(settings_with: SettingsFactory) -> AsyncIterator[Stack]:
     """A runtime on the test databases with no monitor or simulator (the server has those)."""
-    settings = make_settings(
-        database_url=pg_url,
-        redis_url=redis_url,
-        routing_redis_url=routing_redis_url,
+    settings = settings_with(
         simulator="off",
         monitor_enabled=False,
     )

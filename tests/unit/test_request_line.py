@@ -10,24 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from dialback.observability.logging import bound, log_request, setup_logging
+from dialback.observability.logging import bound, log_request
+from tests.logs import logging_to
 
 
 @pytest.fixture
 def log_file(tmp_path: Path) -> Iterator[Path]:
-    root = logging.getLogger()
-    saved = list(root.handlers), root.level
     path = tmp_path / "log.jsonl"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    setup_logging("info", fmt="json", fd=fd)
     try:
-        yield path
+        with logging_to(fd, fmt="json"):
+            yield path
     finally:
-        for h in list(root.handlers):
-            root.removeHandler(h)
-        for h in saved[0]:
-            root.addHandler(h)
-        root.setLevel(saved[1])
         os.close(fd)
 
 
@@ -71,18 +65,11 @@ def test_request_line_respects_the_level(log_file: Path) -> None:
 
 
 def test_unwritable_request_line_is_counted(tmp_path: Path) -> None:
-    root = logging.getLogger()
-    saved = list(root.handlers), root.level
     fd = os.open("/dev/full", os.O_WRONLY)
     failures = []
     try:
-        setup_logging("info", fmt="json", fd=fd, on_failure=lambda: failures.append(1))
-        log_request(logging.INFO, "GET", "/x", 200, 0.001, "c")
+        with logging_to(fd, fmt="json", on_failure=lambda: failures.append(1)):
+            log_request(logging.INFO, "GET", "/x", 200, 0.001, "c")
     finally:
-        for h in list(root.handlers):
-            root.removeHandler(h)
-        for h in saved[0]:
-            root.addHandler(h)
-        root.setLevel(saved[1])
         os.close(fd)
     assert failures == [1]

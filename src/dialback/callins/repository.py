@@ -2,99 +2,28 @@
 
 from __future__ import annotations
 
-import time
-import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dialback.callins.schemas import CallInGroupConfig
+from dialback.db.named_configs import NamedConfig, NamedConfigs
 from dialback.db.schema import callin_groups, callin_requests, tenants
 
-
-@dataclass(frozen=True)
-class CallInGroup:
-    """A call-in group with its parsed configuration."""
-
-    id: str
-    tenant_id: str
-    name: str
-    config: CallInGroupConfig
-    created_at: float
-    updated_at: float
+CallInGroup = NamedConfig[CallInGroupConfig]
 
 
-def _group(row: Any) -> CallInGroup:
-    return CallInGroup(
-        row.id,
-        row.tenant_id,
-        row.name,
-        CallInGroupConfig.model_validate(row.config, context={"stored": True}),
-        row.created_at,
-        row.updated_at,
-    )
+def _parse_stored(config: Any) -> CallInGroupConfig:
+    return CallInGroupConfig.model_validate(config, context={"stored": True})
 
 
-async def get_group(conn: AsyncConnection, tenant_id: str, name: str) -> CallInGroup | None:
-    """A tenant's call-in group by name."""
-    q = sa.select(callin_groups).where(
-        callin_groups.c.tenant_id == tenant_id, callin_groups.c.name == name
-    )
-    row = (await conn.execute(q)).first()
-    return _group(row) if row else None
-
-
-async def list_groups(conn: AsyncConnection, tenant_id: str) -> list[CallInGroup]:
-    """A tenant's call-in groups by name."""
-    q = (
-        sa.select(callin_groups)
-        .where(callin_groups.c.tenant_id == tenant_id)
-        .order_by(callin_groups.c.name)
-    )
-    return [_group(r) for r in await conn.execute(q)]
-
-
-async def create_group(
-    conn: AsyncConnection, tenant_id: str, name: str, config: CallInGroupConfig
-) -> CallInGroup:
-    """Insert a call-in group."""
-    now = time.time()
-    gid = str(uuid.uuid4())
-    await conn.execute(
-        callin_groups.insert().values(
-            id=gid,
-            tenant_id=tenant_id,
-            name=name,
-            config=config.dump(),
-            created_at=now,
-            updated_at=now,
-        )
-    )
-    return CallInGroup(gid, tenant_id, name, config, now, now)
-
-
-async def update_group(
-    conn: AsyncConnection, tenant_id: str, name: str, config: CallInGroupConfig
-) -> bool:
-    """Replace a group's configuration; False when it does not exist."""
-    res = await conn.execute(
-        callin_groups.update()
-        .where(callin_groups.c.tenant_id == tenant_id, callin_groups.c.name == name)
-        .values(config=config.dump(), updated_at=time.time())
-    )
-    return res.rowcount > 0
-
-
-async def delete_group(conn: AsyncConnection, tenant_id: str, name: str) -> bool:
-    """Delete a group; False when it does not exist. Its requests are kept as history."""
-    res = await conn.execute(
-        callin_groups.delete().where(
-            callin_groups.c.tenant_id == tenant_id, callin_groups.c.name == name
-        )
-    )
-    return res.rowcount > 0
+_groups: NamedConfigs[CallInGroupConfig] = NamedConfigs(callin_groups, _parse_stored)
+get_group = _groups.get
+list_groups = _groups.list
+create_group = _groups.create
+update_group = _groups.update
+delete_group = _groups.delete  # a group's requests are kept as history
 
 
 async def insert_request(conn: AsyncConnection, values: dict[str, Any]) -> None:

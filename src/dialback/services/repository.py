@@ -2,93 +2,23 @@
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dialback.db.named_configs import NamedConfig, NamedConfigs
 from dialback.db.schema import services
 from dialback.services.schemas import ServiceConfig
 from dialback.ttl_cache import TtlCache
 
+ServiceRecord = NamedConfig[ServiceConfig]
 
-@dataclass(frozen=True)
-class ServiceRecord:
-    """A service with its parsed configuration."""
-
-    id: str
-    tenant_id: str
-    name: str
-    config: ServiceConfig
-    created_at: float
-    updated_at: float
-
-
-def _record(row: Any) -> ServiceRecord:
-    return ServiceRecord(
-        row.id,
-        row.tenant_id,
-        row.name,
-        ServiceConfig.model_validate(row.config),
-        row.created_at,
-        row.updated_at,
-    )
-
-
-async def get_service(conn: AsyncConnection, tenant_id: str, name: str) -> ServiceRecord | None:
-    """A tenant's service by name."""
-    q = sa.select(services).where(services.c.tenant_id == tenant_id, services.c.name == name)
-    row = (await conn.execute(q)).first()
-    return _record(row) if row else None
-
-
-async def list_services(conn: AsyncConnection, tenant_id: str) -> list[ServiceRecord]:
-    """A tenant's services by name."""
-    q = sa.select(services).where(services.c.tenant_id == tenant_id).order_by(services.c.name)
-    return [_record(r) for r in await conn.execute(q)]
-
-
-async def create_service(
-    conn: AsyncConnection, tenant_id: str, name: str, config: ServiceConfig
-) -> ServiceRecord:
-    """Insert a service."""
-    now = time.time()
-    sid = str(uuid.uuid4())
-    await conn.execute(
-        services.insert().values(
-            id=sid,
-            tenant_id=tenant_id,
-            name=name,
-            config=config.dump(),
-            created_at=now,
-            updated_at=now,
-        )
-    )
-    return ServiceRecord(sid, tenant_id, name, config, now, now)
-
-
-async def update_service(
-    conn: AsyncConnection, tenant_id: str, name: str, config: ServiceConfig
-) -> bool:
-    """Replace a service's configuration; False when it does not exist."""
-    res = await conn.execute(
-        services.update()
-        .where(services.c.tenant_id == tenant_id, services.c.name == name)
-        .values(config=config.dump(), updated_at=time.time())
-    )
-    return res.rowcount > 0
-
-
-async def delete_service(conn: AsyncConnection, tenant_id: str, name: str) -> bool:
-    """Delete a service; False when it does not exist."""
-    res = await conn.execute(
-        services.delete().where(services.c.tenant_id == tenant_id, services.c.name == name)
-    )
-    return res.rowcount > 0
+_services: NamedConfigs[ServiceConfig] = NamedConfigs(services, ServiceConfig.model_validate)
+get_service = _services.get
+list_services = _services.list
+create_service = _services.create
+update_service = _services.update
+delete_service = _services.delete
 
 
 class ServiceCache:
