@@ -1,7 +1,8 @@
 """Per-request cost of dialback's HTTP instrumentation against prometheus-fastapi-instrumentator.
 
 Method: three copies of one minimal FastAPI app (a POST route answering a small JSON body,
-no I/O) — bare, wrapped in dialback's ``RequestObservability`` (with a real ``Metrics``), and
+no I/O, behind dialback's correlation middleware) — bare, with dialback's
+``RequestObservability`` as the middleware's observer (with a real ``Metrics``), and
 instrumented by ``prometheus_fastapi_instrumentator.Instrumentator`` with its defaults (own
 registry) — are called directly as ASGI applications, in-process, many times each, in
 alternating rounds. The per-request cost of an instrumentation is its mean time per call in
@@ -10,7 +11,7 @@ its fastest round minus the bare app's fastest (the rounds least disturbed by ot
 server costs are the same for all three and are left out, so the difference is measured
 precisely even on a noisy machine.
 
-dialback's middleware also writes one request log line at info; the peer writes none. The
+dialback's observer also writes one request log line at info; the peer writes none. The
 headline ratio is measured with the log level at error (metrics only, like the peer); the
 ratio with the info line (written as JSON to /dev/null) is reported next to it.
 
@@ -37,9 +38,15 @@ PATH = "/engagement/v3/callbacks/create"
 BODY = b'{"serviceName":"sales","phoneNumber":"+14155550123"}'
 
 
-def base_app() -> FastAPI:
-    """The minimal app every variant wraps."""
+def base_app(observe: Any = None) -> FastAPI:
+    """The minimal app every variant wraps, behind dialback's correlation middleware (with
+    ``observe``, dialback's per-request observability)."""
+    from dialback.http import CorrelationAndLimits
+
     app = FastAPI()
+    app.add_middleware(
+        CorrelationAndLimits, max_body_bytes=65536, on_oversize=lambda: None, observe=observe
+    )
 
     @app.post(PATH)
     async def create() -> Response:
@@ -52,13 +59,11 @@ def base_app() -> FastAPI:
 
 
 def dialback_app() -> FastAPI:
-    """The minimal app with dialback's RequestObservability middleware."""
+    """The minimal app with dialback's RequestObservability (metrics and request line)."""
     from dialback.observability.http_metrics import RequestObservability
     from dialback.observability.metrics import Metrics
 
-    app = base_app()
-    app.add_middleware(RequestObservability, metrics=Metrics())
-    return app
+    return base_app(observe=RequestObservability(Metrics()))
 
 
 def peer_app() -> FastAPI:

@@ -33,8 +33,8 @@ def _base_app(rt: Runtime, title: str, description: str) -> FastAPI:
         CorrelationAndLimits,
         max_body_bytes=rt.settings.max_body_bytes,
         on_oversize=rt.events.oversize_body,
+        observe=RequestObservability(rt.metrics),
     )
-    app.add_middleware(RequestObservability, metrics=rt.metrics)
     return app
 
 

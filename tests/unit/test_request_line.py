@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -10,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from dialback.observability.logging import bound, log_request
+from dialback.observability import logging as dialback_logging
+from dialback.observability.logging import StdoutHandler, bound, log_request
 from tests.logs import logging_to
 
 
@@ -25,6 +27,10 @@ def log_file(tmp_path: Path) -> Iterator[Path]:
         os.close(fd)
 
 
+def logging_handler() -> StdoutHandler | None:
+    return dialback_logging._handler
+
+
 class _PassAll(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return True
@@ -35,6 +41,7 @@ def _lines(path: Path) -> list[dict]:
 
 
 def test_direct_and_logging_paths_write_the_same_line(log_file: Path) -> None:
+    assert logging.getLogger().handlers == [logging_handler()]  # nothing else listens
     route = "/engagement/v3/callbacks/create"
     with bound(
         tenant="acme", callbackId="7f0c5e2a-1111-2222-3333-444455556666", note="+1 415 555 0199"
@@ -73,3 +80,32 @@ def test_unwritable_request_line_is_counted(tmp_path: Path) -> None:
     finally:
         os.close(fd)
     assert failures == [1]
+
+
+async def test_request_lines_are_written_in_a_batch_and_keep_their_order(log_file: Path) -> None:
+    log_request(logging.INFO, "POST", "/a", 200, 0.001, "c1")
+    log_request(logging.INFO, "POST", "/b", 200, 0.001, "c2")
+    assert _lines(log_file) == []  # pending, for at most REQUEST_LINES_DELAY
+    logging.getLogger("dialback.test").warning("something else")  # writes what is pending
+    log_request(logging.INFO, "POST", "/c", 201, 0.001, "c3")
+    await asyncio.sleep(StdoutHandler.REQUEST_LINES_DELAY * 3)
+    assert [line.get("route", line["msg"]) for line in _lines(log_file)] == [
+        "/a",
+        "/b",
+        "something else",
+        "/c",
+    ]
+
+
+def test_a_long_request_line_is_capped_like_any_other(tmp_path: Path) -> None:
+    path = tmp_path / "log"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        with logging_to(fd, max_len=600, fmt="json"), bound(note="n" * 1000):
+            log_request(logging.INFO, "POST", "/a", 200, 0.001, "c1")
+    finally:
+        os.close(fd)
+    [line] = path.read_text().splitlines()
+    assert len(line.encode()) <= 600
+    ev = json.loads(line)
+    assert ev["truncated"] is True and ev["corrId"] == "c1" and ev["route"] == "/a"

@@ -103,9 +103,9 @@ def _timestamp(created: float) -> str:
     return f"{_ts_prefix}.{int((created - second) * 1000):03d}Z"
 
 
-def _masked_context() -> dict[str, Any]:
+def _masked(context: Mapping[str, Any]) -> dict[str, Any]:
     ev: dict[str, Any] = {}
-    for key, value in log_context.get().items():
+    for key, value in context.items():
         if isinstance(value, str) and key not in _ID_FIELDS:
             value = mask_phone_numbers(value)
         ev[key] = value
@@ -135,7 +135,7 @@ class JsonFormatter(logging.Formatter):
         corr = _corr_id()
         if corr:
             ev["corrId"] = corr
-        ev.update(_masked_context())
+        ev.update(_masked(log_context.get()))
         for key, value in record.__dict__.items():
             if key in _STD_ATTRS or key.startswith("_") or key in _NEVER_LOGGED:
                 continue
@@ -145,7 +145,10 @@ class JsonFormatter(logging.Formatter):
         return ev
 
     def format(self, record: logging.LogRecord) -> str:
-        ev = self.event(record)
+        return self.render(self.event(record))
+
+    def render(self, ev: dict[str, Any]) -> str:
+        """``ev`` as one JSON line of at most ``max_len`` bytes."""
         line = orjson.dumps(ev, default=str)
         if len(line) <= self.max_len:
             return line.decode()
@@ -181,59 +184,90 @@ class ConsoleFormatter(JsonFormatter):
         return (f"{head}  {tail}" if tail else head)[: self.max_len]
 
 
+RequestLine = tuple[float, int, str, str, int, float, str, Mapping[str, str]]
+
+
 class StdoutHandler(logging.Handler):
     """Writes formatted lines to a file descriptor; counts lines it could not write.
 
-    Request lines are written at the end of the event-loop iteration that produced them, all
-    of that iteration's in one ``write`` (under load, one system call for many requests);
-    any other line first writes what is pending, so lines keep their order.
+    Request lines (``log_request``) are kept as their fields and rendered and written together
+    at most ``REQUEST_LINES_DELAY`` seconds later, or at once past ``REQUEST_LINES_MAX``: under
+    load, one loop over many lines and one system call, off the requests' own path. Any other
+    line first writes what is pending, so lines keep their order, and is written at once; so
+    is everything at exit (``logging.shutdown`` flushes).
     """
+
+    REQUEST_LINES_DELAY = 0.01
+    REQUEST_LINES_MAX = 256
 
     def __init__(self, fd: int = 1, on_failure: Callable[[], None] | None = None) -> None:
         super().__init__()
         self.fd = fd
         self.on_failure = on_failure
-        self._pending: list[bytes] = []
+        self._pending: list[RequestLine] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             line = (self.format(record) + "\n").encode("utf-8", "replace")
             if self._pending:  # handle() holds self.lock
-                line = b"".join(self._take_pending()) + line
+                line = self._render_pending() + line
             self._write(line)
         except Exception:
             if self.on_failure is not None:
                 self.on_failure()
 
-    def write_soon(self, line: bytes) -> None:
-        """Write ``line`` at the end of this event-loop iteration (now, outside a loop)."""
+    def request_line(self, line: RequestLine) -> None:
+        """Write a request line within ``REQUEST_LINES_DELAY`` (at once outside a loop)."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
         with self.lock:  # type: ignore[union-attr]
-            first = not self._pending
-            self._pending.append(line)
-        if loop is None:
+            pending = self._pending
+            pending.append(line)
+            first, full = len(pending) == 1, len(pending) >= self.REQUEST_LINES_MAX
+        if loop is None or full:
             self.flush()
         elif first:
-            loop.call_soon(self.flush)
+            loop.call_later(self.REQUEST_LINES_DELAY, self.flush)
 
     def flush(self) -> None:
         """Write the pending request lines."""
         with self.lock:  # type: ignore[union-attr]
             if not self._pending:
                 return
-            data = b"".join(self._take_pending())
             try:
-                self._write(data)
+                self._write(self._render_pending())
             except Exception:
                 if self.on_failure is not None:
                     self.on_failure()
 
-    def _take_pending(self) -> list[bytes]:
+    def _render_pending(self) -> bytes:
         pending, self._pending = self._pending, []
-        return pending
+        formatter = self.formatter
+        assert isinstance(formatter, JsonFormatter)
+        max_len = formatter.max_len
+        out = []
+        for created, level, method, route, status, ms, corr, context in pending:
+            # The fields, in the order, of JsonFormatter.event; method and route come from
+            # dialback's own route table, never from the client, so need no masking.
+            ev: dict[str, Any] = {
+                "ts": _timestamp(created),
+                "level": LEVEL_NAMES[level],
+                "logger": "dialback.request",
+                "msg": f"{method} {route} {status} {ms:.1f}ms",
+            }
+            ev.update(_masked(context))
+            ev["route"] = route
+            ev["status"] = status
+            ev["durationMs"] = round(ms, 2)
+            ev["corrId"] = corr
+            line = orjson.dumps(ev, default=str)
+            if len(line) >= max_len:
+                line = formatter.render(ev).encode("utf-8", "replace")
+            out.append(line)
+        out.append(b"")
+        return b"\n".join(out)
 
     def _write(self, data: bytes) -> None:
         view = memoryview(data)
@@ -245,9 +279,10 @@ class StdoutHandler(logging.Handler):
 _request_logger = logging.getLogger("dialback.request")
 
 
-def _plain_json_formatter(handler: StdoutHandler | None) -> JsonFormatter | None:
-    """``handler``'s formatter when it writes JSON and is the only handler or filter that a
-    request line meets; otherwise None."""
+def _plain_json_handler() -> StdoutHandler | None:
+    """dialback's handler when it writes JSON and is the only handler or filter that a request
+    line meets; otherwise None."""
+    handler = _handler
     if handler is None or type(handler.formatter) is not JsonFormatter:
         return None
     if logging.root.handlers != [handler] or logging.root.filters:
@@ -257,7 +292,7 @@ def _plain_json_formatter(handler: StdoutHandler | None) -> JsonFormatter | None
         if lg.handlers or lg.filters:
             return None
         lg = lg.parent
-    return handler.formatter
+    return handler
 
 
 def log_request(
@@ -265,16 +300,16 @@ def log_request(
 ) -> None:
     """Write a request line: ``POST /route 200 3.1ms`` with route, status, durationMs, corrId.
 
-    With dialback's JSON handler as the only handler (production), the line is rendered
-    straight from its fields: a LogRecord and the generic formatter cost more than the rest of
-    the request's instrumentation together. Otherwise it goes through ``logging`` as usual.
+    With dialback's JSON handler as the only handler (production), the line's fields are handed
+    to it and rendered later in a batch (``StdoutHandler.request_line``): a LogRecord and the
+    generic formatter on every request would cost more than the rest of the request's
+    instrumentation together. Otherwise it goes through ``logging`` as usual.
     """
     if not _request_logger.isEnabledFor(level):
         return
     ms = elapsed * 1000
-    handler = _handler
-    formatter = _plain_json_formatter(handler)
-    if handler is None or formatter is None:
+    handler = _plain_json_handler()
+    if handler is None:
         _request_logger.log(
             level,
             "%s %s %d %.1fms",
@@ -285,28 +320,8 @@ def log_request(
             extra={"route": route, "status": status, "durationMs": round(ms, 2), "corrId": corr},
         )
         return
-    # The same fields, in the same order, as JsonFormatter.event would write; method and route
-    # come from dialback's own route table, never from the client, so need no masking.
-    ev: dict[str, Any] = {
-        "ts": _timestamp(time.time()),
-        "level": LEVEL_NAMES[level],
-        "logger": "dialback.request",
-        "msg": f"{method} {route} {status} {ms:.1f}ms",
-    }
-    ev.update(_masked_context())
-    ev["route"] = route
-    ev["status"] = status
-    ev["durationMs"] = round(ms, 2)
-    ev["corrId"] = corr
-    line = orjson.dumps(ev, default=str)
-    if len(line) < formatter.max_len:
-        handler.write_soon(line + b"\n")
-        return
-    _request_logger.log(
-        level,
-        ev["msg"],
-        extra={"route": route, "status": status, "durationMs": ev["durationMs"], "corrId": corr},
-    )
+    # The bound context is an immutable mapping (bind() replaces it): safe to keep.
+    handler.request_line((time.time(), level, method, route, status, ms, corr, log_context.get()))
 
 
 _handler: StdoutHandler | None = None
