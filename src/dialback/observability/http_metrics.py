@@ -27,19 +27,34 @@ class RequestObservability:
         self.requests = metrics.http_requests
         self.failed = metrics.http_failed
         self.duration = metrics.http_duration
+        # (tenant, route, method, status) -> the three series' label values; as bounded as the
+        # series themselves.
+        self._labels: dict[
+            tuple[str, str, str, int],
+            tuple[tuple[str, str], tuple[str, str, str], tuple[str, str, str]],
+        ] = {}
 
     def __call__(self, scope: Scope, status: int, elapsed: float) -> None:
-        route = scope.get("route")
-        path = getattr(route, "path", None) or UNMATCHED
-        state = scope.get("state") or {}
-        tenant = state.get("tenant")
+        path = getattr(scope.get("route"), "path", None) or UNMATCHED
+        state = scope.get("state")
+        tenant = state.get("tenant") if state else None
         tenant_name = tenant.name if tenant is not None else NO_TENANT
-        code = str(status)
-        method = scope["method"] if scope["method"] in METHODS else "OTHER"
-        self.requests.inc((tenant_name, path))
+        method = scope["method"]
+        if method not in METHODS:
+            method = "OTHER"
+        key = (tenant_name, path, method, status)
+        labels = self._labels.get(key)
+        if labels is None:
+            code = str(status)
+            labels = self._labels[key] = (
+                (tenant_name, path),
+                (code, path, tenant_name),
+                (method, path, code),
+            )
+        self.requests.inc(labels[0])
         if status >= 400:
-            self.failed.inc((code, path, tenant_name))
-        self.duration.observe((method, path, code), elapsed)
+            self.failed.inc(labels[1])
+        self.duration.observe(labels[2], elapsed)
         log_request(
             logging.ERROR if status >= 500 else logging.INFO,
             method,

@@ -103,11 +103,20 @@ def _timestamp(created: float) -> str:
     return f"{_ts_prefix}.{int((created - second) * 1000):03d}Z"
 
 
+# Bound fields repeat (a tenant's name on each of its requests): mask each value once.
+_masked_values: dict[str, str] = {}
+
+
 def _masked(context: Mapping[str, Any]) -> dict[str, Any]:
     ev: dict[str, Any] = {}
     for key, value in context.items():
         if isinstance(value, str) and key not in _ID_FIELDS:
-            value = mask_phone_numbers(value)
+            masked = _masked_values.get(value)
+            if masked is None:
+                if len(_masked_values) >= 10_000:
+                    _masked_values.clear()
+                masked = _masked_values[value] = mask_phone_numbers(value)
+            value = masked
         ev[key] = value
     return ev
 
