@@ -32,7 +32,7 @@ GOALS: dict[str, dict[str, Any]] = {
         "op": ">=",
         "value": 0.95,
         "unit": "",
-        "what": "metrics on + info logs / request observability off + error logs",
+        "what": "metrics on + info logs / per-request observability off + error logs (two twin processes)",
     },
     "instrumentation_vs_peer_ratio": {
         "op": "<",
@@ -83,12 +83,17 @@ REQUIRED_KEYS = tuple(GOALS)
 EXTRA_ROWS = (
     ("floor_per_s", "/s", "the floor app's throughput (same session)"),
     ("logs_only_overhead_ratio", "", "info logs / error logs, same process, metrics on"),
-    ("instrumentation_dialback_us", "µs", "dialback middleware cost per request (metrics only)"),
+    (
+        "info_vs_noobs_ratio",
+        "",
+        "dialback A at info / the process without observability (A's history included)",
+    ),
+    ("instrumentation_dialback_us", "µs", "dialback per-request observability cost (metrics only)"),
     ("instrumentation_peer_us", "µs", "prometheus-fastapi-instrumentator cost per request"),
     (
         "instrumentation_dialback_with_log_us",
         "µs",
-        "dialback middleware cost with its info request line",
+        "dialback per-request observability cost with its info request line",
     ),
     ("create_cpu_ms_per_request", "ms", "dialback process CPU per create"),
     ("floor_cpu_ms_per_request", "ms", "floor process CPU per create"),
