@@ -76,7 +76,7 @@ def test_router_sim_process_completes_callbacks_booked_by_demo(
             "--agents",
             "2",
             "--handle-seconds",
-            "0.2",
+            "1.0",  # PROCESSING outlasts the demo's 0.2 s polling, so it is always seen
             "--answer-probability",
             "1",
         ],

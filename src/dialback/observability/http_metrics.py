@@ -7,12 +7,15 @@ the request line replaces uvicorn's access log.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from typing import Any
 
 from starlette.types import Scope
 
 from dialback.http import CORR_SCOPE_KEY
-from dialback.observability.logging import log_request
+from dialback.observability.logging import flush_request_lines, log_context, log_request
 from dialback.observability.metrics import Metrics
 
 UNMATCHED = "unmatched"
@@ -21,7 +24,15 @@ METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
 
 
 class RequestObservability:
-    """Counts requests and failures by tenant and route, times them, and logs one line."""
+    """Counts requests and failures by tenant and route, times them, and logs one line.
+
+    A request only leaves its facts; they are counted and logged in a batch at most
+    ``DELAY`` seconds later (at once past ``MAX_PENDING``), and before every scrape of
+    ``/metrics``, which therefore always counts every answered request.
+    """
+
+    DELAY = 0.01
+    MAX_PENDING = 256
 
     def __init__(self, metrics: Metrics) -> None:
         self.requests = metrics.http_requests
@@ -33,33 +44,62 @@ class RequestObservability:
             tuple[str, str, str, int],
             tuple[tuple[str, str], tuple[str, str, str], tuple[str, str, str]],
         ] = {}
+        self._pending: list[tuple[Any, ...]] = []
+        metrics.registry.collectors.append(self.flush)
 
     def __call__(self, scope: Scope, status: int, elapsed: float) -> None:
-        path = getattr(scope.get("route"), "path", None) or UNMATCHED
-        state = scope.get("state")
-        tenant = state.get("tenant") if state else None
-        tenant_name = tenant.name if tenant is not None else NO_TENANT
-        method = scope["method"]
-        if method not in METHODS:
-            method = "OTHER"
-        key = (tenant_name, path, method, status)
-        labels = self._labels.get(key)
-        if labels is None:
-            code = str(status)
-            labels = self._labels[key] = (
-                (tenant_name, path),
-                (code, path, tenant_name),
-                (method, path, code),
+        pending = self._pending
+        pending.append(
+            (
+                scope.get("route"),
+                scope.get("state"),
+                scope["method"],
+                status,
+                elapsed,
+                scope.get(CORR_SCOPE_KEY, ""),
+                log_context.get(),
+                time.time(),
             )
-        self.requests.inc(labels[0])
-        if status >= 400:
-            self.failed.inc(labels[1])
-        self.duration.observe(labels[2], elapsed)
-        log_request(
-            logging.ERROR if status >= 500 else logging.INFO,
-            method,
-            path,
-            status,
-            elapsed,
-            scope.get(CORR_SCOPE_KEY, ""),
         )
+        if len(pending) == 1:
+            try:
+                asyncio.get_running_loop().call_later(self.DELAY, self.flush)
+            except RuntimeError:
+                self.flush()
+        elif len(pending) >= self.MAX_PENDING:
+            self.flush()
+
+    def flush(self) -> None:
+        """Count and log the pending requests."""
+        pending, self._pending = self._pending, []
+        for route, state, method, status, elapsed, corr, context, created in pending:
+            path = getattr(route, "path", None) or UNMATCHED
+            tenant = state.get("tenant") if state else None
+            tenant_name = tenant.name if tenant is not None else NO_TENANT
+            if method not in METHODS:
+                method = "OTHER"
+            key = (tenant_name, path, method, status)
+            labels = self._labels.get(key)
+            if labels is None:
+                code = str(status)
+                labels = self._labels[key] = (
+                    (tenant_name, path),
+                    (code, path, tenant_name),
+                    (method, path, code),
+                )
+            self.requests.inc(labels[0])
+            if status >= 400:
+                self.failed.inc(labels[1])
+            self.duration.observe(labels[2], elapsed)
+            log_request(
+                logging.ERROR if status >= 500 else logging.INFO,
+                method,
+                path,
+                status,
+                elapsed,
+                corr,
+                created,
+                context,
+            )
+        if pending:
+            flush_request_lines()  # this batch's lines in one write, now

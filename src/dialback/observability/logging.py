@@ -305,7 +305,14 @@ def _plain_json_handler() -> StdoutHandler | None:
 
 
 def log_request(
-    level: int, method: str, route: str, status: int, elapsed: float, corr: str
+    level: int,
+    method: str,
+    route: str,
+    status: int,
+    elapsed: float,
+    corr: str,
+    created: float | None = None,
+    context: Mapping[str, str] | None = None,
 ) -> None:
     """Write a request line: ``POST /route 200 3.1ms`` with route, status, durationMs, corrId.
 
@@ -330,10 +337,27 @@ def log_request(
         )
         return
     # The bound context is an immutable mapping (bind() replaces it): safe to keep.
-    handler.request_line((time.time(), level, method, route, status, ms, corr, log_context.get()))
+    handler.request_line(
+        (
+            time.time() if created is None else created,
+            level,
+            method,
+            route,
+            status,
+            ms,
+            corr,
+            log_context.get() if context is None else context,
+        )
+    )
 
 
 _handler: StdoutHandler | None = None
+
+
+def flush_request_lines() -> None:
+    """Write the pending request lines now."""
+    if _handler is not None:
+        _handler.flush()
 
 
 def setup_logging(
