@@ -144,6 +144,18 @@ class Stack:
 
 
 @pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of the test's own (to stop and restart), with an empty database
+    ``dialback``."""
+    pg = PostgresServer().start()
+    try:
+        pg.psql("CREATE DATABASE dialback")
+        yield pg
+    finally:
+        pg.stop()
+
+
+@pytest.fixture
 def settings_with(pg_url: str, redis_url: str, routing_redis_url: str) -> SettingsFactory:
     """``make_settings(**overrides)`` on this test's PostgreSQL database and the two Redis
     servers."""

@@ -288,41 +288,37 @@ async def test_postgres_store_errors_keep_their_meaning(pg_url: str) -> None:
 
 
 async def test_postgres_down_is_503_and_bookings_resume_after_a_restart(
-    redis_url: str, routing_redis_url: str
+    redis_url: str, routing_redis_url: str, own_postgres: PostgresServer
 ) -> None:
-    pg = PostgresServer().start()
-    try:
-        pg.psql("CREATE DATABASE dialback")
-        settings = make_settings(
-            database_url=pg.url("dialback"),
-            redis_url=redis_url,
-            routing_redis_url=routing_redis_url,
-            simulator="off",
-            api_key_cache_seconds=60.0,
-            monitor_enabled=False,  # the create path alone
-        )
-        async with started_stack(settings) as stack:
-            key = await stack.tenant()
+    pg = own_postgres
+    settings = make_settings(
+        database_url=pg.url("dialback"),
+        redis_url=redis_url,
+        routing_redis_url=routing_redis_url,
+        simulator="off",
+        api_key_cache_seconds=60.0,
+        monitor_enabled=False,  # the create path alone
+    )
+    async with started_stack(settings) as stack:
+        key = await stack.tenant()
 
-            async def create(phone: str) -> Any:
-                return await stack.public.post(
-                    "/engagement/v3/callbacks/create",
-                    json={"serviceName": "sales", "phoneNumber": phone},
-                    headers={"x-api-key": key},
-                )
+        async def create(phone: str) -> Any:
+            return await stack.public.post(
+                "/engagement/v3/callbacks/create",
+                json={"serviceName": "sales", "phoneNumber": phone},
+                headers={"x-api-key": key},
+            )
 
-            assert (await create("+14155550100")).status_code == 200
-            pg.stop()
-            r = await create("+14155550101")
-            assert r.status_code == 503, r.text
-            pg.restart()
-            # The booking pool reconnects: no request fails once the server is back.
-            for i in range(3):
-                r = await create(f"+1415555011{i}")
-                assert r.status_code == 200, r.text
-            assert stack.rt.events.counts.get("uncaught_exception", 0) == 0
-    finally:
+        assert (await create("+14155550100")).status_code == 200
         pg.stop()
+        r = await create("+14155550101")
+        assert r.status_code == 503, r.text
+        pg.restart()
+        # The booking pool reconnects: no request fails once the server is back.
+        for i in range(3):
+            r = await create(f"+1415555011{i}")
+            assert r.status_code == 200, r.text
+        assert stack.rt.events.counts.get("uncaught_exception", 0) == 0
 
 
 @pytest.fixture

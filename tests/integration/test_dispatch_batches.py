@@ -271,48 +271,44 @@ async def test_pipelined_drain_marks_each_callback_once_with_its_attempt(
 
 
 async def test_the_monitor_recovers_when_postgresql_restarts(
-    redis_url: str, routing_redis_url: str
+    redis_url: str, routing_redis_url: str, own_postgres: PostgresServer
 ) -> None:
-    pg = PostgresServer().start()
+    pg = own_postgres
+    settings = make_settings(
+        database_url=pg.url("dialback"),
+        redis_url=redis_url,
+        routing_redis_url=routing_redis_url,
+        simulator="off",
+    )
+    rt = Runtime(settings)
+    await rt.start()
+    outside = create_engine(pg.url("dialback"))
     try:
-        pg.psql("CREATE DATABASE dialback")
-        settings = make_settings(
-            database_url=pg.url("dialback"),
-            redis_url=redis_url,
-            routing_redis_url=routing_redis_url,
-            simulator="off",
-        )
-        rt = Runtime(settings)
-        await rt.start()
-        outside = create_engine(pg.url("dialback"))
-        try:
-            tenant_id, service_id = await tenant_and_service(outside)
-            await insert_due_callbacks(outside, tenant_id, service_id, 3)
+        tenant_id, service_id = await tenant_and_service(outside)
+        await insert_due_callbacks(outside, tenant_id, service_id, 3)
 
-            async def queued(n: int) -> bool:
-                async with outside.connect() as conn:
-                    got = (
-                        await conn.execute(
-                            sa.select(sa.func.count()).where(callbacks.c.state == "QUEUED")
-                        )
-                    ).scalar()
-                return got == n
+        async def queued(n: int) -> bool:
+            async with outside.connect() as conn:
+                got = (
+                    await conn.execute(
+                        sa.select(sa.func.count()).where(callbacks.c.state == "QUEUED")
+                    )
+                ).scalar()
+            return got == n
 
-            await wait_for(lambda: queued(3), timeout=10)
-            pg.stop()
-            await asyncio.sleep(1.0)  # dispatch cycles fail meanwhile
-            pg.restart()
-            await outside.dispose()
-            await insert_due_callbacks(outside, tenant_id, service_id, 3)
-            # The pooled connections that died are dropped, not reused forever.
-            await wait_for(lambda: queued(6), timeout=20)
-            published = Counter(f["id"] for f in await _entries(routing_redis_url))
-            assert len(published) == 6 and max(published.values()) == 1
-            # An outage of PostgreSQL is not a bug of dialback's: no UNCAUGHT_EXCEPTION for it.
-            metrics = parse(rt.metrics.registry.render())
-            assert value(metrics, "UNCAUGHT_EXCEPTION") == 0
-        finally:
-            await rt.stop()
-            await outside.dispose()
-    finally:
+        await wait_for(lambda: queued(3), timeout=10)
         pg.stop()
+        await asyncio.sleep(1.0)  # dispatch cycles fail meanwhile
+        pg.restart()
+        await outside.dispose()
+        await insert_due_callbacks(outside, tenant_id, service_id, 3)
+        # The pooled connections that died are dropped, not reused forever.
+        await wait_for(lambda: queued(6), timeout=20)
+        published = Counter(f["id"] for f in await _entries(routing_redis_url))
+        assert len(published) == 6 and max(published.values()) == 1
+        # An outage of PostgreSQL is not a bug of dialback's: no UNCAUGHT_EXCEPTION for it.
+        metrics = parse(rt.metrics.registry.render())
+        assert value(metrics, "UNCAUGHT_EXCEPTION") == 0
+    finally:
+        await rt.stop()
+        await outside.dispose()

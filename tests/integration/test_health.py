@@ -148,43 +148,39 @@ async def test_routing_redis_down_raises_ges_health_and_submit_failures(
 
 
 async def test_postgres_down_and_back(
-    tmp_path: Path, redis_url: str, routing_redis_url: str
+    tmp_path: Path, redis_url: str, routing_redis_url: str, own_postgres: PostgresServer
 ) -> None:
-    pg = PostgresServer().start()
-    try:
-        pg.psql("CREATE DATABASE dialback")
-        settings = make_settings(
-            database_url=pg.url("dialback"),
-            redis_url=redis_url,
-            routing_redis_url=routing_redis_url,
-            simulator="on",
-            **FAST,
-        )
-        async with started_stack(settings) as stack:
-            g = await gauges(stack)
-            assert g["POSTGRES_STATUS"] == 0 and g["GES_HEALTH"] == 0
-            pg.stop()
-
-            async def down() -> bool:
-                g = await gauges(stack)
-                return g["POSTGRES_STATUS"] == 1 and g["GES_HEALTH"] == 1
-
-            await wait_for(down, timeout=8)
-            code, body = await ready(stack)
-            assert code == 503 and body["dependencies"]["postgres"]["status"] == "down"
-            pg.restart()
-
-            async def up() -> bool:
-                g = await gauges(stack)
-                return (
-                    g["POSTGRES_STATUS"] == 0
-                    and g["GES_HEALTH"] == 0
-                    and (await ready(stack))[0] == 200
-                )
-
-            await wait_for(up, timeout=15)
-    finally:
+    pg = own_postgres
+    settings = make_settings(
+        database_url=pg.url("dialback"),
+        redis_url=redis_url,
+        routing_redis_url=routing_redis_url,
+        simulator="on",
+        **FAST,
+    )
+    async with started_stack(settings) as stack:
+        g = await gauges(stack)
+        assert g["POSTGRES_STATUS"] == 0 and g["GES_HEALTH"] == 0
         pg.stop()
+
+        async def down() -> bool:
+            g = await gauges(stack)
+            return g["POSTGRES_STATUS"] == 1 and g["GES_HEALTH"] == 1
+
+        await wait_for(down, timeout=8)
+        code, body = await ready(stack)
+        assert code == 503 and body["dependencies"]["postgres"]["status"] == "down"
+        pg.restart()
+
+        async def up() -> bool:
+            g = await gauges(stack)
+            return (
+                g["POSTGRES_STATUS"] == 0
+                and g["GES_HEALTH"] == 0
+                and (await ready(stack))[0] == 200
+            )
+
+        await wait_for(up, timeout=15)
     assert TEMPLATE_DB  # the shared template server is untouched by this test
 
 
