@@ -158,15 +158,15 @@ def own_postgres() -> Iterator[PostgresServer]:
 @pytest.fixture
 def settings_with(pg_url: str, redis_url: str, routing_redis_url: str) -> SettingsFactory:
     """``make_settings(**overrides)`` on this test's PostgreSQL database and the two Redis
-    servers."""
+    servers (``database_url`` may be overridden too, e.g. with ``own_postgres``)."""
 
     def build(**overrides: Any) -> Settings:
-        return make_settings(
-            database_url=pg_url,
-            redis_url=redis_url,
-            routing_redis_url=routing_redis_url,
-            **overrides,
-        )
+        servers = {
+            "database_url": pg_url,
+            "redis_url": redis_url,
+            "routing_redis_url": routing_redis_url,
+        }
+        return make_settings(**{**servers, **overrides})
 
     return build
 

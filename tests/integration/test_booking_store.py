@@ -34,7 +34,7 @@ from dialback.db import migrations
 from dialback.db.engine import create_engine
 from dialback.db.migrations import latest_version, migrate
 from dialback.db.schema import callbacks, capacity_usage
-from tests.conftest import make_settings, started_stack
+from tests.conftest import SettingsFactory, started_stack
 from tests.servers import PostgresServer, RedisServer
 
 SLOT = 2_000_000_000.0
@@ -288,13 +288,11 @@ async def test_postgres_store_errors_keep_their_meaning(pg_url: str) -> None:
 
 
 async def test_postgres_down_is_503_and_bookings_resume_after_a_restart(
-    redis_url: str, routing_redis_url: str, own_postgres: PostgresServer
+    settings_with: SettingsFactory, own_postgres: PostgresServer
 ) -> None:
     pg = own_postgres
-    settings = make_settings(
+    settings = settings_with(
         database_url=pg.url("dialback"),
-        redis_url=redis_url,
-        routing_redis_url=routing_redis_url,
         simulator="off",
         api_key_cache_seconds=60.0,
         monitor_enabled=False,  # the create path alone

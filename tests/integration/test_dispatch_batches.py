@@ -271,13 +271,11 @@ async def test_pipelined_drain_marks_each_callback_once_with_its_attempt(
 
 
 async def test_the_monitor_recovers_when_postgresql_restarts(
-    redis_url: str, routing_redis_url: str, own_postgres: PostgresServer
+    settings_with: SettingsFactory, routing_redis_url: str, own_postgres: PostgresServer
 ) -> None:
     pg = own_postgres
-    settings = make_settings(
+    settings = settings_with(
         database_url=pg.url("dialback"),
-        redis_url=redis_url,
-        routing_redis_url=routing_redis_url,
         simulator="off",
     )
     rt = Runtime(settings)

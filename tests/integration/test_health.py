@@ -6,7 +6,6 @@ import asyncio
 import http.server
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -148,13 +147,11 @@ async def test_routing_redis_down_raises_ges_health_and_submit_failures(
 
 
 async def test_postgres_down_and_back(
-    tmp_path: Path, redis_url: str, routing_redis_url: str, own_postgres: PostgresServer
+    settings_with: SettingsFactory, own_postgres: PostgresServer
 ) -> None:
     pg = own_postgres
-    settings = make_settings(
+    settings = settings_with(
         database_url=pg.url("dialback"),
-        redis_url=redis_url,
-        routing_redis_url=routing_redis_url,
         simulator="on",
         **FAST,
     )
