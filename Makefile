@@ -29,13 +29,13 @@ test: $(STAMP) system-deps ## Run the whole test suite against throwaway Postgre
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff (lint + format check) and mypy
-	$(VENV)/bin/ruff check src tests
-	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/ruff check src tests testbed bench
+	$(VENV)/bin/ruff format --check src tests testbed bench
 	$(VENV)/bin/mypy
 
 fmt: $(STAMP) ## Format and auto-fix with ruff
-	$(VENV)/bin/ruff format src tests
-	$(VENV)/bin/ruff check --fix src tests
+	$(VENV)/bin/ruff format src tests testbed bench
+	$(VENV)/bin/ruff check --fix src tests testbed bench
 
 bench: $(STAMP) system-deps ## Benchmark suite (~8-10 min, needs wrk): bench/results/latest.json + docs/performance.md
 	@bench/ensure-wrk.sh

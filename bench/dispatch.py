@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 import httpx
 import redis
-from tests.metrics_parse import parse
+from testbed.metrics_parse import parse
 
 from bench.load import percentile
 

@@ -41,7 +41,7 @@ BODY = b'{"serviceName":"sales","phoneNumber":"+14155550123"}'
 def base_app(observe: Any = None) -> FastAPI:
     """The minimal app every variant wraps, behind dialback's correlation middleware (with
     ``observe``, dialback's per-request observability)."""
-    from dialback.http import CorrelationAndLimits
+    from dialback.web.middleware import CorrelationAndLimits
 
     app = FastAPI()
     app.add_middleware(

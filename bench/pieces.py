@@ -1,6 +1,6 @@
 """Where a create's time goes, piece by piece, in one process (one request in flight).
 
-Starts its own PostgreSQL and Redis, a dialback ``Runtime`` in this process, and times each
+Starts its own PostgreSQL and Redis, a dialback ``Container`` in this process, and times each
 piece of the create path many times: this process's CPU per call (``time.process_time``,
 user + system, so the servers' CPU is left out) and the wall time per call (which includes
 waiting for PostgreSQL/Redis). The pieces overlap: the whole create contains the others.
@@ -28,13 +28,13 @@ from bench.load import create_body
 from bench.stack import SERVICE_CONFIG, TENANT_SETTINGS, Servers
 from dialback.app import create_public_app
 from dialback.callbacks import service
-from dialback.callbacks.numbers import normalise_number
+from dialback.callbacks.booking import NewCallback
 from dialback.callbacks.schemas import CreateCallback
-from dialback.callbacks.store import NewCallback
+from dialback.container import Container
+from dialback.kit.phone import normalise_number
+from dialback.kit.timefmt import utc_iso
 from dialback.observability.logging import log_request, setup_logging
-from dialback.runtime import Runtime
 from dialback.services import repository as services_repo
-from dialback.services.rules import utc_iso
 from dialback.services.schemas import ServiceConfig
 from dialback.settings import Settings
 from dialback.tenants import repository as tenants_repo
@@ -60,7 +60,7 @@ async def measure(servers: Servers, calls: int) -> dict[str, dict[str, float]]:
         simulator="off",
         data_dir=str(servers.pg.dir),
     )
-    rt = Runtime(settings)
+    rt = Container(settings)
     await rt.start()
     try:
         async with rt.engine.begin() as conn:

@@ -29,7 +29,7 @@ from typing import Any
 
 import asyncpg
 import httpx
-from tests.servers import free_port
+from testbed.servers import free_port
 
 from bench import dispatch
 from bench.load import LoadError, LoadResult, run_python_load, run_wrk, wrk_path
@@ -45,7 +45,7 @@ from bench.stack import (
     populate_tenants,
     rss_mb,
 )
-from dialback.services.rules import utc_iso
+from dialback.kit.timefmt import utc_iso
 
 RESULTS = ROOT / "bench" / "results" / "latest.json"
 # Smoke figures mean nothing: never written over latest.json (*.tmp is git-ignored).

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import httpx
-from tests.servers import PostgresServer, RedisServer, free_port
+from testbed.servers import PostgresServer, RedisServer, free_port
 
 ADMIN_TOKEN = "bench-admin-token"
 DB_NAME = "dialback_bench"
@@ -183,9 +183,9 @@ class Servers:
     def stop(self) -> None:
         for server in (self.routing, self.redis):
             with contextlib.suppress(Exception):
-                server.stop()
+                server.discard()
         with contextlib.suppress(Exception):
-            self.pg.stop()
+            self.pg.discard()
 
 
 def _check(r: httpx.Response) -> dict[str, Any]:

@@ -6,25 +6,17 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import httpx
 import pytest
+from testbed.servers import PostgresServer, RedisServer
 
-from dialback.app import create_internal_app, create_public_app
 from dialback.db.engine import create_engine
 from dialback.db.migrations import migrate
-from dialback.runtime import Runtime
-from dialback.services import repository as services_repo
-from dialback.services.schemas import ServiceConfig
 from dialback.settings import Settings
-from dialback.tenants import repository as tenants_repo
-from tests.servers import PostgresServer, RedisServer
+from tests.support.stack import TEMPLATE_DB, SettingsFactory, Stack, make_settings, started_stack
 
-ADMIN_TOKEN = "test-admin-token"
-TEMPLATE_DB = "dialback_template"
 _db_seq = itertools.count()
 
 
@@ -42,7 +34,7 @@ def pg_server() -> Iterator[PostgresServer]:
         asyncio.run(prepare())
         yield server
     finally:
-        server.stop()
+        server.discard()
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +43,7 @@ def redis_server() -> Iterator[RedisServer]:
     try:
         yield server
     finally:
-        server.stop()
+        server.discard()
 
 
 @pytest.fixture(scope="session")
@@ -60,7 +52,7 @@ def routing_redis_server() -> Iterator[RedisServer]:
     try:
         yield server
     finally:
-        server.stop()
+        server.discard()
 
 
 @pytest.fixture
@@ -94,55 +86,6 @@ def routing_redis_url(routing_redis_server: RedisServer) -> str:
     return routing_redis_server.url
 
 
-SettingsFactory = Callable[..., Settings]
-
-
-def make_settings(**overrides: Any) -> Settings:
-    """Settings for in-process tests: fast monitor, quick simulator, admin token set."""
-    base: dict[str, Any] = {
-        "admin_tokens": ADMIN_TOKEN,
-        "monitor_poll_seconds": 0.05,
-        "sim_handle_seconds": 0.05,
-        "sim_ring_seconds": 0.01,
-        "sim_answer_probability": 1.0,
-        "api_key_cache_seconds": 0.0,
-    }
-    base.update(overrides)
-    return Settings(**base)
-
-
-@dataclass
-class Stack:
-    """A started runtime with clients for both listeners."""
-
-    rt: Runtime
-    public: httpx.AsyncClient
-    internal: httpx.AsyncClient
-
-    async def tenant(
-        self,
-        name: str = "acme",
-        *,
-        service: str = "sales",
-        config: ServiceConfig | None = None,
-        settings: dict[str, Any] | None = None,
-    ) -> str:
-        """Create a tenant with one service and return a fresh API key for it."""
-        async with self.rt.engine.begin() as conn:
-            t = await tenants_repo.get_tenant_by_name(conn, name)
-            if t is None:
-                t = await tenants_repo.create_tenant(conn, name, settings or {})
-            if service and await services_repo.get_service(conn, t.id, service) is None:
-                cfg = config or ServiceConfig.model_validate(
-                    {"businessHours": {"alwaysOpen": True}}
-                )
-                await services_repo.create_service(conn, t.id, service, cfg)
-            key = tenants_repo.generate_key()
-            await tenants_repo.create_api_key(conn, t.id, "test", key)
-        self.rt.keys.clear()
-        return key
-
-
 @pytest.fixture
 def own_postgres() -> Iterator[PostgresServer]:
     """A PostgreSQL server of the test's own (to stop and restart), with an empty database
@@ -152,7 +95,7 @@ def own_postgres() -> Iterator[PostgresServer]:
         pg.psql("CREATE DATABASE dialback")
         yield pg
     finally:
-        pg.stop()
+        pg.discard()
 
 
 @pytest.fixture
@@ -182,41 +125,3 @@ async def stack(stack_settings: Settings) -> AsyncIterator[Stack]:
     """dialback on PostgreSQL + Redis + routing Redis with the simulator, clients via ASGI."""
     async with started_stack(stack_settings) as s:
         yield s
-
-
-class started_stack:
-    """Start a Runtime and ASGI clients for ``settings``; stop everything on exit."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-
-    async def __aenter__(self) -> Stack:
-        rt = Runtime(self.settings)
-        await rt.start()
-        public = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=create_public_app(rt)), base_url="http://public"
-        )
-        internal = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=create_internal_app(rt)),
-            base_url="http://internal",
-            headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
-        )
-        self.stack = Stack(rt, public, internal)
-        return self.stack
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stack.public.aclose()
-        await self.stack.internal.aclose()
-        await self.stack.rt.stop()
-
-
-async def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> Any:
-    """Poll an async predicate until it returns a truthy value; fail with the last value."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    last = None
-    while asyncio.get_running_loop().time() < deadline:
-        last = await predicate()
-        if last:
-            return last
-        await asyncio.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")

@@ -1,20 +1,45 @@
-"""ASGI applications: the public Engagement API (3005) and the internal API (3050)."""
+"""ASGI applications: the public Engagement API (3005) and the internal API (3050), with the
+one ``/admin/v1`` router."""
 
 from __future__ import annotations
 
 import logging
 
-from fastapi import FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 
 from dialback import __version__
-from dialback.http import CorrelationAndLimits, install_direct_routes, install_error_handlers
+from dialback.callbacks import admin_endpoints as callbacks_admin
+from dialback.callbacks import endpoints as callbacks_public
+from dialback.callins import admin_endpoints as callins_admin
+from dialback.callins import endpoints as callins_public
+from dialback.container import Container
+from dialback.observability import admin_endpoints as logging_admin
 from dialback.observability.http_metrics import RequestObservability
-from dialback.runtime import Runtime
+from dialback.services import admin_endpoints as services_admin
+from dialback.tenants import admin_endpoints as tenants_admin
+from dialback.web import probes
+from dialback.web.deps import require_admin
+from dialback.web.envelope import ERRORS
+from dialback.web.errors import install_error_handlers
+from dialback.web.fastpath import install_direct_routes
+from dialback.web.middleware import CorrelationAndLimits
 
 log = logging.getLogger("dialback.app")
 
+ADMIN_PREFIX = "/admin/v1"
 
-def _base_app(rt: Runtime, title: str, description: str) -> FastAPI:
+
+def admin_router() -> APIRouter:
+    """Every admin route under ``/admin/v1``, each behind the admin bearer token."""
+    router = APIRouter(
+        prefix=ADMIN_PREFIX, tags=["admin"], dependencies=[Depends(require_admin)], responses=ERRORS
+    )
+    for domain in (tenants_admin, services_admin, callbacks_admin, callins_admin, logging_admin):
+        router.include_router(domain.router)
+    return router
+
+
+def _base_app(c: Container, title: str, description: str) -> FastAPI:
     app = FastAPI(
         title=title,
         version=__version__,
@@ -22,48 +47,38 @@ def _base_app(rt: Runtime, title: str, description: str) -> FastAPI:
         docs_url="/docs",
         redoc_url=None,
     )
-    app.state.runtime = rt
+    app.state.container = c
 
     def on_unhandled(exc: BaseException) -> None:
-        rt.events.uncaught_exception("http")
+        c.events.uncaught_exception("http")
         log.error("unhandled error", exc_info=exc)
 
     install_error_handlers(app, on_unhandled)
     app.add_middleware(
         CorrelationAndLimits,
-        max_body_bytes=rt.settings.max_body_bytes,
-        on_oversize=rt.events.oversize_body,
-        observe=RequestObservability(rt.metrics),
+        max_body_bytes=c.settings.max_body_bytes,
+        on_oversize=c.events.oversize_body,
+        observe=RequestObservability(c.metrics),
     )
     return app
 
 
-def create_public_app(rt: Runtime) -> FastAPI:
+def create_public_app(c: Container) -> FastAPI:
     """The GES-compatible public Engagement API."""
-    from dialback.callbacks.endpoints import router as callbacks_router
-    from dialback.callins.endpoints import router as callins_router
-
     app = _base_app(
-        rt,
+        c,
         "dialback Engagement API",
         "GES v3 compatible callback API. Authenticate with the `x-api-key` header.",
     )
-    app.include_router(callbacks_router)
-    app.include_router(callins_router)
-    install_direct_routes(app, [callbacks_router])
+    app.include_router(callbacks_public.router)
+    app.include_router(callins_public.router)
+    install_direct_routes(app, [callbacks_public.router])
     return app
 
 
-def create_internal_app(rt: Runtime) -> FastAPI:
-    """Probes, the admin API and (with observability) /metrics."""
-    from dialback.admin.endpoints import router as admin_router
-    from dialback.callins.admin import router as callins_admin_router
-    from dialback.health import router as health_router
-    from dialback.observability.admin import router as logging_admin_router
-
-    app = _base_app(rt, "dialback internal API", "Probes and the admin API (bearer token).")
-    app.include_router(health_router)
-    app.include_router(admin_router)
-    app.include_router(logging_admin_router)
-    app.include_router(callins_admin_router)
+def create_internal_app(c: Container) -> FastAPI:
+    """Probes, /metrics and the admin API."""
+    app = _base_app(c, "dialback internal API", "Probes and the admin API (bearer token).")
+    app.include_router(probes.router)
+    app.include_router(admin_router())
     return app

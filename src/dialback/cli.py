@@ -52,9 +52,9 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
 
 def cmd_router_sim(args: argparse.Namespace) -> int:
     """Run the routing simulator against the routing Redis."""
+    from dialback.container import redis_client
     from dialback.routing.simulator import RoutingSimulator
     from dialback.routing.transport import RedisTransport
-    from dialback.runtime import redis_client
 
     settings = Settings()
     setup_logging(settings.log_level)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import uvicorn
 
 from dialback.app import create_internal_app, create_public_app
-from dialback.runtime import Runtime
+from dialback.container import Container
 from dialback.settings import Settings
 
 log = logging.getLogger("dialback.server")
@@ -27,7 +27,7 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _banner(rt: Runtime) -> None:
+def _banner(rt: Container) -> None:
     s = rt.settings
     lines = [
         f"dialback listening: public API http://{s.host}:{s.public_port}/engagement/v3 , "
@@ -42,7 +42,7 @@ def _banner(rt: Runtime) -> None:
 
 async def serve(settings: Settings) -> None:
     """Start the runtime and both HTTP servers; stop cleanly on SIGTERM/SIGINT."""
-    rt = Runtime(settings)
+    rt = Container(settings)
     await rt.start()
     configs = [
         uvicorn.Config(

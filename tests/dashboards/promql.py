@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.servers import MissingTool, free_port
+from testbed.servers import MissingTool, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD_DIR = ROOT / "charts" / "dialback" / "dashboards"

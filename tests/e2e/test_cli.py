@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.process import DialbackProcess
+from tests.support.process import DialbackProcess
 
 
 def _env(**kw: str) -> dict[str, str]:

@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from dialback.db.engine import create_engine
 from dialback.db.schema import callbacks
 from dialback.tenants import repository as tenants_repo
-from tests.factories import insert_due_callbacks, tenant_and_service
-from tests.process import DialbackProcess
+from tests.support.factories import insert_due_callbacks, tenant_and_service
+from tests.support.process import DialbackProcess
 
 
 async def _load(url: str, key: str, seconds: float, acked: list[str], stop: asyncio.Event) -> None:

@@ -18,12 +18,12 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from testbed.servers import PostgresServer, RedisServer
 
 from tests.dashboards.promql import dashboard_queries, substitute
-from tests.observability_stack import Alertmanager, Prometheus, WebhookReceiver
-from tests.process import DialbackProcess
 from tests.rules.overlay import write_shortened_rules
-from tests.servers import PostgresServer, RedisServer
+from tests.support.observability_stack import Alertmanager, Prometheus, WebhookReceiver
+from tests.support.process import DialbackProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED_RULES = ROOT / "tests" / "data" / "seed-rules.yaml"

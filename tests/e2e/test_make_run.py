@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.process import DialbackProcess
+from tests.support.process import DialbackProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from dialback.db.schema import api_keys, callbacks, capacity_usage
 from dialback.services.schemas import ServiceConfig
 from dialback.settings import Settings
-from tests.conftest import Stack, make_settings, started_stack, wait_for
+from tests.support.stack import Stack, make_settings, started_stack, wait_for
 
 A = "/admin/v1"
 ALWAYS_OPEN = {"businessHours": {"alwaysOpen": True}}

@@ -6,11 +6,11 @@ import time
 
 import pytest
 import redis.asyncio as aioredis
+from testbed.metrics_parse import parse, value
 
 from dialback.services.schemas import ServiceConfig
-from tests.conftest import SettingsFactory, Stack, started_stack, wait_for
-from tests.factories import insert_due_callbacks
-from tests.metrics_parse import parse, value
+from tests.support.factories import insert_due_callbacks
+from tests.support.stack import SettingsFactory, Stack, started_stack, wait_for
 
 
 async def scrape(stack: Stack) -> dict:
@@ -66,7 +66,7 @@ async def test_tenant_and_number_limits_count_per_tenant(stack: Stack) -> None:
 
 async def test_late_dispatch_counts_monitor_lagging_behind(stack: Stack) -> None:
     await stack.tenant()
-    from tests.factories import tenant_and_service
+    from tests.support.factories import tenant_and_service
 
     tenant_id, service_id = await tenant_and_service(stack.rt.engine, "late")
     before = await alarm(stack, "MONITOR_LAGGING_BEHIND")

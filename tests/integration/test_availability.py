@@ -12,8 +12,17 @@ import httpx
 import pytest
 
 from dialback.services.schemas import ServiceConfig
-from tests.conftest import SettingsFactory, Stack, started_stack, wait_for
-from tests.public_api import ALL_DAYS, API, NY, assert_error, config, local, next_offset_change, z
+from tests.support.public_api import (
+    ALL_DAYS,
+    API,
+    NY,
+    assert_error,
+    config,
+    local,
+    next_offset_change,
+    z,
+)
+from tests.support.stack import SettingsFactory, Stack, started_stack, wait_for
 
 WEEKDAYS_9_TO_5 = {d: [{"start": "09:00", "end": "17:00"}] for d in ALL_DAYS[:5]}
 

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Stack
+from tests.support.stack import Stack
 
 V3 = "/engagement/v3"
 CREATE = f"{V3}/callbacks/create"

@@ -15,8 +15,17 @@ import httpx
 import sqlalchemy as sa
 
 from dialback.db.schema import callbacks, capacity_usage
-from tests.conftest import SettingsFactory, Stack, make_settings, started_stack, wait_for
-from tests.public_api import ALL_DAYS, API, NY, assert_error, config, local, next_offset_change, z
+from tests.support.public_api import (
+    ALL_DAYS,
+    API,
+    NY,
+    assert_error,
+    config,
+    local,
+    next_offset_change,
+    z,
+)
+from tests.support.stack import SettingsFactory, Stack, make_settings, started_stack, wait_for
 
 
 def phone(i: int) -> str:

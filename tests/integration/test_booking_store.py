@@ -21,9 +21,9 @@ import sqlalchemy as sa
 from phonenumbers import PhoneNumberType
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
+from testbed.servers import PostgresServer, RedisServer
 
-from dialback.cache import RedisCounters, RespLink
-from dialback.callbacks.store import (
+from dialback.callbacks.booking import (
     CallbackStore,
     NewCallback,
     PostgresStore,
@@ -34,8 +34,9 @@ from dialback.db import migrations
 from dialback.db.engine import create_engine
 from dialback.db.migrations import latest_version, migrate
 from dialback.db.schema import callbacks, capacity_usage
-from tests.conftest import SettingsFactory, started_stack
-from tests.servers import PostgresServer, RedisServer
+from dialback.throttle.counters import RedisCounters
+from dialback.throttle.resp import RespLink
+from tests.support.stack import SettingsFactory, started_stack
 
 SLOT = 2_000_000_000.0
 

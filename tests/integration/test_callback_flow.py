@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.conftest import Stack, wait_for
+from tests.support.stack import Stack, wait_for
 
 
 async def retrieve(stack: Stack, key: str, cid: str) -> dict:

@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from dialback.db.schema import callin_requests
-from tests.conftest import Stack, make_settings, started_stack
+from tests.support.stack import Stack, make_settings, started_stack
 
 CREATE = "/engagement/v3/call-in/requests/create"
 MATCH = "/admin/v1/call-in/match"

@@ -12,7 +12,10 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 import sqlalchemy as sa
+from testbed.metrics_parse import parse, value
+from testbed.servers import PostgresServer
 
+from dialback.container import Container
 from dialback.db.engine import create_engine
 from dialback.db.migrations import migrate
 from dialback.db.schema import callback_events, callbacks
@@ -21,11 +24,8 @@ from dialback.monitor.monitor import CallbackMonitor, dispatch_fields
 from dialback.routing import transport as transport_mod
 from dialback.routing.messages import Dispatch
 from dialback.routing.transport import RedisTransport
-from dialback.runtime import Runtime
-from tests.conftest import SettingsFactory, make_settings, wait_for
-from tests.factories import insert_due_callbacks, tenant_and_service
-from tests.metrics_parse import parse, value
-from tests.servers import PostgresServer
+from tests.support.factories import insert_due_callbacks, tenant_and_service
+from tests.support.stack import SettingsFactory, make_settings, wait_for
 
 STREAM = "NewCallbackStream"
 # Values the JSON-packed script argument must carry through byte for byte.
@@ -144,7 +144,7 @@ async def test_claimed_rows_carry_compact_user_data_and_the_same_fields_as_sqlit
     due = 1_790_000_000.25
     fields = {}
     for url in (pg_url, f"sqlite+aiosqlite:///{tmp_path}/db.sqlite"):
-        rt = Runtime(make_settings(database_url=url, simulator="off", monitor_enabled=False))
+        rt = Container(make_settings(database_url=url, simulator="off", monitor_enabled=False))
         try:
             if url.startswith("sqlite"):
                 await migrate(rt.engine)
@@ -188,7 +188,7 @@ async def test_a_batch_whose_lease_ran_out_before_publishing_is_dropped_then_rec
         monitor_enabled=False,
         monitor_lease_seconds=0.3,
     )
-    rt = Runtime(settings)
+    rt = Container(settings)
     tenant_id, service_id = await tenant_and_service(rt.engine)
     ids = await insert_due_callbacks(rt.engine, tenant_id, service_id, 5)
     await rt.start()
@@ -224,7 +224,7 @@ async def test_pipelined_drain_marks_each_callback_once_with_its_attempt(
         simulator="off",
         monitor_batch_size=40,
     )
-    rt = Runtime(settings)
+    rt = Container(settings)
     tenant_id, service_id = await tenant_and_service(rt.engine)
     first = await insert_due_callbacks(rt.engine, tenant_id, service_id, 300)
     retried = await insert_due_callbacks(rt.engine, tenant_id, service_id, 45, attempt=2)
@@ -278,7 +278,7 @@ async def test_the_monitor_recovers_when_postgresql_restarts(
         database_url=pg.url("dialback"),
         simulator="off",
     )
-    rt = Runtime(settings)
+    rt = Container(settings)
     await rt.start()
     outside = create_engine(pg.url("dialback"))
     try:

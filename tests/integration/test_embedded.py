@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from dialback.services.schemas import ServiceConfig
-from tests.conftest import make_settings, started_stack, wait_for
+from tests.support.stack import make_settings, started_stack, wait_for
 
 
 async def test_embedded_mode_books_and_completes_callbacks(tmp_path: Path) -> None:

@@ -8,8 +8,10 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from testbed.metrics_parse import parse, value
+from testbed.servers import PostgresServer, RedisServer
 
-from tests.conftest import (
+from tests.support.stack import (
     TEMPLATE_DB,
     SettingsFactory,
     Stack,
@@ -17,8 +19,6 @@ from tests.conftest import (
     started_stack,
     wait_for,
 )
-from tests.metrics_parse import parse, value
-from tests.servers import PostgresServer, RedisServer
 
 FAST = {
     "health_check_min_seconds": 0.2,

@@ -11,10 +11,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from testbed.metrics_parse import parse, value
 
-from tests.conftest import Stack, wait_for
-from tests.logs import logging_to
-from tests.metrics_parse import parse, value
+from tests.support.logs import logging_to
+from tests.support.stack import Stack, wait_for
 
 # One immediate create-callback at trace level writes this story (docs/logging.md):
 # the request: 8 trace steps + 1 debug "callback booked" + 1 request line, all with its corrId;

@@ -7,10 +7,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from testbed.metrics_parse import parse, value
+
 from dialback.observability import docs
 from dialback.observability.catalogue import CATALOGUE
-from tests.conftest import Stack
-from tests.metrics_parse import parse, value
+from tests.support.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMTOOL_HINT = "apt-get install -y --no-install-recommends prometheus"

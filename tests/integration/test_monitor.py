@@ -9,13 +9,13 @@ from collections import Counter
 import redis.asyncio as aioredis
 import sqlalchemy as sa
 
+from dialback.container import Container
 from dialback.db.schema import callback_events, callbacks
 from dialback.monitor import repository as monitor_repo
 from dialback.monitor.monitor import dispatch_fields
 from dialback.routing.messages import Dispatch, Outcome
-from dialback.runtime import Runtime
-from tests.conftest import SettingsFactory, wait_for
-from tests.factories import insert_due_callbacks, tenant_and_service
+from tests.support.factories import insert_due_callbacks, tenant_and_service
+from tests.support.stack import SettingsFactory, wait_for
 
 STREAM = "NewCallbackStream"
 
@@ -29,7 +29,7 @@ async def stream_ids(url: str) -> Counter[tuple[str, str]]:
     return Counter((f["id"], f["attempt"]) for _i, f in entries if f.get("type") == "callback")
 
 
-async def states(rt: Runtime) -> Counter[str]:
+async def states(rt: Container) -> Counter[str]:
     async with rt.engine.connect() as conn:
         rows = await conn.execute(
             sa.select(callbacks.c.state, sa.func.count()).group_by(callbacks.c.state)
@@ -41,7 +41,7 @@ async def test_two_monitors_dispatch_1000_due_callbacks_exactly_once(
     settings_with: SettingsFactory, routing_redis_url: str
 ) -> None:
     settings = settings_with(simulator="off", monitor_batch_size=50)
-    a, b = Runtime(settings), Runtime(settings.model_copy())
+    a, b = Container(settings), Container(settings.model_copy())
     tenant_id, service_id = await tenant_and_service(a.engine)
     ids = await insert_due_callbacks(a.engine, tenant_id, service_id, 1000)
     await a.start()
@@ -70,7 +70,7 @@ async def test_expired_leases_of_a_dead_monitor_are_reclaimed_without_duplicates
     settings_with: SettingsFactory, routing_redis_url: str
 ) -> None:
     settings = settings_with(simulator="off", monitor_lease_seconds=1.0)
-    dead = Runtime(settings)
+    dead = Container(settings)
     tenant_id, service_id = await tenant_and_service(dead.engine)
     await insert_due_callbacks(dead.engine, tenant_id, service_id, 40)
     now = time.time()
@@ -84,7 +84,7 @@ async def test_expired_leases_of_a_dead_monitor_are_reclaimed_without_duplicates
     )
     await dead.stop()
 
-    rt = Runtime(settings.model_copy())
+    rt = Container(settings.model_copy())
     await rt.start()
     try:
         # Leased rows are not touched before the lease expires.
@@ -106,7 +106,7 @@ async def test_outcomes_move_state_and_unanswered_attempts_retry(
     settings_with: SettingsFactory, routing_redis_url: str
 ) -> None:
     settings = settings_with(simulator="off")
-    rt = Runtime(settings)
+    rt = Container(settings)
     tenant_id, service_id = await tenant_and_service(rt.engine)
     async with rt.engine.begin() as conn:
         from dialback.db.schema import services
@@ -175,7 +175,7 @@ async def test_malformed_outcome_events_are_skipped_not_fatal(
     settings_with: SettingsFactory, routing_redis_url: str
 ) -> None:
     settings = settings_with(simulator="off")
-    rt = Runtime(settings)
+    rt = Container(settings)
     tenant_id, service_id = await tenant_and_service(rt.engine)
     [cid] = await insert_due_callbacks(rt.engine, tenant_id, service_id, 1)
     await rt.start()

@@ -18,11 +18,11 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from testbed.servers import free_port
 
 from dialback.app import create_internal_app, create_public_app
 from dialback.db.schema import callbacks
-from tests.conftest import SettingsFactory, Stack, started_stack
-from tests.servers import free_port
+from tests.support.stack import SettingsFactory, Stack, started_stack
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 CHECKS = ",".join(

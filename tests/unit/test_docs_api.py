@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from dialback.app import create_internal_app, create_public_app
-from dialback.runtime import Runtime
+from dialback.container import Container
 from dialback.settings import Settings
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "api.md"
@@ -17,7 +17,7 @@ def _normalise(path: str) -> str:
 
 
 def test_every_route_is_documented(tmp_path: Path) -> None:
-    rt = Runtime(Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/x.db"))
+    rt = Container(Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/x.db"))
     served = set()
     for app in (create_public_app(rt), create_internal_app(rt)):
         for path, ops in app.openapi()["paths"].items():

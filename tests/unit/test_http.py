@@ -11,16 +11,11 @@ from fastapi import FastAPI, Request
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy.exc import DBAPIError
 
-from dialback.errors import Conflict
-from dialback.http import (
-    CorrelationAndLimits,
-    SafeStr,
-    SafeText,
-    check_text,
-    describe_validation_errors,
-    install_error_handlers,
-    ok,
-)
+from dialback.kit.errors import Conflict
+from dialback.kit.text import SafeStr, SafeText, check_text
+from dialback.web.envelope import ok
+from dialback.web.errors import describe_validation_errors, install_error_handlers
+from dialback.web.middleware import CorrelationAndLimits
 
 
 @pytest.mark.parametrize(
@@ -216,7 +211,7 @@ async def test_direct_routes_bypass_the_router_and_keep_error_handling() -> None
     from fastapi import APIRouter
     from starlette.responses import Response
 
-    from dialback.http import DirectRoute, install_direct_routes
+    from dialback.web.fastpath import DirectRoute, install_direct_routes
 
     served: list[str] = []
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from testbed.metrics_parse import parse, value
+
 from dialback.observability.metrics import Metrics
-from tests.metrics_parse import parse, value
 
 
 def test_data_dir_metrics_exist_before_the_directory_does(tmp_path: Path) -> None:

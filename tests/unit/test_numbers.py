@@ -7,8 +7,8 @@ import pytest
 from phonenumbers import PhoneNumberType
 from pydantic import ValidationError
 
-from dialback.callbacks.numbers import mask, normalise_number
-from dialback.errors import BadRequest
+from dialback.kit.errors import BadRequest
+from dialback.kit.phone import mask, normalise_number
 from dialback.services.schemas import ValidationRule
 
 

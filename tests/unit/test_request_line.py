@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from dialback.kit.context import bound
 from dialback.observability import logging as dialback_logging
-from dialback.observability.logging import StdoutHandler, bound, log_request
-from tests.logs import logging_to
+from dialback.observability.logging import StdoutHandler, log_request
+from tests.support.logs import logging_to
 
 
 @pytest.fixture

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 from types import SimpleNamespace
 
+from testbed.metrics_parse import parse, value
+
 from dialback.observability.http_metrics import RequestObservability
 from dialback.observability.metrics import Metrics
-from tests.metrics_parse import parse, value
 
 CREATE = SimpleNamespace(path="/engagement/v3/callbacks/create")
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from dialback.ttl_cache import TtlCache
+from dialback.kit.ttl_cache import TtlCache
 
 
 class Clock:

@@ -2,83 +2,30 @@
 
 from __future__ import annotations
 
-import email.message
-import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
-from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field, ValidationError
-from starlette.exceptions import HTTPException
+from fastapi import APIRouter, Query, Request
+from pydantic import Field
 from starlette.responses import Response
 
 from dialback.callbacks import service
 from dialback.callbacks.schemas import CallbackId, CreateCallback
-from dialback.errors import BadRequest
-from dialback.http import DirectRoute, EnvelopeResponse, SafeText, ok
+from dialback.kit.errors import BadRequest
+from dialback.kit.text import SafeText
 from dialback.services.schemas import _check_tz
-from dialback.tenants.repository import Tenant
-from dialback.tenants.service import api_tenant
+from dialback.web.deps import TenantDep, api_tenant, container_of
+from dialback.web.envelope import ERRORS, AnyEnvelope, EnvelopeResponse, IdEnvelope, ok
+from dialback.web.fastpath import DirectRoute, read_json_body, validate_body
 
 router = APIRouter(prefix="/engagement/v3", tags=["callbacks"])
-TenantDep = Annotated[Tenant, Depends(api_tenant)]
-
-
-class Status(BaseModel):
-    """The GES status block of every response."""
-
-    code: int
-    message: str
-    corrId: str
-
-
-class ErrorEnvelope(BaseModel):
-    """An error answer: status names the problem, data may hold proposed slots."""
-
-    status: Status
-    data: Any = None
-
-
-class IdData(BaseModel):
-    id: str
-
-
-class IdEnvelope(BaseModel):
-    status: Status
-    data: IdData
-
-
-class AnyEnvelope(BaseModel):
-    status: Status
-    data: Any = None
-
-
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorEnvelope} for code in (400, 401, 404, 409, 413, 415, 429)
-}
-
-
-def _runtime(request: Request) -> Any:
-    return request.app.state.runtime
 
 
 async def create_callback(
     body: CreateCallback, request: Request, tenant: TenantDep
 ) -> EnvelopeResponse:
     """Book an immediate (no desiredTime) or scheduled callback."""
-    cid = await service.create_callback(_runtime(request), tenant, body)
+    cid = await service.create_callback(container_of(request), tenant, body)
     return ok({"id": cid})
-
-
-def _is_json(content_type: str) -> bool:
-    if content_type == "application/json":
-        return True
-    message = email.message.Message()
-    message["content-type"] = content_type
-    subtype = message.get_content_subtype()
-    return message.get_content_maintype() == "application" and (
-        subtype == "json" or subtype.endswith("+json")
-    )
 
 
 async def _serve_create(request: Request) -> Response:
@@ -87,38 +34,10 @@ async def _serve_create(request: Request) -> Response:
     The same steps in the same order, with the same errors: read the body and parse it as
     JSON when the content type says JSON, authenticate, validate, book.
     """
-    raw = await request.body()
-    body: Any = None
-    if raw:
-        content_type = request.headers.get("content-type")
-        if content_type and _is_json(content_type):
-            try:
-                body = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                error = {
-                    "type": "json_invalid",
-                    "loc": ("body", exc.pos),
-                    "msg": "JSON decode error",
-                    "input": {},
-                    "ctx": {"error": exc.msg},
-                }
-                raise RequestValidationError([error], body=exc.doc) from None
-            except Exception:
-                # Not UTF-8/16/32, nested too deeply, an integer with too many digits: what
-                # FastAPI raises (the error handler words it for the client).
-                raise HTTPException(400, "There was an error parsing the body") from None
-        else:
-            body = raw  # refused below: 415
+    raw, body = await read_json_body(request)
     tenant = await api_tenant(request, request.headers.get("x-api-key"))
-    if not raw:
-        errors: list[Any] = [{"type": "missing", "loc": ("body",), "msg": "Field required"}]
-        raise RequestValidationError(errors, body=None)
-    try:
-        req = CreateCallback.model_validate(body, from_attributes=True)
-    except ValidationError as exc:
-        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
-        raise RequestValidationError(errors, body=body) from None
-    cid = await service.create_callback(_runtime(request), tenant, req)
+    req = validate_body(CreateCallback, raw, body)
+    cid = await service.create_callback(container_of(request), tenant, req)
     return ok({"id": cid})
 
 
@@ -142,7 +61,7 @@ async def cancel_callback(
     body: CallbackId, request: Request, tenant: TenantDep
 ) -> EnvelopeResponse:
     """Cancel a callback that no agent is handling yet."""
-    return ok({"id": await service.cancel_callback(_runtime(request), tenant, body.id)})
+    return ok({"id": await service.cancel_callback(container_of(request), tenant, body.id)})
 
 
 @router.post("/callbacks/retrieve", responses={200: {"model": AnyEnvelope}, **ERRORS})
@@ -150,7 +69,7 @@ async def retrieve_callback(
     body: CallbackId, request: Request, tenant: TenantDep
 ) -> EnvelopeResponse:
     """State, reason, position in queue and EWT of one callback."""
-    return ok(await service.retrieve_callback(_runtime(request), tenant, body.id))
+    return ok(await service.retrieve_callback(container_of(request), tenant, body.id))
 
 
 ServicePath = Annotated[str, Field(min_length=1, max_length=100), SafeText]
@@ -183,7 +102,7 @@ async def availability(
 ) -> EnvelopeResponse:
     """Slots where scheduled callbacks can be booked, with remaining capacity and total."""
     data = await service.availability(
-        _runtime(request),
+        container_of(request),
         tenant,
         service_name,
         start=service.parse_time_param("start", start, startMS),
@@ -207,7 +126,7 @@ async def open_for(
     """Seconds until the service closes (0 when closed)."""
     _tz(timezone)
     t = service.parse_time_param("start", start, None)
-    return ok(await service.open_for(_runtime(request), tenant, service_name, t))
+    return ok(await service.open_for(container_of(request), tenant, service_name, t))
 
 
 @router.get(
@@ -217,7 +136,7 @@ async def queue_status(
     queue_name: ServicePath, request: Request, tenant: TenantDep
 ) -> EnvelopeResponse:
     """EWT and whether immediate and scheduled callbacks should be offered now."""
-    return ok(await service.queue_status(_runtime(request), tenant, queue_name))
+    return ok(await service.queue_status(container_of(request), tenant, queue_name))
 
 
 @router.get("/estimated-wait-time", responses={200: {"model": AnyEnvelope}, **ERRORS})
@@ -235,4 +154,4 @@ async def estimated_wait_time(
         raise BadRequest("virtual-queues: name at least one virtual queue")
     if len(names) > 50:
         raise BadRequest("virtual-queues: at most 50 virtual queues per request")
-    return ok(await service.estimated_wait_times(_runtime(request), tenant, names, mode))
+    return ok(await service.estimated_wait_times(container_of(request), tenant, names, mode))

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from dialback.http import SafeStr, SafeText, check_text
+from dialback.kit.text import SafeStr, SafeText, check_text
 
 _JS_IDENT = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
 

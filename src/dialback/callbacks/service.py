@@ -12,17 +12,19 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dialback.callbacks import repository as repo
-from dialback.callbacks.numbers import mask, normalise_number
+from dialback.callbacks.booking import NewCallback
 from dialback.callbacks.schemas import CANCELLABLE_STATES, CreateCallback
-from dialback.callbacks.store import NewCallback
-from dialback.errors import BadRequest, Conflict, NotFound, TooManyRequests
-from dialback.observability.logging import TRACE, bind
-from dialback.services import rules
+from dialback.kit.context import bind
+from dialback.kit.errors import BadRequest, Conflict, NotFound, TooManyRequests
+from dialback.kit.phone import mask, normalise_number
+from dialback.kit.timefmt import local_iso, utc_iso
+from dialback.observability.logging import TRACE
+from dialback.services import calendar
 from dialback.services.repository import ServiceRecord
 from dialback.tenants.repository import Tenant
 
 if TYPE_CHECKING:
-    from dialback.runtime import Runtime
+    from dialback.container import Container
 
 log = logging.getLogger("dialback.callbacks")
 PROPOSED_SLOTS = 5
@@ -30,11 +32,11 @@ PROPOSED_SLOTS = 5
 
 def iso(t: float | None) -> str | None:
     """Epoch seconds to GES ISO-8601 UTC, None stays None."""
-    return None if t is None else rules.utc_iso(t)
+    return None if t is None else utc_iso(t)
 
 
 async def require_service(
-    rt: Runtime, tenant: Tenant, name: str, *, field: str | None = None
+    rt: Container, tenant: Tenant, name: str, *, field: str | None = None
 ) -> ServiceRecord:
     """The tenant's service; 400 naming the body field, or 404 for a path parameter."""
     svc = await rt.services.get(tenant.id, name)
@@ -67,12 +69,12 @@ def _throttle_keys(tenant: Tenant, phone: str, now: float) -> list[tuple[str, in
     ]
 
 
-async def _release(rt: Runtime, keys: list[tuple[str, int]]) -> None:
+async def _release(rt: Container, keys: list[tuple[str, int]]) -> None:
     for key, _ttl in keys:
         await rt.counters.decr(key)
 
 
-async def create_callback(rt: Runtime, tenant: Tenant, req: CreateCallback) -> str:
+async def create_callback(rt: Container, tenant: Tenant, req: CreateCallback) -> str:
     """Book a callback; returns its id once the row is committed."""
     trace = log.isEnabledFor(TRACE)
     if trace:
@@ -98,7 +100,7 @@ async def create_callback(rt: Runtime, tenant: Tenant, req: CreateCallback) -> s
     immediate = desired is None or (
         desired <= now + rt.settings.immediate_window_seconds and not req.alwaysCheckCapacity
     )
-    slot: rules.Slot | None = None
+    slot: calendar.Slot | None = None
     if desired is not None and desired < now - rt.settings.immediate_window_seconds:
         raise BadRequest("desiredTime: is in the past")
     if immediate:
@@ -106,8 +108,8 @@ async def create_callback(rt: Runtime, tenant: Tenant, req: CreateCallback) -> s
             raise BadRequest(
                 f"serviceName: service {svc.name!r} does not offer immediate callbacks"
             )
-        if not rules.is_open(cfg.business_hours, now):
-            nxt = rules.next_opening(cfg.business_hours, now)
+        if not calendar.is_open(cfg.business_hours, now):
+            nxt = calendar.next_opening(cfg.business_hours, now)
             hint = f"; it opens at {iso(nxt)}" if nxt else ""
             raise BadRequest(
                 f"serviceName: service {svc.name!r} is closed now{hint}; book a desiredTime"
@@ -123,9 +125,9 @@ async def create_callback(rt: Runtime, tenant: Tenant, req: CreateCallback) -> s
             raise BadRequest(
                 f"desiredTime: is more than {rt.settings.booking_horizon_days} days ahead"
             )
-        slot = rules.slot_for(cfg.business_hours, cfg.capacity, max(desired, now))
+        slot = calendar.slot_for(cfg.business_hours, cfg.capacity, max(desired, now))
         if slot is None:
-            nxt = rules.next_opening(cfg.business_hours, desired)
+            nxt = calendar.next_opening(cfg.business_hours, desired)
             hint = f"; the next opening is {iso(nxt)}" if nxt else ""
             raise BadRequest(f"desiredTime: is outside the business hours of {svc.name!r}{hint}")
         due = desired
@@ -244,11 +246,11 @@ async def propose_slots(
     out: dict[str, list[str]] = {}
     found = 0
     tz = cfg.business_hours.timezone
-    for s in rules.iter_slots(cfg.business_hours, cfg.capacity, start, end):
+    for s in calendar.iter_slots(cfg.business_hours, cfg.capacity, start, end):
         if s.start < start:
             continue
         if s.total is None or usage.get(s.start, 0) < s.total:
-            out.setdefault(rules.local_iso(s.start, tz)[:10], []).append(rules.utc_iso(s.start))
+            out.setdefault(local_iso(s.start, tz)[:10], []).append(utc_iso(s.start))
             found += 1
             if found >= PROPOSED_SLOTS:
                 break
@@ -256,7 +258,7 @@ async def propose_slots(
 
 
 async def cancel_callback(
-    rt: Runtime, tenant: Tenant, callback_id: str, *, source: str = "api"
+    rt: Container, tenant: Tenant, callback_id: str, *, source: str = "api"
 ) -> str:
     """Cancel a callback that is not yet being handled by an agent (``source`` goes to history)."""
     now = time.time()
@@ -277,7 +279,7 @@ async def cancel_callback(
     return callback_id
 
 
-async def retrieve_callback(rt: Runtime, tenant: Tenant, callback_id: str) -> dict[str, Any]:
+async def retrieve_callback(rt: Container, tenant: Tenant, callback_id: str) -> dict[str, Any]:
     """The GES ``Callback`` view of one callback."""
     async with rt.engine.connect() as conn:
         row = await repo.get_callback(conn, tenant.id, callback_id)
@@ -309,7 +311,7 @@ async def retrieve_callback(rt: Runtime, tenant: Tenant, callback_id: str) -> di
 
 
 async def estimate_wait(
-    rt: Runtime, conn: AsyncConnection, svc: ServiceRecord, mode: str, position: int | None = None
+    rt: Container, conn: AsyncConnection, svc: ServiceRecord, mode: str, position: int | None = None
 ) -> int:
     """Estimated wait in seconds for a new (or the given-position) callback; -1 when unknown.
 
@@ -358,7 +360,7 @@ def parse_time_param(name: str, iso_value: str | None, ms_value: str | None) -> 
 
 
 async def availability(
-    rt: Runtime,
+    rt: Container,
     tenant: Tenant,
     service_name: str,
     *,
@@ -384,7 +386,7 @@ async def availability(
         usage = await repo.slot_usage(conn, svc.id, start - 3600, end)
     slots = []
     horizon = now + rt.settings.booking_horizon_days * 86400
-    for s in rules.iter_slots(cfg.business_hours, cfg.capacity, start, end):
+    for s in calendar.iter_slots(cfg.business_hours, cfg.capacity, start, end):
         if s.end <= now:
             continue
         if s.start > horizon:  # create would refuse it
@@ -394,8 +396,8 @@ async def availability(
             continue
         slots.append(
             {
-                "utcTime": rules.utc_iso(s.start),
-                "localTime": rules.local_iso(s.start, timezone),
+                "utcTime": utc_iso(s.start),
+                "localTime": local_iso(s.start, timezone),
                 "capacity": free,
                 "total": s.total,
             }
@@ -406,22 +408,22 @@ async def availability(
 
 
 async def open_for(
-    rt: Runtime, tenant: Tenant, service_name: str, start: float | None
+    rt: Container, tenant: Tenant, service_name: str, start: float | None
 ) -> dict[str, Any]:
     """Seconds until the service closes, 0 when closed."""
     svc = await require_service(rt, tenant, service_name)
     t = time.time() if start is None else start
-    return {"openFor": int(rules.open_for(svc.config.business_hours, t))}
+    return {"openFor": int(calendar.open_for(svc.config.business_hours, t))}
 
 
-async def queue_status(rt: Runtime, tenant: Tenant, queue: str) -> dict[str, Any]:
+async def queue_status(rt: Container, tenant: Tenant, queue: str) -> dict[str, Any]:
     """Whether immediate and scheduled callbacks should be offered now, with the EWT."""
     svc = await require_service(rt, tenant, queue)
     cfg = svc.config
     now = time.time()
     async with rt.engine.connect() as conn:
         ewt = await estimate_wait(rt, conn, svc, "mode2")
-    remaining = rules.open_for(cfg.business_hours, now)
+    remaining = calendar.open_for(cfg.business_hours, now)
     offer_now = cfg.immediate_enabled and remaining > 0 and (ewt < 0 or ewt < remaining)
     if ewt < 0 and await rt.transport.active_consumers() == 0:
         offer_now = False
@@ -433,7 +435,7 @@ async def queue_status(rt: Runtime, tenant: Tenant, queue: str) -> dict[str, Any
 
 
 async def estimated_wait_times(
-    rt: Runtime, tenant: Tenant, queues: list[str], mode: str
+    rt: Container, tenant: Tenant, queues: list[str], mode: str
 ) -> list[dict[str, Any]]:
     """EWT for each named virtual queue; unknown queues answer -1 with a message."""
     out = []

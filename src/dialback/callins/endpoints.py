@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
-
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
-from dialback.callbacks.endpoints import ERRORS, Status
 from dialback.callins import service
 from dialback.callins.schemas import CallInOut, CreateCallIn
-from dialback.http import EnvelopeResponse, ok
-from dialback.tenants.repository import Tenant
-from dialback.tenants.service import api_tenant
+from dialback.web.deps import TenantDep, container_of
+from dialback.web.envelope import ERRORS, EnvelopeResponse, Status, ok
 
 router = APIRouter(prefix="/engagement/v3", tags=["call-in"])
-TenantDep = Annotated[Tenant, Depends(api_tenant)]
 
 
 class CallInEnvelope(BaseModel):
     status: Status
     data: CallInOut
-
-
-def _runtime(request: Request) -> Any:
-    return request.app.state.runtime
 
 
 @router.post("/call-in/requests/create", responses={200: {"model": CallInEnvelope}, **ERRORS})
@@ -36,4 +27,4 @@ async def create_callin(
     ``expirationTime`` is epoch seconds (UTC), as GES returns it; ``accessCode`` is null when the
     group has no access codes, and ``fromPhoneNumber`` is then required.
     """
-    return ok(await service.create_request(_runtime(request), tenant, body))
+    return ok(await service.create_request(container_of(request), tenant, body))

@@ -8,10 +8,10 @@ import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from dialback.callbacks.numbers import normalise_number
 from dialback.callbacks.schemas import UserValue, clean_user_data
-from dialback.errors import BadRequest
-from dialback.http import SafeStr, SafeText
+from dialback.kit.errors import BadRequest
+from dialback.kit.phone import normalise_number
+from dialback.kit.text import SafeStr, SafeText
 from dialback.services.schemas import Strict, ValidationRule
 
 PhoneText = Annotated[str, Field(min_length=1, max_length=32), SafeText]

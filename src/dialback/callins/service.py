@@ -12,16 +12,16 @@ import phonenumbers
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dialback.callbacks.numbers import normalise_number
 from dialback.callins import repository as repo
 from dialback.callins.schemas import CallInGroupConfig, CreateCallIn, MatchIn
-from dialback.errors import BadRequest, Conflict, NotFound
-from dialback.services.rules import utc_iso
+from dialback.kit.errors import BadRequest, Conflict, NotFound
+from dialback.kit.phone import normalise_number
+from dialback.kit.timefmt import utc_iso
 from dialback.services.schemas import ValidationRule
 from dialback.tenants.repository import Tenant, get_tenant_by_name
 
 if TYPE_CHECKING:
-    from dialback.runtime import Runtime
+    from dialback.container import Container
 
 ROTATION_TTL = 86_400
 CODE_ATTEMPTS = 20
@@ -79,7 +79,7 @@ def group_out(group: repo.CallInGroup, tenant_name: str) -> dict[str, Any]:
 
 
 async def create_request(
-    rt: Runtime, tenant: Tenant, req: CreateCallIn, now: float | None = None
+    rt: Container, tenant: Tenant, req: CreateCallIn, now: float | None = None
 ) -> dict[str, Any]:
     """Hand out a number to dial (and an access code) for the tenant's group.
 
@@ -159,7 +159,7 @@ def _lookup_rule(country: str) -> ValidationRule:
     return ValidationRule.model_validate({"defaultCountry": country, "allowPremium": True})
 
 
-async def match_request(rt: Runtime, body: MatchIn, now: float | None = None) -> dict[str, Any]:
+async def match_request(rt: Container, body: MatchIn, now: float | None = None) -> dict[str, Any]:
     """Claim the newest open request for a dial-in; 404 when nothing matches.
 
     With ``accessCode`` the request is found by dialled number and code (the caller may ring
@@ -200,7 +200,7 @@ async def _tenant(conn: AsyncConnection, name: str, field: str | None = None) ->
 
 
 async def put_group(
-    rt: Runtime, tenant_name: str, name: str, config: CallInGroupConfig
+    rt: Container, tenant_name: str, name: str, config: CallInGroupConfig
 ) -> tuple[dict[str, Any], bool]:
     """Create or replace a group; returns it and whether it was created."""
     try:
@@ -217,7 +217,7 @@ async def put_group(
     return group_out(group, tenant.name), created
 
 
-async def get_group(rt: Runtime, tenant_name: str, name: str) -> dict[str, Any]:
+async def get_group(rt: Container, tenant_name: str, name: str) -> dict[str, Any]:
     """One group of a tenant, or 404."""
     async with rt.engine.connect() as conn:
         tenant = await _tenant(conn, tenant_name)
@@ -227,7 +227,7 @@ async def get_group(rt: Runtime, tenant_name: str, name: str) -> dict[str, Any]:
     return group_out(group, tenant.name)
 
 
-async def list_groups(rt: Runtime, tenant_name: str) -> list[dict[str, Any]]:
+async def list_groups(rt: Container, tenant_name: str) -> list[dict[str, Any]]:
     """All groups of a tenant by name."""
     async with rt.engine.connect() as conn:
         tenant = await _tenant(conn, tenant_name)
@@ -235,7 +235,7 @@ async def list_groups(rt: Runtime, tenant_name: str) -> list[dict[str, Any]]:
     return [group_out(g, tenant.name) for g in groups]
 
 
-async def delete_group(rt: Runtime, tenant_name: str, name: str) -> dict[str, Any]:
+async def delete_group(rt: Container, tenant_name: str, name: str) -> dict[str, Any]:
     """Delete a group; its open requests stay matchable until they expire."""
     async with rt.engine.begin() as conn:
         tenant = await _tenant(conn, tenant_name)
@@ -245,7 +245,7 @@ async def delete_group(rt: Runtime, tenant_name: str, name: str) -> dict[str, An
 
 
 async def list_requests(
-    rt: Runtime, tenant_name: str | None, group: str | None, limit: int, offset: int
+    rt: Container, tenant_name: str | None, group: str | None, limit: int, offset: int
 ) -> dict[str, Any]:
     """Requests newest first, optionally of one tenant and/or group."""
     now = time.time()

@@ -39,32 +39,3 @@ def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
     # As many connections as pool + overflow would allow, but kept open once opened: overflow
     # connections are closed on return and reopened on the next burst (a backend fork each).
     return create_async_engine(url, pool_size=2 * pool_size, max_overflow=0, pool_pre_ping=False)
-
-
-def is_postgres(engine: AsyncEngine) -> bool:
-    """True when ``engine`` talks to PostgreSQL."""
-    return engine.dialect.name == "postgresql"
-
-
-def as_dbapi_error(exc: BaseException, statement: str) -> BaseException:
-    """An error of raw asyncpg as the SQLAlchemy error the rest of dialback handles.
-
-    Unreachable, restarting or shut-down server -> ``OperationalError`` (a dependency outage:
-    503, POSTGRES_STATUS); a value the server refused (SQLSTATE class 22) -> ``DBAPIError``
-    (the 400 safety net); anything else unchanged.
-    """
-    import asyncpg
-
-    sqlstate = getattr(exc, "sqlstate", None) or ""
-    if isinstance(
-        exc,
-        OSError
-        | TimeoutError
-        | asyncpg.InterfaceError
-        | asyncpg.PostgresConnectionError
-        | asyncpg.exceptions.OperatorInterventionError,
-    ) or sqlstate.startswith(("08", "57P")):
-        return sa.exc.OperationalError(statement, None, exc)
-    if sqlstate.startswith("22"):
-        return sa.exc.DBAPIError(statement, None, exc)
-    return exc

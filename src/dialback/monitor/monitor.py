@@ -19,14 +19,15 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from dialback.callbacks import repository as cb_repo
+from dialback.kit.context import bound
+from dialback.kit.errors import is_dependency_error
+from dialback.kit.timefmt import utc_iso
 from dialback.monitor import repository as repo
-from dialback.observability.health import is_dependency_error
-from dialback.observability.logging import TRACE, bound
+from dialback.observability.logging import TRACE
 from dialback.routing.messages import Dispatch, Outcome
-from dialback.services.rules import utc_iso
 
 if TYPE_CHECKING:
-    from dialback.runtime import Runtime
+    from dialback.container import Container
 
 log = logging.getLogger("dialback.monitor")
 
@@ -71,7 +72,7 @@ class _Batch:
 class CallbackMonitor:
     """Dispatches due callbacks and applies outcomes; safe to run in every replica."""
 
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Container) -> None:
         self.rt = rt
         self.owner = rt.instance_id
         self.settings = rt.settings

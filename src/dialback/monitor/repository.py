@@ -14,8 +14,8 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dialback.db.engine import as_dbapi_error
 from dialback.db.schema import OPEN_STATES, callback_events, callbacks
+from dialback.kit.errors import as_dbapi_error
 
 CB = callbacks.c
 

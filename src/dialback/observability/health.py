@@ -10,17 +10,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import socket
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-if TYPE_CHECKING:
-    from dialback.runtime import Runtime
+from dialback.kit.errors import is_dns_failure
+from dialback.observability.metrics import Metrics
+from dialback.routing.transport import RoutingTransport
+from dialback.settings import Settings
+from dialback.throttle.counters import Counters
 
 log = logging.getLogger("dialback.health")
 
@@ -44,71 +47,43 @@ class DependencyDown(Exception):
     """A check found the dependency unusable."""
 
 
-def is_dependency_error(exc: BaseException) -> bool:
-    """Whether ``exc`` means a dependency is unreachable (not a bug in dialback)."""
-    import redis.exceptions as redis_exc
-    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-
-    if isinstance(
-        exc,
-        (
-            OSError,
-            TimeoutError,
-            redis_exc.ConnectionError,
-            redis_exc.TimeoutError,
-            OperationalError,
-            InterfaceError,
-        ),
-    ):
-        return True
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    return type(exc).__module__.startswith("asyncpg") and "Connection" in type(exc).__name__
-
-
-def is_dns_failure(exc: BaseException) -> bool:
-    """Whether a host-name lookup failure is behind ``exc``."""
-    seen: set[int] = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        if isinstance(cur, socket.gaierror):
-            return True
-        text = str(cur)
-        if (
-            "Name or service not known" in text
-            or "nodename nor servname" in text
-            or "Temporary failure in name resolution" in text
-        ):
-            return True
-        cur = cur.__cause__ or cur.__context__
-    return False
-
-
-@dataclass
 class HealthChecker:
-    """Checks dependencies periodically and publishes their state."""
+    """Checks dependencies periodically and publishes their state.
 
-    rt: Runtime
-    dependencies: list[Dependency] = field(default_factory=list)
-    _task: asyncio.Task[None] | None = None
-    _http: httpx.AsyncClient | None = None
+    ``counters`` is dialback's own Redis (None when embedded); ``routing_redis`` whether the
+    transport is the routing Redis; ``watch_routing_engine`` whether a routing engine is
+    expected to consume (ALL_URS_DOWN).
+    """
 
-    def __post_init__(self) -> None:
-        rt = self.rt
-        s = rt.settings
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        engine: AsyncEngine,
+        *,
+        transport: RoutingTransport,
+        counters: Counters | None,
+        routing_redis: bool,
+        watch_routing_engine: bool,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.engine = engine
+        self.transport = transport
+        self.dependencies: list[Dependency] = []
+        self._task: asyncio.Task[None] | None = None
+        self._http: httpx.AsyncClient | None = None
+        s = settings
         deps = self.dependencies
-        if rt.engine.dialect.name == "postgresql":
+        if engine.dialect.name == "postgresql":
             deps.append(Dependency("postgres", "POSTGRES_STATUS", self._check_db, True, True))
         else:
             deps.append(Dependency("database", None, self._check_db, True, False))
-        if s.redis_url:
-            deps.append(Dependency("redis", "REDIS_CONNECTION", rt.counters.ping, True, False))
-        if s.routing_redis_url:
-            deps.append(
-                Dependency("routing_redis", "ORS_REDIS_STATUS", rt.transport.ping, True, True)
-            )
-        if s.routing_redis_url or rt.simulator is not None:
+        if counters is not None:
+            deps.append(Dependency("redis", "REDIS_CONNECTION", counters.ping, True, False))
+        if routing_redis:
+            deps.append(Dependency("routing_redis", "ORS_REDIS_STATUS", transport.ping, True, True))
+        if watch_routing_engine:
             deps.append(
                 Dependency(
                     "routing_engine", "ALL_URS_DOWN", self._check_routing_engine, False, False
@@ -125,19 +100,17 @@ class HealthChecker:
     def _http_check(self, url: str) -> Callable[[], Awaitable[None]]:
         async def check() -> None:
             if self._http is None:
-                self._http = httpx.AsyncClient(
-                    timeout=self.rt.settings.health_check_timeout_seconds
-                )
+                self._http = httpx.AsyncClient(timeout=self.settings.health_check_timeout_seconds)
             try:
                 resp = await self._http.get(url)
             except httpx.HTTPError as exc:
-                self.rt.metrics.alarm("GWS_SERVER_ERROR")
+                self.metrics.alarm("GWS_SERVER_ERROR")
                 raise DependencyDown(f"{type(exc).__name__}: {exc}") from exc
             if resp.status_code in (401, 403):
-                self.rt.metrics.alarm("GWS_INCORRECT_CLIENT_CREDENTIALS")
+                self.metrics.alarm("GWS_INCORRECT_CLIENT_CREDENTIALS")
                 raise DependencyDown(f"credentials rejected ({resp.status_code})")
             if resp.status_code >= 500:
-                self.rt.metrics.alarm("GWS_SERVER_ERROR")
+                self.metrics.alarm("GWS_SERVER_ERROR")
                 raise DependencyDown(f"server error ({resp.status_code})")
             if resp.status_code >= 400:
                 raise DependencyDown(f"unexpected status {resp.status_code}")
@@ -145,23 +118,23 @@ class HealthChecker:
         return check
 
     async def _check_db(self) -> None:
-        async with self.rt.engine.connect() as conn:
+        async with self.engine.connect() as conn:
             await conn.execute(sa.text("SELECT 1"))
 
     async def _check_routing_engine(self) -> None:
-        window = int(self.rt.settings.routing_engine_idle_seconds * 1000)
-        if await self.rt.transport.active_consumers(window) == 0:
+        window = int(self.settings.routing_engine_idle_seconds * 1000)
+        if await self.transport.active_consumers(window) == 0:
             raise DependencyDown(f"no routing-engine consumer active within {window} ms")
 
     async def check_all(self) -> None:
         """Check every dependency now, concurrently, and publish the results."""
         await asyncio.gather(*(self._check_one(d) for d in self.dependencies))
-        metrics = self.rt.metrics
+        metrics = self.metrics
         down = sum(1 for d in self.dependencies if d.in_ges_health and d.up is False)
         metrics.f["GES_HEALTH"].set((), down)
 
     async def _check_one(self, dep: Dependency) -> None:
-        timeout = self.rt.settings.health_check_timeout_seconds
+        timeout = self.settings.health_check_timeout_seconds
         started = time.monotonic()
         try:
             await asyncio.wait_for(dep.check(), timeout=timeout)
@@ -171,7 +144,7 @@ class HealthChecker:
         except Exception as exc:  # every failure of a dependency means "down"
             ok, error = False, str(exc)[:300] or type(exc).__name__
             if is_dns_failure(exc):
-                self.rt.metrics.alarm("DNS_FAILURE")
+                self.metrics.alarm("DNS_FAILURE")
         dep.duration = time.monotonic() - started
         dep.last_check = time.time()
         if dep.up is not False and not ok:
@@ -179,7 +152,7 @@ class HealthChecker:
         elif dep.up is False and ok:
             log.info("dependency %s is up again", dep.name)
         dep.up, dep.error = ok, error
-        m = self.rt.metrics
+        m = self.metrics
         if dep.gauge:
             m.f[dep.gauge].set((), 0 if ok else 1)
         m.f["ges_dependency_last_check_timestamp_seconds"].set((dep.name,), dep.last_check)
@@ -198,7 +171,7 @@ class HealthChecker:
             await self._http.aclose()
 
     async def _loop(self) -> None:
-        s = self.rt.settings
+        s = self.settings
         while True:
             await asyncio.sleep(
                 random.uniform(s.health_check_min_seconds, s.health_check_max_seconds)
@@ -207,7 +180,7 @@ class HealthChecker:
                 await self.check_all()
             except Exception:
                 log.exception("health check cycle failed")
-                self.rt.metrics.alarm("UNCAUGHT_EXCEPTION")
+                self.metrics.alarm("UNCAUGHT_EXCEPTION")
 
     def readiness(self) -> tuple[bool, dict[str, dict[str, Any]]]:
         """Ready when every required dependency is up; the per-dependency detail."""

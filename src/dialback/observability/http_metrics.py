@@ -14,9 +14,10 @@ from typing import Any
 
 from starlette.types import Scope
 
-from dialback.http import CORR_SCOPE_KEY
-from dialback.observability.logging import flush_request_lines, log_context, log_request
+from dialback.kit.context import log_context
+from dialback.observability.logging import flush_request_lines, log_request
 from dialback.observability.metrics import Metrics
+from dialback.web.envelope import CORR_SCOPE_KEY
 
 UNMATCHED = "unmatched"
 NO_TENANT = "undefined"  # GES dashboards filter tenants with ($Tenant|undefined)

@@ -9,17 +9,17 @@ masked wherever they appear, ``userData`` is never written, lines are capped at
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from types import MappingProxyType
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
+
+from dialback.kit.context import corr_id_var, log_context
+from dialback.kit.timefmt import utc_iso
 
 TRACE = 5
 logging.addLevelName(TRACE, "TRACE")
@@ -39,11 +39,6 @@ LEVELS = {
     "error": logging.ERROR,
 }
 LEVEL_NAMES = {v: k for k, v in LEVELS.items()} | {logging.CRITICAL: "error"}
-
-# Context bound for the current request or monitor step: tenant, callbackId, ...
-log_context: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar(
-    "log_context", default=MappingProxyType({})
-)
 
 # Runs of 7+ digits, optionally starting with + and broken by spaces, dots, dashes or brackets.
 _PHONE = re.compile(r"(?<![0-9A-Za-z])\+?\d(?:[\s().-]{0,2}\d){6,}(?![0-9A-Za-z])")
@@ -66,41 +61,6 @@ def mask_phone_numbers(text: str) -> str:
         return s[:3] + "*" * (len(s) - 5) + s[-2:]
 
     return _PHONE.sub(_mask, text)
-
-
-@contextmanager
-def bound(**fields: str) -> Iterator[None]:
-    """Bind fields (tenant, callbackId, ...) to every log line inside the block."""
-    token = log_context.set({**log_context.get(), **fields})
-    try:
-        yield
-    finally:
-        log_context.reset(token)
-
-
-def bind(**fields: str) -> None:
-    """Bind fields for the rest of the current task (a request's tenant, for instance)."""
-    log_context.set({**log_context.get(), **fields})
-
-
-def _corr_id() -> str:
-    from dialback.http import corr_id_var
-
-    return corr_id_var.get()
-
-
-_ts_second = -1
-_ts_prefix = ""
-
-
-def _timestamp(created: float) -> str:
-    """``created`` as ISO 8601 UTC with milliseconds; the seconds part is formatted once."""
-    global _ts_second, _ts_prefix
-    second = int(created)
-    if second != _ts_second:
-        _ts_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        _ts_second = second
-    return f"{_ts_prefix}.{int((created - second) * 1000):03d}Z"
 
 
 # Bound fields repeat (a tenant's name on each of its requests): mask each value once.
@@ -136,12 +96,12 @@ class JsonFormatter(logging.Formatter):
         elif record.exc_info:
             msg = f"{msg}: {record.exc_info[1]!r}"
         ev: dict[str, Any] = {
-            "ts": _timestamp(record.created),
+            "ts": utc_iso(record.created),
             "level": LEVEL_NAMES.get(record.levelno, record.levelname.lower()),
             "logger": record.name,
             "msg": mask_phone_numbers(msg),
         }
-        corr = _corr_id()
+        corr = corr_id_var.get()
         if corr:
             ev["corrId"] = corr
         ev.update(_masked(log_context.get()))
@@ -261,7 +221,7 @@ class StdoutHandler(logging.Handler):
             # The fields, in the order, of JsonFormatter.event; method and route come from
             # dialback's own route table, never from the client, so need no masking.
             ev: dict[str, Any] = {
-                "ts": _timestamp(created),
+                "ts": utc_iso(created),
                 "level": LEVEL_NAMES[level],
                 "logger": "dialback.request",
                 "msg": f"{method} {route} {status} {ms:.1f}ms",

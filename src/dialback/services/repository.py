@@ -8,8 +8,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dialback.db.named_configs import NamedConfig, NamedConfigs
 from dialback.db.schema import services
+from dialback.kit.ttl_cache import TtlCache
 from dialback.services.schemas import ServiceConfig
-from dialback.ttl_cache import TtlCache
 
 ServiceRecord = NamedConfig[ServiceConfig]
 

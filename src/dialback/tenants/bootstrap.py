@@ -4,29 +4,36 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dialback.db.schema import api_keys
 from dialback.services import repository as services_repo
 from dialback.services.schemas import ServiceConfig
+from dialback.settings import Settings
 from dialback.tenants import repository as repo
-
-if TYPE_CHECKING:
-    from dialback.runtime import DemoCredentials, Runtime
 
 DEMO_TENANT = "demo"
 DEMO_SERVICE = "demo"
 _GENERATED = "demo-generated"
 
 
-async def ensure_demo(rt: Runtime) -> DemoCredentials:
-    """Create the demo tenant and its 24/7 service when missing; return usable credentials."""
-    from dialback.runtime import DemoCredentials
+@dataclass
+class DemoCredentials:
+    """What ``make run`` prints so the README's curl works."""
 
-    settings = rt.settings
-    async with rt.engine.begin() as conn:
+    api_key: str
+    admin_token: str | None
+
+
+async def ensure_demo(engine: AsyncEngine, settings: Settings) -> DemoCredentials:
+    """Create the demo tenant and its 24/7 service when missing; return usable credentials.
+
+    Without configured admin tokens, a generated one is set in ``settings``.
+    """
+    async with engine.begin() as conn:
         tenant = await repo.get_tenant_by_name(conn, DEMO_TENANT)
         if tenant is None:
             tenant = await repo.create_tenant(conn, DEMO_TENANT, {})
@@ -59,5 +66,4 @@ async def ensure_demo(rt: Runtime) -> DemoCredentials:
     if not settings.admin_token_list():
         admin = secrets.token_urlsafe(24)
         settings.admin_tokens = SecretStr(admin)
-    rt.keys.clear()
     return DemoCredentials(api_key=key, admin_token=admin)

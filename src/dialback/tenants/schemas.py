@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from dialback.http import SafeStr
+from dialback.kit.text import SafeStr
 from dialback.services.schemas import Name, Strict
 
 

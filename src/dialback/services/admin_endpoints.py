@@ -8,13 +8,14 @@ from fastapi import APIRouter, Path, Request
 from sqlalchemy.exc import IntegrityError
 
 from dialback.callbacks import repository as callbacks_repo
-from dialback.errors import Conflict, NotFound
-from dialback.http import EnvelopeResponse, ok
+from dialback.kit.errors import Conflict, NotFound
+from dialback.kit.timefmt import utc_iso
 from dialback.services import repository as repo
 from dialback.services.repository import ServiceRecord
-from dialback.services.rules import utc_iso
 from dialback.services.schemas import ServiceConfig
-from dialback.tenants.admin import TenantPath, tenant_named
+from dialback.tenants.admin_endpoints import TenantPath, tenant_named
+from dialback.web.deps import container_of
+from dialback.web.envelope import EnvelopeResponse, ok
 
 router = APIRouter(tags=["admin: services"])
 
@@ -35,14 +36,10 @@ def service_out(rec: ServiceRecord) -> dict[str, Any]:
     }
 
 
-def _rt(request: Request) -> Any:
-    return request.app.state.runtime
-
-
 @router.get("/tenants/{tenant}/services")
 async def list_services(tenant: TenantPath, request: Request) -> EnvelopeResponse:
     """The tenant's services by name."""
-    async with _rt(request).engine.connect() as conn:
+    async with container_of(request).engine.connect() as conn:
         t = await tenant_named(conn, tenant)
         recs = await repo.list_services(conn, t.id)
     return ok([service_out(r) for r in recs])
@@ -51,7 +48,7 @@ async def list_services(tenant: TenantPath, request: Request) -> EnvelopeRespons
 @router.get("/tenants/{tenant}/services/{name}")
 async def get_service(tenant: TenantPath, name: ServiceName, request: Request) -> EnvelopeResponse:
     """One service with its configuration."""
-    async with _rt(request).engine.connect() as conn:
+    async with container_of(request).engine.connect() as conn:
         t = await tenant_named(conn, tenant)
         rec = await repo.get_service(conn, t.id, name)
     if rec is None:
@@ -64,7 +61,7 @@ async def put_service(
     tenant: TenantPath, name: ServiceName, body: ServiceConfig, request: Request
 ) -> EnvelopeResponse:
     """Create (201) or replace (200) a service's configuration."""
-    rt = _rt(request)
+    rt = container_of(request)
     try:
         async with rt.engine.begin() as conn:
             t = await tenant_named(conn, tenant)
@@ -89,7 +86,7 @@ async def delete_service(
     tenant: TenantPath, name: ServiceName, request: Request
 ) -> EnvelopeResponse:
     """Delete a service that has no open callbacks (409 otherwise)."""
-    rt = _rt(request)
+    rt = container_of(request)
     async with rt.engine.begin() as conn:
         t = await tenant_named(conn, tenant)
         rec = await repo.get_service(conn, t.id, name)

@@ -8,14 +8,12 @@ import os
 import socket
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dialback.cache import Counters, MemoryCounters, RedisCounters, RespLink
-from dialback.callbacks.store import CallbackStore, store_for
+from dialback.callbacks.booking import CallbackStore, store_for
 from dialback.db.engine import create_engine
 from dialback.db.migrations import current_version, latest_version, migrate
 from dialback.monitor.monitor import CallbackMonitor
@@ -28,7 +26,10 @@ from dialback.routing.simulator import RoutingSimulator
 from dialback.routing.transport import MemoryTransport, RedisTransport, RoutingTransport
 from dialback.services.repository import ServiceCache, ServiceRecord
 from dialback.settings import Settings
-from dialback.tenants.service import KeyCache
+from dialback.tenants.auth import KeyCache
+from dialback.tenants.bootstrap import DemoCredentials, ensure_demo
+from dialback.throttle.counters import Counters, MemoryCounters, RedisCounters
+from dialback.throttle.resp import RespLink
 
 log = logging.getLogger("dialback.runtime")
 
@@ -44,15 +45,7 @@ def redis_client(url: str) -> aioredis.Redis:
     )
 
 
-@dataclass
-class DemoCredentials:
-    """What ``make run`` prints so the README's curl works."""
-
-    api_key: str
-    admin_token: str | None
-
-
-class Runtime:
+class Container:
     """Everything a dialback process holds; built from Settings, started and stopped once."""
 
     def __init__(self, settings: Settings, *, engine: AsyncEngine | None = None) -> None:
@@ -104,7 +97,16 @@ class Runtime:
             if settings.simulator_enabled()
             else None
         )
-        self.health = HealthChecker(self)
+        self.health = HealthChecker(
+            settings,
+            self.metrics,
+            self.engine,
+            transport=self.transport,
+            counters=self.counters if settings.redis_url else None,
+            routing_redis=settings.routing_redis_url is not None,
+            watch_routing_engine=settings.routing_redis_url is not None
+            or self.simulator is not None,
+        )
         self.loop_lag = LoopLagMonitor(self.metrics)
         self.started_at = time.time()
         self.demo: DemoCredentials | None = None
@@ -125,9 +127,8 @@ class Runtime:
                 )
         await self.store.start()
         if self.settings.demo:
-            from dialback.tenants.bootstrap import ensure_demo
-
-            self.demo = await ensure_demo(self)
+            self.demo = await ensure_demo(self.engine, self.settings)
+            self.keys.clear()
         await self._known_series()
         self.loop_lag.start()
         if self.simulator:

@@ -26,7 +26,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dialback.callbacks import repository as repo
-from dialback.db.engine import as_dbapi_error
+from dialback.kit.errors import as_dbapi_error
 
 Outcome = Literal["ok", "open_limit", "full"]
 
@@ -122,7 +122,7 @@ class SqlAlchemyStore(CallbackStore):
         return None  # the engine's pool connects on first use
 
     async def close(self) -> None:
-        return None  # the Runtime disposes of the engine
+        return None  # the Container disposes of the engine
 
     async def book(
         self,

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from dialback.services import rules
+from dialback.kit.timefmt import utc_iso
 from dialback.services.schemas import ServiceConfig
 
 API = "/engagement/v3"
@@ -30,7 +30,7 @@ def local(day: date, hhmm: str, tz: str = NY, fold: int = 0) -> float:
 
 def z(t: float) -> str:
     """The API's UTC ISO 8601 form of ``t``."""
-    return rules.utc_iso(t)
+    return utc_iso(t)
 
 
 def next_offset_change(tz: str, *, backwards: bool) -> date:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import logging
 from typing import Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
 
-from dialback.http import EnvelopeResponse, ok
 from dialback.observability.logging import current_level, set_level
-from dialback.tenants.service import require_admin
+from dialback.web.envelope import EnvelopeResponse, ok
 
-router = APIRouter(prefix="/admin/v1", tags=["admin"], dependencies=[Depends(require_admin)])
+router = APIRouter(tags=["admin: logging"])
 log = logging.getLogger("dialback.admin")
 
 

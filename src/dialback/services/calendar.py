@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from time import gmtime as _gmtime
 from zoneinfo import ZoneInfo
 
 from dialback.services.schemas import WEEKDAYS, BusinessHours, CapacityRule, hhmm_to_minutes
@@ -177,38 +176,3 @@ def slot_for(hours: BusinessHours, rule: CapacityRule, t: float) -> Slot | None:
     b = d0 + ((t - d0) // step) * step
     s = max(b, w.start)
     return Slot(s, min(b + step, d1, w.end), slot_capacity(rule, s, tz))
-
-
-# utc_iso is on the dispatch hot path (three per published callback): the text up to the
-# seconds is memoised per whole second, and the date part per day (plain dicts, cleared when
-# full), which makes it several times cheaper than datetime + strftime for the same output.
-_ISO_SECONDS: dict[int, str] = {}
-_ISO_DAYS: dict[int, str] = {}
-
-
-def _iso_second_prefix(s: int) -> str:
-    day = s // 86400
-    date_part = _ISO_DAYS.get(day)
-    if date_part is None:
-        if len(_ISO_DAYS) >= 1024:
-            _ISO_DAYS.clear()
-        y, mo, d = _gmtime(day * 86400)[:3]
-        date_part = _ISO_DAYS[day] = f"{y:04d}-{mo:02d}-{d:02d}T"
-    sod = s - day * 86400
-    prefix = f"{date_part}{sod // 3600:02d}:{sod // 60 % 60:02d}:{sod % 60:02d}."
-    if len(_ISO_SECONDS) >= 4096:
-        _ISO_SECONDS.clear()
-    _ISO_SECONDS[s] = prefix
-    return prefix
-
-
-def utc_iso(t: float) -> str:
-    """Epoch seconds to ISO-8601 UTC with milliseconds, as GES writes times."""
-    ms = round(t * 1000)
-    s = ms // 1000
-    return f"{_ISO_SECONDS.get(s) or _iso_second_prefix(s)}{ms - s * 1000:03d}Z"
-
-
-def local_iso(t: float, tz_name: str) -> str:
-    """Epoch seconds to ISO-8601 in the given zone with its offset."""
-    return datetime.fromtimestamp(t, ZoneInfo(tz_name)).isoformat(timespec="seconds")

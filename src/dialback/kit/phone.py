@@ -1,15 +1,30 @@
-"""Country and number validation: E.164 normalisation, allowed countries, blocked patterns."""
+"""Phone numbers: E.164 normalisation against a rule (allowed countries, blocked patterns,
+premium rate), and masking for logs."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from functools import lru_cache
+from typing import Protocol
 
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberType
 
-from dialback.errors import BadRequest
-from dialback.services.schemas import ValidationRule
+from dialback.kit.errors import BadRequest
+
+
+class NumberRule(Protocol):
+    """What a number is checked against (a service's ``validation`` settings)."""
+
+    @property
+    def default_country(self) -> str: ...
+    @property
+    def allowed_countries(self) -> Sequence[str] | None: ...
+    @property
+    def allow_premium(self) -> bool: ...
+    @property
+    def blocked_patterns(self) -> Sequence[str]: ...
 
 
 @lru_cache(maxsize=1024)
@@ -26,7 +41,7 @@ def mask(number: str) -> str:
     return number[:head] + "*" * (n - head - tail) + number[n - tail :]
 
 
-def normalise_number(raw: str, rule: ValidationRule, field: str = "phoneNumber") -> str:
+def normalise_number(raw: str, rule: NumberRule, field: str = "phoneNumber") -> str:
     """Return the E.164 form of ``raw`` or raise BadRequest naming why it is refused."""
     try:
         num = phonenumbers.parse(raw, rule.default_country)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime
 
-from dialback.services import rules
+from dialback.kit import timefmt
+from dialback.kit.timefmt import utc_iso
 
 
 def reference(t: float) -> str:
@@ -23,10 +24,10 @@ def test_utc_iso_matches_the_datetime_formatting_everywhere() -> None:
     instants += [86_400 * d + s for d in (0, 10_957, 11_016, 20_000) for s in (-0.0005, 0, 59.9995)]
     instants += [0, 1.9999999, -0.0004, -1.5, 951_782_400.0, 4_107_542_400.0, 253_402_300_799.999]
     for t in instants:
-        assert rules.utc_iso(t) == reference(t), t
+        assert utc_iso(t) == reference(t), t
 
 
 def test_utc_iso_memo_stays_bounded() -> None:
     for s in range(10_000):
-        rules.utc_iso(1_000_000_000 + s * 86_400.0)
-    assert len(rules._ISO_SECONDS) <= 4096 and len(rules._ISO_DAYS) <= 1024
+        utc_iso(1_000_000_000 + s * 86_400.0)
+    assert len(timefmt._ISO_SECONDS) <= 4096 and len(timefmt._ISO_DAYS) <= 1024

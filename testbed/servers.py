@@ -5,6 +5,7 @@ A missing binary fails the test run with the command that installs it; nothing i
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import glob
 import os
@@ -21,6 +22,18 @@ from pathlib import Path
 INSTALL_HINT = (
     "apt-get update && apt-get install -y --no-install-recommends postgresql redis-server"
 )
+
+
+# Every server this process made: whatever a test or a bench run left running or on disk is
+# stopped and removed at exit.
+_made: list[RedisServer | PostgresServer] = []
+
+
+@atexit.register
+def _discard_all() -> None:
+    for server in _made:
+        with contextlib.suppress(Exception):
+            server.discard()
 
 
 class MissingTool(RuntimeError):
@@ -62,6 +75,9 @@ class RedisServer:
     port: int = field(default_factory=free_port)
     dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="dialback-redis-")))
     pid: int | None = None
+
+    def __post_init__(self) -> None:
+        _made.append(self)
 
     @property
     def url(self) -> str:
@@ -116,6 +132,11 @@ class RedisServer:
             time.sleep(0.01)
         self.pid = None
 
+    def discard(self) -> None:
+        """Stop the server and remove its directory."""
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
 
 @dataclass
 class PostgresServer:
@@ -123,6 +144,9 @@ class PostgresServer:
 
     port: int = field(default_factory=free_port)
     dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="dialback-pg-")))
+
+    def __post_init__(self) -> None:
+        _made.append(self)
 
     def _as_owner(self, args: list[str]) -> list[str]:
         if os.geteuid() == 0:
@@ -224,6 +248,11 @@ class PostgresServer:
                 except ProcessLookupError:
                     break
                 time.sleep(0.02)
+
+    def discard(self) -> None:
+        """Stop the cluster and remove its directory (data and log)."""
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def psql(self, sql: str, db: str = "postgres") -> None:
         subprocess.run(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from starlette.responses import JSONResponse, Response
+
+from dialback.web.deps import ContainerDep
 
 router = APIRouter(tags=["probes"])
 
@@ -13,16 +15,15 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 @router.get("/health/live")
-async def live(request: Request) -> JSONResponse:
+async def live(c: ContainerDep) -> JSONResponse:
     """Alive unless the monitor loop or the event loop has stopped; no dependency I/O."""
-    rt = request.app.state.runtime
     problems = {}
-    mon = rt.monitor
+    mon = c.monitor
     if mon is not None and mon.last_cycle_at:
         stale = time.time() - mon.last_cycle_at
-        if stale > max(60.0, rt.settings.monitor_lease_seconds * 2):
+        if stale > max(60.0, c.settings.monitor_lease_seconds * 2):
             problems["monitorLastCycleAgeSeconds"] = round(stale, 1)
-    tick_age = time.monotonic() - rt.loop_lag.last_tick
+    tick_age = time.monotonic() - c.loop_lag.last_tick
     if tick_age > 30:
         problems["eventLoopTickAgeSeconds"] = round(tick_age, 1)
     if problems:
@@ -31,15 +32,15 @@ async def live(request: Request) -> JSONResponse:
 
 
 @router.get("/health/ready")
-async def ready(request: Request) -> JSONResponse:
+async def ready(c: ContainerDep) -> JSONResponse:
     """Ready when every required dependency passed its last check (cached, no I/O here)."""
-    ok, detail = request.app.state.runtime.health.readiness()
+    ok, detail = c.health.readiness()
     return JSONResponse(
         {"status": "ready" if ok else "not ready", "dependencies": detail}, 200 if ok else 503
     )
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics(request: Request) -> Response:
+async def metrics(c: ContainerDep) -> Response:
     """The Prometheus exposition of the whole metric catalogue."""
-    return Response(request.app.state.runtime.metrics.registry.render(), media_type=CONTENT_TYPE)
+    return Response(c.metrics.registry.render(), media_type=CONTENT_TYPE)

@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import IO
 
 import httpx
-
-from tests.servers import free_port
+from testbed.servers import free_port
 
 
 class DialbackProcess:

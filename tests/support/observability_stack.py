@@ -19,8 +19,7 @@ from typing import Any
 
 import httpx
 import yaml
-
-from tests.servers import MissingTool, free_port, wait_port
+from testbed.servers import MissingTool, free_port, wait_port
 
 INSTALL = "apt-get install -y --no-install-recommends prometheus prometheus-alertmanager"
 

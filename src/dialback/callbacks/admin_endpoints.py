@@ -12,12 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from dialback.callbacks import repository as repo
 from dialback.callbacks import service
 from dialback.callbacks.schemas import RescheduleIn
-from dialback.callbacks.service import iso
-from dialback.errors import BadRequest, Conflict, NotFound, TooManyRequests
-from dialback.http import EnvelopeResponse, ok
-from dialback.services import rules
+from dialback.kit.errors import BadRequest, Conflict, NotFound, TooManyRequests
+from dialback.kit.timefmt import iso, utc_iso
+from dialback.services import calendar
 from dialback.tenants import repository as tenants_repo
-from dialback.tenants.admin import tenant_named
+from dialback.tenants.admin_endpoints import tenant_named
+from dialback.web.deps import container_of
+from dialback.web.envelope import EnvelopeResponse, ok
 
 router = APIRouter(tags=["admin: callbacks"])
 
@@ -49,7 +50,7 @@ def callback_item(row: Any, tenant_name: str | None) -> dict[str, Any]:
 def history_item(ev: Any) -> dict[str, Any]:
     """One state change of a callback."""
     return {
-        "at": rules.utc_iso(ev.at),
+        "at": utc_iso(ev.at),
         "fromState": ev.from_state,
         "toState": ev.to_state,
         "reason": ev.reason,
@@ -78,10 +79,6 @@ async def callback_detail(conn: AsyncConnection, callback_id: str) -> dict[str, 
     }
 
 
-def _rt(request: Request) -> Any:
-    return request.app.state.runtime
-
-
 @router.get("/callbacks")
 async def list_callbacks(
     request: Request,
@@ -107,7 +104,7 @@ async def list_callbacks(
             ("dueTo", dueTo),
         )
     }
-    async with _rt(request).engine.connect() as conn:
+    async with container_of(request).engine.connect() as conn:
         tenant_id = (await tenant_named(conn, tenant)).id if tenant is not None else None
         rows, total = await repo.search_callbacks(
             conn,
@@ -129,14 +126,14 @@ async def list_callbacks(
 @router.get("/callbacks/{callback_id}")
 async def get_callback(callback_id: CallbackIdPath, request: Request) -> EnvelopeResponse:
     """One callback with its user data and state history."""
-    async with _rt(request).engine.connect() as conn:
+    async with container_of(request).engine.connect() as conn:
         return ok(await callback_detail(conn, callback_id))
 
 
 @router.post("/callbacks/{callback_id}/cancel")
 async def cancel_callback(callback_id: CallbackIdPath, request: Request) -> EnvelopeResponse:
     """Cancel a callback no agent is handling yet (409 when PROCESSING or COMPLETED)."""
-    rt = _rt(request)
+    rt = container_of(request)
     async with rt.engine.connect() as conn:
         row = await repo.find_callback(conn, callback_id) if _ID_RE.match(callback_id) else None
         tenant = await tenants_repo.get_tenant(conn, row.tenant_id) if row is not None else None
@@ -152,7 +149,7 @@ async def reschedule_callback(
     callback_id: CallbackIdPath, body: RescheduleIn, request: Request
 ) -> EnvelopeResponse:
     """Move a SCHEDULED callback to another time that is open and has capacity."""
-    rt = _rt(request)
+    rt = container_of(request)
     now = time.time()
     due = body.desiredTime.timestamp()
     if due <= now:
@@ -181,9 +178,9 @@ async def reschedule_callback(
         if svc is None or svc.id != row.service_id:
             raise Conflict(f"the callback's service {row.service_name!r} no longer exists")
         cfg = svc.config
-        slot = rules.slot_for(cfg.business_hours, cfg.capacity, due)
+        slot = calendar.slot_for(cfg.business_hours, cfg.capacity, due)
         if slot is None:
-            nxt = rules.next_opening(cfg.business_hours, due)
+            nxt = calendar.next_opening(cfg.business_hours, due)
             hint = f"; the next opening is {iso(nxt)}" if nxt else ""
             raise BadRequest(f"desiredTime: is outside the business hours of {svc.name!r}{hint}")
         slot_start: float | None = None

@@ -9,12 +9,13 @@ from fastapi import APIRouter, Body, Path, Request
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dialback.errors import Conflict, NotFound
-from dialback.http import EnvelopeResponse, ok
-from dialback.services.rules import utc_iso
+from dialback.kit.errors import Conflict, NotFound
+from dialback.kit.timefmt import utc_iso
 from dialback.tenants import repository as repo
 from dialback.tenants.repository import Tenant
 from dialback.tenants.schemas import ApiKeyIn, TenantIn, TenantPatch
+from dialback.web.deps import container_of
+from dialback.web.envelope import EnvelopeResponse, ok
 
 router = APIRouter(tags=["admin: tenants"])
 
@@ -57,14 +58,10 @@ async def tenant_named(conn: AsyncConnection, name: str) -> Tenant:
     return tenant
 
 
-def _rt(request: Request) -> Any:
-    return request.app.state.runtime
-
-
 @router.post("/tenants", status_code=201)
 async def create_tenant(body: TenantIn, request: Request) -> EnvelopeResponse:
     """Create a tenant; 409 when the name is taken."""
-    rt = _rt(request)
+    rt = container_of(request)
     settings = body.settings.model_dump(mode="json", by_alias=True)
     try:
         async with rt.engine.begin() as conn:
@@ -84,7 +81,7 @@ async def create_tenant(body: TenantIn, request: Request) -> EnvelopeResponse:
 @router.get("/tenants")
 async def list_tenants(request: Request) -> EnvelopeResponse:
     """All tenants, oldest first."""
-    async with _rt(request).engine.connect() as conn:
+    async with container_of(request).engine.connect() as conn:
         rows = await repo.list_tenants(conn)
     return ok([tenant_out(r) for r in rows])
 
@@ -92,7 +89,7 @@ async def list_tenants(request: Request) -> EnvelopeResponse:
 @router.get("/tenants/{tenant}")
 async def get_tenant(tenant: TenantPath, request: Request) -> EnvelopeResponse:
     """One tenant by name."""
-    async with _rt(request).engine.connect() as conn:
+    async with container_of(request).engine.connect() as conn:
         row = await repo.get_tenant_row(conn, tenant) if _NAME_RE.match(tenant) else None
     if row is None:
         raise NotFound(f"no tenant named {tenant!r}")
@@ -102,7 +99,7 @@ async def get_tenant(tenant: TenantPath, request: Request) -> EnvelopeResponse:
 @router.patch("/tenants/{tenant}")
 async def patch_tenant(tenant: TenantPath, body: TenantPatch, request: Request) -> EnvelopeResponse:
     """Replace a tenant's settings and/or disable or enable it."""
-    rt = _rt(request)
+    rt = container_of(request)
     values: dict[str, Any] = {}
     if body.settings is not None:
         values["settings"] = body.settings.model_dump(mode="json", by_alias=True)
@@ -124,7 +121,7 @@ async def create_api_key(
     tenant: TenantPath, request: Request, body: Annotated[ApiKeyIn | None, Body()] = None
 ) -> EnvelopeResponse:
     """Create an API key; the plaintext key is in this answer only (only its hash is stored)."""
-    rt = _rt(request)
+    rt = container_of(request)
     name = body.name if body is not None else "default"
     key = repo.generate_key()
     async with rt.engine.begin() as conn:
@@ -138,7 +135,7 @@ async def create_api_key(
 @router.get("/tenants/{tenant}/api-keys")
 async def list_api_keys(tenant: TenantPath, request: Request) -> EnvelopeResponse:
     """The tenant's API keys, revoked ones included, by prefix only."""
-    async with _rt(request).engine.connect() as conn:
+    async with container_of(request).engine.connect() as conn:
         t = await tenant_named(conn, tenant)
         rows = await repo.list_api_keys(conn, t.id)
     return ok([key_out(r) for r in rows])
@@ -149,7 +146,7 @@ async def revoke_api_key(
     tenant: TenantPath, keyId: KeyIdPath, request: Request
 ) -> EnvelopeResponse:
     """Revoke an API key; it stops working at once in this process."""
-    rt = _rt(request)
+    rt = container_of(request)
     async with rt.engine.begin() as conn:
         t = await tenant_named(conn, tenant)
         revoked = _ID_RE.match(keyId) is not None and await repo.revoke_api_key(conn, t.id, keyId)

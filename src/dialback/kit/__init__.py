@@ -1,0 +1,1 @@
+"""Leaf helpers shared by every layer; nothing here imports from dialback."""

@@ -1,0 +1,118 @@
+"""Errors: those a request can end in (each a 4xx GES envelope naming the problem), and how a
+dependency's failure is recognised."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+
+class ApiError(Exception):
+    """An error answered to the client with ``status`` and ``message`` in the envelope."""
+
+    def __init__(self, status: int, message: str, *, data: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.data = data
+
+
+class BadRequest(ApiError):
+    """400: the request is malformed or breaks a rule."""
+
+    def __init__(self, message: str, *, data: Any = None) -> None:
+        super().__init__(400, message, data=data)
+
+
+class Unauthorized(ApiError):
+    """401: missing or wrong credentials."""
+
+    def __init__(self, message: str = "missing or invalid x-api-key header") -> None:
+        super().__init__(401, message)
+
+
+class NotFound(ApiError):
+    """404: no such resource for this tenant."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(404, message)
+
+
+class Conflict(ApiError):
+    """409: the resource exists or is in a state that forbids the change."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(409, message)
+
+
+class TooManyRequests(ApiError):
+    """429: a capacity or throttling limit was reached."""
+
+    def __init__(self, message: str, *, data: Any = None) -> None:
+        super().__init__(429, message, data=data)
+
+
+def is_dependency_error(exc: BaseException) -> bool:
+    """Whether ``exc`` means a dependency is unreachable (not a bug in dialback)."""
+    import redis.exceptions as redis_exc
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    if isinstance(
+        exc,
+        (
+            OSError,
+            TimeoutError,
+            redis_exc.ConnectionError,
+            redis_exc.TimeoutError,
+            OperationalError,
+            InterfaceError,
+        ),
+    ):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return type(exc).__module__.startswith("asyncpg") and "Connection" in type(exc).__name__
+
+
+def is_dns_failure(exc: BaseException) -> bool:
+    """Whether a host-name lookup failure is behind ``exc``."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, socket.gaierror):
+            return True
+        text = str(cur)
+        if (
+            "Name or service not known" in text
+            or "nodename nor servname" in text
+            or "Temporary failure in name resolution" in text
+        ):
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+def as_dbapi_error(exc: BaseException, statement: str) -> BaseException:
+    """An error of raw asyncpg as the SQLAlchemy error the rest of dialback handles.
+
+    Unreachable, restarting or shut-down server -> ``OperationalError`` (a dependency outage:
+    503, POSTGRES_STATUS); a value the server refused (SQLSTATE class 22) -> ``DBAPIError``
+    (the 400 safety net); anything else unchanged.
+    """
+    import asyncpg
+    import sqlalchemy as sa
+
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    if isinstance(
+        exc,
+        OSError
+        | TimeoutError
+        | asyncpg.InterfaceError
+        | asyncpg.PostgresConnectionError
+        | asyncpg.exceptions.OperatorInterventionError,
+    ) or sqlstate.startswith(("08", "57P")):
+        return sa.exc.OperationalError(statement, None, exc)
+    if sqlstate.startswith("22"):
+        return sa.exc.DBAPIError(statement, None, exc)
+    return exc

@@ -1,0 +1,1 @@
+"""Throttle counters shared by every replica, and their Redis client."""

@@ -1,0 +1,1 @@
+"""HTTP plumbing only (envelope, middleware, error handlers, probes, the fast route); no business rules."""

@@ -1,0 +1,46 @@
+"""The typed dependencies of the routes: the container, the caller's tenant, the admin check."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from dialback.container import Container
+from dialback.kit.context import bind
+from dialback.tenants.auth import check_admin_token
+from dialback.tenants.repository import Tenant
+
+api_key_header = APIKeyHeader(name="x-api-key", auto_error=False, description="Tenant API key")
+admin_bearer = HTTPBearer(auto_error=False, description="Admin token (DIALBACK_ADMIN_TOKENS)")
+
+
+def container_of(request: Request) -> Container:
+    """The container that built the app serving ``request``."""
+    container: Container = request.app.state.container
+    return container
+
+
+ContainerDep = Annotated[Container, Depends(container_of)]
+"""What a route declares to reach the services."""
+
+
+async def api_tenant(request: Request, key: str | None = Security(api_key_header)) -> Tenant:
+    """The tenant of the request's ``x-api-key``, or 401."""
+    tenant = await container_of(request).keys.authenticate(key)
+    request.state.tenant = tenant
+    bind(tenant=tenant.name)
+    return tenant
+
+
+TenantDep = Annotated[Tenant, Depends(api_tenant)]
+"""The authenticated tenant of a public API request."""
+
+
+async def require_admin(
+    request: Request, creds: HTTPAuthorizationCredentials | None = Security(admin_bearer)
+) -> str:
+    """A valid admin bearer token, or 401."""
+    tokens = container_of(request).settings.admin_token_list()
+    return check_admin_token(tokens, creds.credentials if creds is not None else None)
