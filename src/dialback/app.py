@@ -63,8 +63,9 @@ def _base_app(c: Container, title: str, description: str) -> FastAPI:
     return app
 
 
-def create_public_app(c: Container) -> FastAPI:
-    """The GES-compatible public Engagement API."""
+def create_public_app(c: Container, *, fast_routes: bool = True) -> FastAPI:
+    """The GES-compatible public Engagement API (``fast_routes``: the create route past the
+    router, see ``web.fastpath``)."""
     app = _base_app(
         c,
         "dialback Engagement API",
@@ -72,7 +73,8 @@ def create_public_app(c: Container) -> FastAPI:
     )
     app.include_router(callbacks_public.router)
     app.include_router(callins_public.router)
-    install_direct_routes(app, [callbacks_public.router])
+    if fast_routes:
+        install_direct_routes(app, [callbacks_public.router])
     return app
 
 

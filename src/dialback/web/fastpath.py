@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import email.message
 import json
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
@@ -20,23 +20,16 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-Handler = Callable[[Request], Awaitable[Response]]
-
 
 class DirectRoute(APIRoute):
-    """A route documented from its endpoint's signature like any other, but served by
-    ``serve`` (a plain ``Request -> Response`` coroutine, no dependency solving) and reached
-    past FastAPI's router (see ``install_direct_routes``): for the hot paths."""
+    """A route documented and, through FastAPI's router, served from its endpoint like any
+    other; reached past the router (see ``install_direct_routes``) it is served by ``serve``, a
+    plain ``Request -> Response`` coroutine without dependency solving: for the hot paths.
+
+    The two ways must answer alike; ``tests/unit/test_fastpath_parity.py`` holds them to it.
+    """
 
     serve: Callable[[Request], Awaitable[Response]]
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        serve = type(self).serve
-
-        async def handler(request: Request) -> Response:
-            return await serve(request)
-
-        return handler
 
 
 class _DirectRoutes:

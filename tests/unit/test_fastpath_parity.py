@@ -1,0 +1,126 @@
+"""The fast create route answers exactly as FastAPI's own route for the same endpoint.
+
+One container, two public apps: one with the create route reached past the router
+(``web.fastpath``, production), one served by FastAPI's router, dependency solving and body
+parsing. Every request below gets the same status, headers and body bytes from both (the
+fresh callback id of a successful create aside).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from dialback.app import create_public_app
+from tests.support.stack import Stack, make_settings, started_stack
+
+CREATE = "/engagement/v3/callbacks/create"
+JSON = {"content-type": "application/json"}
+VALID = {"serviceName": "sales", "phoneNumber": "+14155550123"}
+
+
+def _case(body: bytes | None, headers: dict[str, str], key: bool = True) -> dict[str, Any]:
+    return {"body": body, "headers": headers, "key": key}
+
+
+CASES: dict[str, dict[str, Any]] = {
+    "valid": _case(json.dumps(VALID).encode(), JSON),
+    "valid, charset in the content type": _case(
+        json.dumps(VALID).encode(), {"content-type": "application/json; charset=utf-8"}
+    ),
+    "valid, +json subtype": _case(
+        json.dumps(VALID).encode(), {"content-type": "application/merge-patch+json"}
+    ),
+    "no body": _case(None, JSON),
+    "empty object": _case(b"{}", JSON),
+    "array": _case(b"[1, 2]", JSON),
+    "string": _case(b'"x"', JSON),
+    "null": _case(b"null", JSON),
+    "JSON syntax error": _case(b'{"serviceName": ', JSON),
+    "trailing garbage": _case(b'{"serviceName": "sales"} x', JSON),
+    "not UTF-8": _case(b'{"serviceName": "\xff\xfe"}', JSON),
+    "nested too deeply": _case(b"[" * 100_000 + b"]" * 100_000, JSON),
+    "integer too long": _case(b'{"priority": ' + b"9" * 5000 + b"}", JSON),
+    "text/plain": _case(json.dumps(VALID).encode(), {"content-type": "text/plain"}),
+    "no content type": _case(json.dumps(VALID).encode(), {}),
+    "form encoded": _case(
+        b"serviceName=sales", {"content-type": "application/x-www-form-urlencoded"}
+    ),
+    "missing api key": _case(json.dumps(VALID).encode(), JSON, key=False),
+    "missing field": _case(json.dumps({"serviceName": "sales"}).encode(), JSON),
+    "wrong types": _case(json.dumps({"serviceName": 5, "phoneNumber": [1]}).encode(), JSON),
+    "bad desiredTime": _case(json.dumps({**VALID, "desiredTime": "tomorrow"}).encode(), JSON),
+    "NUL in a field": _case(json.dumps({**VALID, "serviceName": "a\u0000b"}).encode(), JSON),
+    "lone surrogate": _case(b'{"serviceName": "\\ud800", "phoneNumber": "+14155550123"}', JSON),
+    "nested userData": _case(json.dumps({**VALID, "userData": {"a": {"b": 1}}}).encode(), JSON),
+    "unknown service": _case(json.dumps({**VALID, "serviceName": "nope"}).encode(), JSON),
+    "not a phone number": _case(json.dumps({**VALID, "phoneNumber": "hello"}).encode(), JSON),
+    "priority out of range": _case(json.dumps({**VALID, "priority": -1}).encode(), JSON),
+}
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    settings = make_settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/parity.db", monitor_enabled=False
+    )
+    async with started_stack(settings) as s:
+        yield s
+
+
+def _comparable(response: httpx.Response) -> tuple[int, dict[str, str], Any]:
+    body = response.content
+    data = json.loads(body)
+    if response.status_code == 200:
+        assert set(data["data"]) == {"id"}
+        data["data"]["id"] = "<new id>"
+    return response.status_code, dict(response.headers), data
+
+
+@pytest.mark.parametrize("name", list(CASES))
+async def test_fast_and_plain_routes_answer_alike(stack: Stack, name: str) -> None:
+    key = await stack.tenant(settings={"throttle": {"maxCallbacks": 1000, "windowSeconds": 60}})
+    plain_app = create_public_app(stack.rt, fast_routes=False)
+    case = CASES[name]
+    answers = []
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=plain_app), base_url="http://public"
+    ) as plain:
+        for client in (stack.public, plain):
+            headers = {**case["headers"], "x-correlation-id": "parity"}
+            if case["key"]:
+                headers["x-api-key"] = key
+            r = await client.post(CREATE, content=case["body"], headers=headers)
+            answers.append(r)
+    fast, slow = answers
+    assert fast.headers["x-correlation-id"] == "parity"
+    assert _comparable(fast) == _comparable(slow), (fast.content, slow.content)
+    if fast.status_code != 200:
+        assert fast.content == slow.content
+
+
+async def test_the_plain_route_really_runs_fastapis_machinery(stack: Stack) -> None:
+    """Without the fast route the create reaches the router (its scope carries the mark)."""
+    plain_app = create_public_app(stack.rt, fast_routes=False)
+    fast_paths = [
+        getattr(layer, "routes", None)
+        for layer in _layers(create_public_app(stack.rt).build_middleware_stack())
+    ]
+    plain_paths = [
+        getattr(layer, "routes", None) for layer in _layers(plain_app.build_middleware_stack())
+    ]
+    assert any(isinstance(r, dict) for r in fast_paths)  # the direct-route table
+    assert not any(isinstance(r, dict) for r in plain_paths)
+
+
+def _layers(app: Any) -> list[Any]:
+    out = []
+    while app is not None:
+        out.append(app)
+        app = getattr(app, "app", None)
+    return out
