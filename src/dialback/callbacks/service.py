@@ -39,7 +39,7 @@ async def require_service(
     rt: Container, tenant: Tenant, name: str, *, field: str | None = None
 ) -> ServiceRecord:
     """The tenant's service; 400 naming the body field, or 404 for a path parameter."""
-    svc = await rt.services.get(tenant.id, name)
+    svc = await rt.service_cache.get(tenant.id, name)
     if svc is None:
         if field:
             raise BadRequest(f"{field}: no service named {name!r}")
@@ -303,7 +303,7 @@ async def retrieve_callback(rt: Container, tenant: Tenant, callback_id: str) -> 
         if row.state in ("QUEUED", "ROUTING", "PROCESSING"):
             pos = await repo.position_in_queue(conn, row) if row.state == "QUEUED" else 0
             data["positionInQueue"] = pos
-            svc = await rt.services.get(tenant.id, row.service_name)
+            svc = await rt.service_cache.get(tenant.id, row.service_name)
             data["estimatedWaitTime"] = (
                 await estimate_wait(rt, conn, svc, "mode1", position=pos) if svc and pos else 0
             )
@@ -441,7 +441,7 @@ async def estimated_wait_times(
     out = []
     async with rt.engine.connect() as conn:
         for name in queues:
-            svc = await rt.services.get(tenant.id, name)
+            svc = await rt.service_cache.get(tenant.id, name)
             if svc is None:
                 out.append(
                     {
