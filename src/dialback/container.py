@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dialback.callbacks.booking import CallbackStore, store_for
+from dialback.callins.service import CallInService
 from dialback.db.engine import create_engine
 from dialback.db.migrations import current_version, latest_version, migrate
 from dialback.monitor.monitor import CallbackMonitor
@@ -25,9 +26,11 @@ from dialback.observability.metrics import Metrics
 from dialback.routing.simulator import RoutingSimulator
 from dialback.routing.transport import MemoryTransport, RedisTransport, RoutingTransport
 from dialback.services.repository import ServiceCache, ServiceRecord
+from dialback.services.service import ServiceAdmin
 from dialback.settings import Settings
 from dialback.tenants.auth import KeyCache
 from dialback.tenants.bootstrap import DemoCredentials, ensure_demo
+from dialback.tenants.service import TenantAdmin
 from dialback.throttle.counters import Counters, MemoryCounters, RedisCounters
 from dialback.throttle.resp import RespLink
 
@@ -78,10 +81,15 @@ class Container:
         self.events = Events(self.metrics, settings.monitor_lagging_threshold_seconds)
         set_on_failure(lambda: self.metrics.alarm("LOGGING_FAILURE"))
         self._service_tenant: dict[str, str] = {}
-        self.services = ServiceCache(self.engine, on_service=self._service_seen)
+        self.service_cache = ServiceCache(self.engine, on_service=self._service_seen)
         self.keys = KeyCache(
             self.engine, settings.api_key_cache_seconds, on_tenant=self._tenant_seen
         )
+        self.services = ServiceAdmin(
+            self.engine, self.service_cache, self.events, self.provision_routing
+        )
+        self.tenants = TenantAdmin(self.engine, self.keys, self.events)
+        self.callins = CallInService(self.engine, self.counters, self.events)
         self.monitor: CallbackMonitor | None = (
             CallbackMonitor(self) if settings.monitor_enabled else None
         )

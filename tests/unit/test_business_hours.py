@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import itertools
-from datetime import datetime
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
 from pydantic import ValidationError
 
 from dialback.kit.timefmt import local_iso, utc_iso
-from dialback.services import calendar
+from dialback.services import calendar, schemas
+from dialback.services import repository as services_repo
+from dialback.services.calendar import ServiceCalendar
+from dialback.services.repository import ServiceCache, ServiceRecord
 from dialback.services.schemas import BusinessHours, CapacityRule, ServiceConfig
 
 NY = "America/New_York"
@@ -41,6 +44,10 @@ def cap(minutes: int = 30, default: int | None = 2, weekly: dict | None = None) 
     )
 
 
+def cal(bh: BusinessHours, rule: CapacityRule | None = None) -> ServiceCalendar:
+    return ServiceCalendar.of(bh, rule)
+
+
 def early_sunday(tz: str) -> BusinessHours:
     return hours(tz, {"sun": [{"start": "00:00", "end": "04:00"}]})
 
@@ -51,7 +58,7 @@ def local_hhmm(t: float, tz: str) -> str:
 
 def day_slots(bh: BusinessHours, rule: CapacityRule, day: str) -> list[calendar.Slot]:
     start = at(f"{day}T00:00", bh.timezone)
-    return list(calendar.iter_slots(bh, rule, start, start + 26 * H))
+    return list(cal(bh, rule).iter_slots(start, start + 26 * H))
 
 
 # --- open windows, is_open and open_for across DST -------------------------------------------
@@ -64,15 +71,15 @@ def test_early_window_lasts_3h_on_spring_forward_and_5h_on_fall_back(
     bh = early_sunday(tz)
     for day, length in ((spring, 3 * H), (fall, 5 * H)):
         start = at(f"{day}T00:00", tz)
-        windows = calendar.open_windows(bh, start - 1, start + 86400)
+        windows = cal(bh).open_windows(start - 1, start + 86400)
         assert [(w.start, w.end - w.start) for w in windows] == [(start, length)]
-        assert calendar.open_for(bh, start) == length
-        assert calendar.open_for(bh, start + H) == length - H
-        assert calendar.is_open(bh, start)
-        assert calendar.is_open(bh, start + length - 1)
-        assert not calendar.is_open(bh, start + length)
-        assert calendar.open_for(bh, start + length) == 0
-        assert calendar.open_for(bh, start - 1) == 0
+        assert cal(bh).open_for(start) == length
+        assert cal(bh).open_for(start + H) == length - H
+        assert cal(bh).is_open(start)
+        assert cal(bh).is_open(start + length - 1)
+        assert not cal(bh).is_open(start + length)
+        assert cal(bh).open_for(start + length) == 0
+        assert cal(bh).open_for(start - 1) == 0
 
 
 @pytest.mark.parametrize(("tz", "spring", "fall"), DST_DAYS)
@@ -81,7 +88,7 @@ def test_window_closes_at_local_wall_clock_time_on_dst_days(
 ) -> None:
     bh = early_sunday(tz)
     for day in (spring, fall):
-        w = calendar.window_at(bh, at(f"{day}T00:10", tz))
+        w = cal(bh).window_at(at(f"{day}T00:10", tz))
         assert w is not None
         assert local_iso(w.start, tz)[11:19] == "00:00:00"
         assert local_iso(w.end, tz)[11:19] == "04:00:00"
@@ -89,38 +96,38 @@ def test_window_closes_at_local_wall_clock_time_on_dst_days(
 
 def test_office_hours_keep_local_times_when_the_utc_offset_changes() -> None:
     bh = hours(NY, {d: [{"start": "09:00", "end": "17:00"}] for d in ALL_DAYS})
-    before = calendar.window_at(bh, at("2027-03-13T12:00", NY))
-    after = calendar.window_at(bh, at("2027-03-14T12:00", NY))
+    before = cal(bh).window_at(at("2027-03-13T12:00", NY))
+    after = cal(bh).window_at(at("2027-03-14T12:00", NY))
     assert before == calendar.Window(utc("2027-03-13T14:00Z"), utc("2027-03-13T22:00Z"))
     assert after == calendar.Window(utc("2027-03-14T13:00Z"), utc("2027-03-14T21:00Z"))
-    autumn = calendar.window_at(bh, at("2027-11-07T12:00", NY))
+    autumn = cal(bh).window_at(at("2027-11-07T12:00", NY))
     assert autumn == calendar.Window(utc("2027-11-07T14:00Z"), utc("2027-11-07T22:00Z"))
-    assert not calendar.is_open(bh, utc("2027-03-14T21:30Z"))  # 17:30 EDT
-    assert calendar.is_open(bh, utc("2027-03-13T21:30Z"))  # 16:30 EST
+    assert not cal(bh).is_open(utc("2027-03-14T21:30Z"))  # 17:30 EDT
+    assert cal(bh).is_open(utc("2027-03-13T21:30Z"))  # 16:30 EST
 
 
 def test_bounds_in_the_skipped_hour_map_to_the_transition() -> None:
     # 02:30 never happens in New York on 2027-03-14: the clock jumps from 02:00 EST to 03:00 EDT.
     transition = utc("2027-03-14T07:00Z")
     closing = hours(NY, {"sun": [{"start": "00:00", "end": "02:30"}]})
-    w = calendar.window_at(closing, at("2027-03-14T01:00", NY))
+    w = cal(closing).window_at(at("2027-03-14T01:00", NY))
     assert w == calendar.Window(at("2027-03-14T00:00", NY), transition)
-    assert calendar.open_for(closing, at("2027-03-14T00:00", NY)) == 2 * H
+    assert cal(closing).open_for(at("2027-03-14T00:00", NY)) == 2 * H
     opening = hours(NY, {"sun": [{"start": "02:30", "end": "05:00"}]})
-    assert not calendar.is_open(opening, transition - 1)
-    assert calendar.window_at(opening, transition) == calendar.Window(
+    assert not cal(opening).is_open(transition - 1)
+    assert cal(opening).window_at(transition) == calendar.Window(
         transition, at("2027-03-14T05:00", NY)
     )
-    assert calendar.next_opening(opening, at("2027-03-14T00:00", NY)) == transition
+    assert cal(opening).next_opening(at("2027-03-14T00:00", NY)) == transition
 
 
 def test_bounds_in_the_repeated_hour_open_first_and_close_last() -> None:
     bh = hours(LON, {"sun": [{"start": "01:30", "end": "03:00"}]})
-    w = calendar.window_at(bh, utc("2027-10-31T01:00Z"))
+    w = cal(bh).window_at(utc("2027-10-31T01:00Z"))
     # opens at the first 01:30 (BST, 00:30 UTC), closes at 03:00 GMT
     assert w == calendar.Window(utc("2027-10-31T00:30Z"), utc("2027-10-31T03:00Z"))
     ends = hours(LON, {"sun": [{"start": "00:00", "end": "01:30"}]})
-    w = calendar.window_at(ends, utc("2027-10-30T23:30Z"))
+    w = cal(ends).window_at(utc("2027-10-30T23:30Z"))
     assert w is not None and w.end == utc("2027-10-31T01:30Z")  # the second 01:30 (GMT)
 
 
@@ -130,13 +137,11 @@ def test_windows_crossing_midnight_are_merged() -> None:
         {"mon": [{"start": "22:00", "end": "24:00"}], "tue": [{"start": "00:00", "end": "02:00"}]},
     )
     mon_22 = at("2027-01-04T22:00", NY)
-    assert calendar.open_windows(bh, mon_22, mon_22 + 6 * H) == [
-        calendar.Window(mon_22, mon_22 + 4 * H)
-    ]
-    assert calendar.open_for(bh, at("2027-01-04T23:00", NY)) == 3 * H
-    assert calendar.is_open(bh, at("2027-01-05T00:30", NY))
-    assert not calendar.is_open(bh, at("2027-01-05T02:00", NY))
-    slots = list(calendar.iter_slots(bh, cap(30), mon_22, mon_22 + 6 * H))
+    assert cal(bh).open_windows(mon_22, mon_22 + 6 * H) == [calendar.Window(mon_22, mon_22 + 4 * H)]
+    assert cal(bh).open_for(at("2027-01-04T23:00", NY)) == 3 * H
+    assert cal(bh).is_open(at("2027-01-05T00:30", NY))
+    assert not cal(bh).is_open(at("2027-01-05T02:00", NY))
+    slots = list(cal(bh, cap(30)).iter_slots(mon_22, mon_22 + 6 * H))
     assert [s.start for s in slots] == [mon_22 + i * 1800 for i in range(8)]
 
 
@@ -146,8 +151,8 @@ def test_midnight_merge_over_spring_forward() -> None:
         {"sat": [{"start": "22:00", "end": "24:00"}], "sun": [{"start": "00:00", "end": "04:00"}]},
     )
     sat_22 = at("2027-03-13T22:00", NY)
-    assert calendar.open_for(bh, sat_22) == 5 * H  # 2 h on Saturday + 3 h on the short Sunday
-    assert len(list(calendar.iter_slots(bh, cap(30), sat_22, sat_22 + 6 * H))) == 10
+    assert cal(bh).open_for(sat_22) == 5 * H  # 2 h on Saturday + 3 h on the short Sunday
+    assert len(list(cal(bh, cap(30)).iter_slots(sat_22, sat_22 + 6 * H))) == 10
 
 
 def test_closed_dates_close_the_day_and_break_the_midnight_merge() -> None:
@@ -156,24 +161,24 @@ def test_closed_dates_close_the_day_and_break_the_midnight_merge() -> None:
         for d in ALL_DAYS
     }
     bh = hours(LON, weekly, closedDates=["2027-06-15"])
-    assert not calendar.is_open(bh, at("2027-06-15T01:00", LON))
-    assert not calendar.is_open(bh, at("2027-06-15T23:00", LON))
-    assert calendar.open_for(bh, at("2027-06-14T23:00", LON)) == H  # not merged into the 15th
-    assert calendar.next_opening(bh, at("2027-06-15T00:00", LON)) == at("2027-06-16T00:00", LON)
-    assert calendar.slot_for(bh, cap(), at("2027-06-15T01:00", LON)) is None
+    assert not cal(bh).is_open(at("2027-06-15T01:00", LON))
+    assert not cal(bh).is_open(at("2027-06-15T23:00", LON))
+    assert cal(bh).open_for(at("2027-06-14T23:00", LON)) == H  # not merged into the 15th
+    assert cal(bh).next_opening(at("2027-06-15T00:00", LON)) == at("2027-06-16T00:00", LON)
+    assert cal(bh, cap()).slot_for(at("2027-06-15T01:00", LON)) is None
     day = at("2027-06-15T00:00", LON)
-    assert list(calendar.iter_slots(bh, cap(), day, at("2027-06-16T00:00", LON))) == []
-    assert calendar.open_for(bh, at("2027-06-16T23:00", LON)) == 3 * H  # merged with the 17th
+    assert list(cal(bh, cap()).iter_slots(day, at("2027-06-16T00:00", LON))) == []
+    assert cal(bh).open_for(at("2027-06-16T23:00", LON)) == 3 * H  # merged with the 17th
 
 
 def test_end_2400_closes_at_local_midnight() -> None:
     bh = hours(NY, {"sat": [{"start": "20:00", "end": "24:00"}]})
     # Saturday 2027-11-06: the night before fall-back; midnight is still EDT.
-    w = calendar.window_at(bh, at("2027-11-06T21:00", NY))
+    w = cal(bh).window_at(at("2027-11-06T21:00", NY))
     assert w == calendar.Window(at("2027-11-06T20:00", NY), at("2027-11-07T00:00", NY))
     assert w.end - w.start == 4 * H
-    assert calendar.open_for(bh, at("2027-11-06T23:00", NY)) == H
-    assert not calendar.is_open(bh, at("2027-11-07T00:00", NY))
+    assert cal(bh).open_for(at("2027-11-06T23:00", NY)) == H
+    assert not cal(bh).is_open(at("2027-11-07T00:00", NY))
 
 
 def test_always_open() -> None:
@@ -181,34 +186,34 @@ def test_always_open() -> None:
         {"alwaysOpen": True, "timezone": NY, "closedDates": ["2027-03-14"]}
     )
     t = at("2027-03-14T02:59", NY)
-    assert calendar.is_open(bh, t)
-    assert calendar.open_for(bh, t) == 8 * 86400
-    assert calendar.next_opening(bh, t) == t
-    assert calendar.open_windows(bh, t, t + H) == [calendar.Window(t, t + H)]
+    assert cal(bh).is_open(t)
+    assert cal(bh).open_for(t) == 8 * 86400
+    assert cal(bh).next_opening(t) == t
+    assert cal(bh).open_windows(t, t + H) == [calendar.Window(t, t + H)]
     # A whole local day has 46 thirty-minute slots on spring-forward, 50 on fall-back.
     start = at("2027-03-14T00:00", NY)
-    assert len(list(calendar.iter_slots(bh, cap(30), start, at("2027-03-15T00:00", NY)))) == 46
+    assert len(list(cal(bh, cap(30)).iter_slots(start, at("2027-03-15T00:00", NY)))) == 46
     start = at("2027-11-07T00:00", NY)
-    assert len(list(calendar.iter_slots(bh, cap(30), start, at("2027-11-08T00:00", NY)))) == 50
+    assert len(list(cal(bh, cap(30)).iter_slots(start, at("2027-11-08T00:00", NY)))) == 50
 
 
 def test_always_open_slots_follow_the_local_clock_and_have_full_length() -> None:
     bh = BusinessHours.model_validate({"alwaysOpen": True, "timezone": "Asia/Kolkata"})
     t = at("2027-01-01T10:10", "Asia/Kolkata")  # UTC+05:30
-    slot = calendar.slot_for(bh, cap(60), t)
+    slot = cal(bh, cap(60)).slot_for(t)
     assert slot is not None
     assert local_iso(slot.start, "Asia/Kolkata") == "2027-01-01T10:00:00+05:30"
     assert slot.end - slot.start == H
-    listed = list(calendar.iter_slots(bh, cap(60), t, t + 2 * H))
+    listed = list(cal(bh, cap(60)).iter_slots(t, t + 2 * H))
     assert listed[0] == slot
     assert [s.end - s.start for s in listed] == [H, H, H]
 
 
 def test_spring_forward_time_outside_window_is_closed() -> None:
     bh = early_sunday(NY)
-    assert not calendar.is_open(bh, at("2027-03-14T04:00", NY))
-    assert calendar.open_for(bh, at("2027-03-14T04:00", NY)) == 0
-    assert calendar.next_opening(bh, at("2027-03-14T05:00", NY)) == at("2027-03-21T00:00", NY)
+    assert not cal(bh).is_open(at("2027-03-14T04:00", NY))
+    assert cal(bh).open_for(at("2027-03-14T04:00", NY)) == 0
+    assert cal(bh).next_opening(at("2027-03-14T05:00", NY)) == at("2027-03-21T00:00", NY)
 
 
 # --- slots ------------------------------------------------------------------------------------
@@ -266,15 +271,15 @@ def test_fall_back_slots_repeat_the_doubled_hour() -> None:
 def test_slot_for_aligns_to_the_slot_grid() -> None:
     bh = hours(NY, {"wed": [{"start": "09:00", "end": "17:00"}]})
     rule = cap(30)
-    slot = calendar.slot_for(bh, rule, at("2027-01-06T10:44:59", NY))
+    slot = cal(bh, rule).slot_for(at("2027-01-06T10:44:59", NY))
     assert slot == calendar.Slot(at("2027-01-06T10:30", NY), at("2027-01-06T11:00", NY), 2)
-    slot = calendar.slot_for(bh, rule, at("2027-01-06T10:00", NY))
+    slot = cal(bh, rule).slot_for(at("2027-01-06T10:00", NY))
     assert slot is not None and slot.start == at("2027-01-06T10:00", NY)
-    assert calendar.slot_for(bh, cap(60), at("2027-01-06T16:59", NY)) == calendar.Slot(
+    assert cal(bh, cap(60)).slot_for(at("2027-01-06T16:59", NY)) == calendar.Slot(
         at("2027-01-06T16:00", NY), at("2027-01-06T17:00", NY), 2
     )
-    assert calendar.slot_for(bh, rule, at("2027-01-06T17:00", NY)) is None
-    assert calendar.slot_for(bh, rule, at("2027-01-06T08:59", NY)) is None
+    assert cal(bh, rule).slot_for(at("2027-01-06T17:00", NY)) is None
+    assert cal(bh, rule).slot_for(at("2027-01-06T08:59", NY)) is None
 
 
 def test_off_grid_window_starts_with_a_short_slot() -> None:
@@ -286,8 +291,8 @@ def test_off_grid_window_starts_with_a_short_slot() -> None:
         ("10:00", "10:30"),
         ("10:30", "10:40"),
     ]
-    assert calendar.slot_for(bh, cap(30), at("2027-01-08T09:20", LON)) == slots[0]
-    assert calendar.slot_for(bh, cap(30), at("2027-01-08T10:35", LON)) == slots[-1]
+    assert cal(bh, cap(30)).slot_for(at("2027-01-08T09:20", LON)) == slots[0]
+    assert cal(bh, cap(30)).slot_for(at("2027-01-08T10:35", LON)) == slots[-1]
 
 
 @pytest.mark.parametrize(
@@ -306,25 +311,24 @@ def test_off_grid_window_starts_with_a_short_slot() -> None:
 @pytest.mark.parametrize("minutes", [30, 60])
 def test_slot_for_agrees_with_iter_slots(weekly: dict, tz: str, minutes: int) -> None:
     """Booking (slot_for) and availability (iter_slots) must name the same slots."""
-    bh = hours(tz, weekly)
-    rule = cap(minutes)
+    c = cal(hours(tz, weekly), cap(minutes))  # one compiled calendar, as a loaded service has
     for first in ("2027-03-10", "2027-11-03"):  # a week over each DST change
         start = at(f"{first}T00:00", tz)
-        listed = list(calendar.iter_slots(bh, rule, start, start + 7 * 86400))
+        listed = list(c.iter_slots(start, start + 7 * 86400))
         assert listed
         for s in listed:
             for t in (s.start, (s.start + s.end) / 2, s.end - 1):
-                assert calendar.slot_for(bh, rule, t) == s
+                assert c.slot_for(t) == s
         # A query starting elsewhere names the same slots.
         mid = start + 3 * 86400 + 1234
-        later = list(calendar.iter_slots(bh, rule, mid, start + 7 * 86400))
+        later = list(c.iter_slots(mid, start + 7 * 86400))
         assert later == [s for s in listed if s.end > mid]
 
 
 def test_iter_slots_includes_the_slot_in_progress() -> None:
     bh = hours(NY, {"wed": [{"start": "09:00", "end": "17:00"}]})
     slots = list(
-        calendar.iter_slots(bh, cap(60), at("2027-01-06T10:30", NY), at("2027-01-06T12:30", NY))
+        cal(bh, cap(60)).iter_slots(at("2027-01-06T10:30", NY), at("2027-01-06T12:30", NY))
     )
     assert [local_hhmm(s.start, NY) for s in slots] == ["10:00", "11:00", "12:00"]
 
@@ -412,3 +416,96 @@ def test_hours_must_be_well_formed() -> None:
             hours(NY, {"mon": [rng]})
     with pytest.raises(ValidationError):
         CapacityRule.model_validate({"slotMinutes": 45})
+
+
+# --- the compiled calendar --------------------------------------------------------------------
+
+
+def test_compile_turns_the_configuration_into_minutes_and_sets() -> None:
+    cfg = ServiceConfig.model_validate(
+        {
+            "businessHours": {
+                "timezone": LON,
+                "weekly": {
+                    "tue": [{"start": "09:30", "end": "12:00"}, {"start": "13:00", "end": "24:00"}]
+                },
+                "closedDates": ["2027-12-25", "2027-12-26"],
+            },
+            "capacity": {
+                "slotMinutes": 60,
+                "defaultCapacity": 4,
+                "weekly": {"sun": [{"start": "00:00", "end": "01:30", "capacity": 9}]},
+            },
+        }
+    )
+    c = ServiceCalendar.compile(cfg)
+    assert c.zone == ZoneInfo(LON) and c.timezone == LON and not c.always_open
+    assert c.weekly[1] == ((570, 720), (780, 1440))
+    assert all(c.weekly[d] == () for d in (0, 2, 3, 4, 5, 6))
+    assert c.closed == frozenset({date(2027, 12, 25), date(2027, 12, 26)})
+    assert (c.slot_minutes, c.default_capacity) == (60, 4)
+    assert c.capacity_weekly[6] == ((0, 90, 9),)
+    default = ServiceCalendar.of(hours(NY))
+    assert (default.slot_minutes, default.default_capacity) == (30, None)
+
+
+def _no_reparse(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("configuration re-parsed on the request path")
+
+    monkeypatch.setattr(calendar, "hhmm_to_minutes", refuse)
+    monkeypatch.setattr(schemas, "hhmm_to_minutes", refuse)
+    monkeypatch.setattr(calendar, "ZoneInfo", refuse)
+    monkeypatch.setattr(ServiceConfig, "model_validate", refuse)
+
+
+class _Conn:
+    async def __aenter__(self) -> _Conn:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        return None
+
+
+class _Engine:
+    def connect(self) -> _Conn:
+        return _Conn()
+
+
+async def test_a_create_path_lookup_does_not_reparse_the_configuration(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cfg = ServiceConfig.model_validate(
+        {
+            "businessHours": {
+                "timezone": NY,
+                "weekly": {"wed": [{"start": "09:00", "end": "17:00"}]},
+                "closedDates": ["2027-01-13"],
+            },
+            "capacity": {"weekly": {"wed": [{"start": "10:00", "end": "11:00", "capacity": 3}]}},
+        }
+    )
+    loads = 0
+
+    async def get_service(_conn: object, tenant_id: str, name: str) -> ServiceRecord:
+        nonlocal loads
+        loads += 1
+        return ServiceRecord("svc-id", tenant_id, name, cfg, 0.0, 0.0)
+
+    monkeypatch.setattr(services_repo, "get_service", get_service)
+    cache = ServiceCache(_Engine(), ttl=60)  # type: ignore[arg-type]
+    first = await cache.get("t", "svc")  # loaded and compiled once
+    assert first is not None
+    _no_reparse(monkeypatch)
+    svc = await cache.get("t", "svc")
+    assert svc is first and loads == 1
+    cal_ = svc.calendar
+    wed_10 = at("2027-01-06T10:15", NY)
+    assert cal_.is_open(wed_10)
+    assert cal_.slot_for(wed_10) == calendar.Slot(
+        at("2027-01-06T10:00", NY), at("2027-01-06T10:30", NY), 3
+    )
+    assert cal_.open_for(wed_10) == at("2027-01-06T17:00", NY) - wed_10
+    assert cal_.next_opening(at("2027-01-06T18:00", NY)) == at("2027-01-20T09:00", NY)
+    assert not cal_.is_open(at("2027-01-13T10:00", NY))  # closed date
+    assert len(list(cal_.iter_slots(wed_10, at("2027-01-06T17:00", NY)))) == 14

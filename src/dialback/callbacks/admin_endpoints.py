@@ -14,9 +14,8 @@ from dialback.callbacks import service
 from dialback.callbacks.schemas import RescheduleIn
 from dialback.kit.errors import BadRequest, Conflict, NotFound, TooManyRequests
 from dialback.kit.timefmt import iso, utc_iso
-from dialback.services import calendar
 from dialback.tenants import repository as tenants_repo
-from dialback.tenants.admin_endpoints import tenant_named
+from dialback.tenants.repository import tenant_named
 from dialback.web.deps import container_of
 from dialback.web.envelope import EnvelopeResponse, ok
 
@@ -174,13 +173,12 @@ async def reschedule_callback(
                 "callback is being dispatched right now; only SCHEDULED callbacks "
                 "that are not yet due can be rescheduled"
             )
-        svc = await rt.services.get(row.tenant_id, row.service_name)
+        svc = await rt.service_cache.get(row.tenant_id, row.service_name)
         if svc is None or svc.id != row.service_id:
             raise Conflict(f"the callback's service {row.service_name!r} no longer exists")
-        cfg = svc.config
-        slot = calendar.slot_for(cfg.business_hours, cfg.capacity, due)
+        slot = svc.calendar.slot_for(due)
         if slot is None:
-            nxt = calendar.next_opening(cfg.business_hours, due)
+            nxt = svc.calendar.next_opening(due)
             hint = f"; the next opening is {iso(nxt)}" if nxt else ""
             raise BadRequest(f"desiredTime: is outside the business hours of {svc.name!r}{hint}")
         slot_start: float | None = None

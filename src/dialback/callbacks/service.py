@@ -19,7 +19,7 @@ from dialback.kit.errors import BadRequest, Conflict, NotFound, TooManyRequests
 from dialback.kit.phone import mask, normalise_number
 from dialback.kit.timefmt import local_iso, utc_iso
 from dialback.observability.logging import TRACE
-from dialback.services import calendar
+from dialback.services.calendar import Slot
 from dialback.services.repository import ServiceRecord
 from dialback.tenants.repository import Tenant
 
@@ -39,7 +39,7 @@ async def require_service(
     rt: Container, tenant: Tenant, name: str, *, field: str | None = None
 ) -> ServiceRecord:
     """The tenant's service; 400 naming the body field, or 404 for a path parameter."""
-    svc = await rt.services.get(tenant.id, name)
+    svc = await rt.service_cache.get(tenant.id, name)
     if svc is None:
         if field:
             raise BadRequest(f"{field}: no service named {name!r}")
@@ -100,7 +100,7 @@ async def create_callback(rt: Container, tenant: Tenant, req: CreateCallback) ->
     immediate = desired is None or (
         desired <= now + rt.settings.immediate_window_seconds and not req.alwaysCheckCapacity
     )
-    slot: calendar.Slot | None = None
+    slot: Slot | None = None
     if desired is not None and desired < now - rt.settings.immediate_window_seconds:
         raise BadRequest("desiredTime: is in the past")
     if immediate:
@@ -108,8 +108,8 @@ async def create_callback(rt: Container, tenant: Tenant, req: CreateCallback) ->
             raise BadRequest(
                 f"serviceName: service {svc.name!r} does not offer immediate callbacks"
             )
-        if not calendar.is_open(cfg.business_hours, now):
-            nxt = calendar.next_opening(cfg.business_hours, now)
+        if not svc.calendar.is_open(now):
+            nxt = svc.calendar.next_opening(now)
             hint = f"; it opens at {iso(nxt)}" if nxt else ""
             raise BadRequest(
                 f"serviceName: service {svc.name!r} is closed now{hint}; book a desiredTime"
@@ -125,9 +125,9 @@ async def create_callback(rt: Container, tenant: Tenant, req: CreateCallback) ->
             raise BadRequest(
                 f"desiredTime: is more than {rt.settings.booking_horizon_days} days ahead"
             )
-        slot = calendar.slot_for(cfg.business_hours, cfg.capacity, max(desired, now))
+        slot = svc.calendar.slot_for(max(desired, now))
         if slot is None:
-            nxt = calendar.next_opening(cfg.business_hours, desired)
+            nxt = svc.calendar.next_opening(desired)
             hint = f"; the next opening is {iso(nxt)}" if nxt else ""
             raise BadRequest(f"desiredTime: is outside the business hours of {svc.name!r}{hint}")
         due = desired
@@ -246,7 +246,7 @@ async def propose_slots(
     out: dict[str, list[str]] = {}
     found = 0
     tz = cfg.business_hours.timezone
-    for s in calendar.iter_slots(cfg.business_hours, cfg.capacity, start, end):
+    for s in svc.calendar.iter_slots(start, end):
         if s.start < start:
             continue
         if s.total is None or usage.get(s.start, 0) < s.total:
@@ -303,7 +303,7 @@ async def retrieve_callback(rt: Container, tenant: Tenant, callback_id: str) -> 
         if row.state in ("QUEUED", "ROUTING", "PROCESSING"):
             pos = await repo.position_in_queue(conn, row) if row.state == "QUEUED" else 0
             data["positionInQueue"] = pos
-            svc = await rt.services.get(tenant.id, row.service_name)
+            svc = await rt.service_cache.get(tenant.id, row.service_name)
             data["estimatedWaitTime"] = (
                 await estimate_wait(rt, conn, svc, "mode1", position=pos) if svc and pos else 0
             )
@@ -386,7 +386,7 @@ async def availability(
         usage = await repo.slot_usage(conn, svc.id, start - 3600, end)
     slots = []
     horizon = now + rt.settings.booking_horizon_days * 86400
-    for s in calendar.iter_slots(cfg.business_hours, cfg.capacity, start, end):
+    for s in svc.calendar.iter_slots(start, end):
         if s.end <= now:
             continue
         if s.start > horizon:  # create would refuse it
@@ -413,7 +413,7 @@ async def open_for(
     """Seconds until the service closes, 0 when closed."""
     svc = await require_service(rt, tenant, service_name)
     t = time.time() if start is None else start
-    return {"openFor": int(calendar.open_for(svc.config.business_hours, t))}
+    return {"openFor": int(svc.calendar.open_for(t))}
 
 
 async def queue_status(rt: Container, tenant: Tenant, queue: str) -> dict[str, Any]:
@@ -423,7 +423,7 @@ async def queue_status(rt: Container, tenant: Tenant, queue: str) -> dict[str, A
     now = time.time()
     async with rt.engine.connect() as conn:
         ewt = await estimate_wait(rt, conn, svc, "mode2")
-    remaining = calendar.open_for(cfg.business_hours, now)
+    remaining = svc.calendar.open_for(now)
     offer_now = cfg.immediate_enabled and remaining > 0 and (ewt < 0 or ewt < remaining)
     if ewt < 0 and await rt.transport.active_consumers() == 0:
         offer_now = False
@@ -441,7 +441,7 @@ async def estimated_wait_times(
     out = []
     async with rt.engine.connect() as conn:
         for name in queues:
-            svc = await rt.services.get(tenant.id, name)
+            svc = await rt.service_cache.get(tenant.id, name)
             if svc is None:
                 out.append(
                     {

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from pydantic import BaseModel
 
-from dialback.callins import service
 from dialback.callins.schemas import CallInOut, CreateCallIn
-from dialback.web.deps import TenantDep, container_of
+from dialback.callins.views import created_out
+from dialback.web.deps import ContainerDep, TenantDep
 from dialback.web.envelope import ERRORS, EnvelopeResponse, Status, ok
 
 router = APIRouter(prefix="/engagement/v3", tags=["call-in"])
@@ -19,12 +19,10 @@ class CallInEnvelope(BaseModel):
 
 
 @router.post("/call-in/requests/create", responses={200: {"model": CallInEnvelope}, **ERRORS})
-async def create_callin(
-    body: CreateCallIn, request: Request, tenant: TenantDep
-) -> EnvelopeResponse:
+async def create_callin(body: CreateCallIn, c: ContainerDep, tenant: TenantDep) -> EnvelopeResponse:
     """Get a number to dial (and an access code when the group uses them) for a call-in group.
 
     ``expirationTime`` is epoch seconds (UTC), as GES returns it; ``accessCode`` is null when the
     group has no access codes, and ``fromPhoneNumber`` is then required.
     """
-    return ok(await service.create_request(container_of(request), tenant, body))
+    return ok(created_out(await c.callins.create_request(tenant, body)))

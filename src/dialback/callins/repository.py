@@ -18,7 +18,9 @@ def _parse_stored(config: Any) -> CallInGroupConfig:
     return CallInGroupConfig.model_validate(config, context={"stored": True})
 
 
-_groups: NamedConfigs[CallInGroupConfig] = NamedConfigs(callin_groups, _parse_stored)
+_groups: NamedConfigs[CallInGroupConfig, CallInGroup] = NamedConfigs(
+    callin_groups, _parse_stored, NamedConfig
+)
 get_group = _groups.get
 list_groups = _groups.list
 create_group = _groups.create

@@ -23,6 +23,7 @@ class Config(Protocol):
 
 
 C = TypeVar("C", bound=Config)
+R = TypeVar("R", bound="NamedConfig[Any]")
 
 
 @dataclass(frozen=True)
@@ -37,15 +38,25 @@ class NamedConfig(Generic[C]):
     updated_at: float
 
 
-class NamedConfigs(Generic[C]):
-    """Get, list, create, update and delete the named configurations of ``table``."""
+class NamedConfigs(Generic[C, R]):
+    """Get, list, create, update and delete the named configurations of ``table``.
 
-    def __init__(self, table: sa.Table, parse: Callable[[Any], C]) -> None:
+    ``record`` builds the record type (``NamedConfig`` or a subclass that derives more from the
+    parsed config when it is loaded).
+    """
+
+    def __init__(
+        self,
+        table: sa.Table,
+        parse: Callable[[Any], C],
+        record: Callable[[str, str, str, C, float, float], R],
+    ) -> None:
         self.table = table
         self.parse = parse
+        self.record = record
 
-    def _record(self, row: Any) -> NamedConfig[C]:
-        return NamedConfig(
+    def _record(self, row: Any) -> R:
+        return self.record(
             row.id, row.tenant_id, row.name, self.parse(row.config), row.created_at, row.updated_at
         )
 
@@ -53,22 +64,20 @@ class NamedConfigs(Generic[C]):
         c = self.table.c
         return sa.and_(c.tenant_id == tenant_id, c.name == name)
 
-    async def get(self, conn: AsyncConnection, tenant_id: str, name: str) -> NamedConfig[C] | None:
+    async def get(self, conn: AsyncConnection, tenant_id: str, name: str) -> R | None:
         """A tenant's configuration by name."""
         row = (
             await conn.execute(sa.select(self.table).where(self._named(tenant_id, name)))
         ).first()
         return self._record(row) if row else None
 
-    async def list(self, conn: AsyncConnection, tenant_id: str) -> list[NamedConfig[C]]:
+    async def list(self, conn: AsyncConnection, tenant_id: str) -> list[R]:
         """A tenant's configurations by name."""
         c = self.table.c
         q = sa.select(self.table).where(c.tenant_id == tenant_id).order_by(c.name)
         return [self._record(r) for r in await conn.execute(q)]
 
-    async def create(
-        self, conn: AsyncConnection, tenant_id: str, name: str, config: C
-    ) -> NamedConfig[C]:
+    async def create(self, conn: AsyncConnection, tenant_id: str, name: str, config: C) -> R:
         """Insert a configuration."""
         now = time.time()
         rid = str(uuid.uuid4())
@@ -76,7 +85,7 @@ class NamedConfigs(Generic[C]):
         await conn.execute(
             self.table.insert().values(id=rid, tenant_id=tenant_id, name=name, **values)
         )
-        return NamedConfig(rid, tenant_id, name, config, now, now)
+        return self.record(rid, tenant_id, name, config, now, now)
 
     async def update(self, conn: AsyncConnection, tenant_id: str, name: str, config: C) -> bool:
         """Replace a configuration; False when it does not exist."""

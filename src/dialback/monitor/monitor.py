@@ -418,7 +418,7 @@ class CallbackMonitor:
     async def _retry_delay(self, row: Any, reason: str | None) -> float | None:
         if reason in (None, "answered", "cancelled") or row.attempt >= row.max_attempts:
             return None
-        svc = await self.rt.services.get(row.tenant_id, row.service_name)
+        svc = await self.rt.service_cache.get(row.tenant_id, row.service_name)
         if svc is None or reason not in svc.config.retry.retry_on:
             return None
         return float(svc.config.retry.delay_seconds)

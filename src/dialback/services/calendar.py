@@ -1,5 +1,9 @@
 """Business hours and capacity slots, computed in the service's time zone (DST-correct).
 
+A service's configuration is compiled once, when its record is loaded, into a
+``ServiceCalendar``: the zone, the weekly ranges and capacity windows as integer minutes, the
+closed dates as a set and the slot length. Nothing on the request path re-reads the config.
+
 Open windows are built from local wall-clock ranges and converted to UTC instants. A start or
 end that falls in a DST gap (a wall time that never happens) maps to the transition instant; one
 that happens twice opens at its first and closes at its last occurrence. Slots follow the local
@@ -14,10 +18,17 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from dialback.services.schemas import WEEKDAYS, BusinessHours, CapacityRule, hhmm_to_minutes
+from dialback.services.schemas import (
+    WEEKDAYS,
+    BusinessHours,
+    CapacityRule,
+    ServiceConfig,
+    hhmm_to_minutes,
+)
 
 _DAY = timedelta(days=1)
 _INF = float("inf")
+_DAY_CACHE_MAX = 512
 
 
 @dataclass(frozen=True)
@@ -35,6 +46,9 @@ class Slot:
     start: float
     end: float
     total: int | None
+
+
+_ALWAYS = Window(-_INF, _INF)
 
 
 def _offset(t: float, tz: ZoneInfo) -> timedelta | None:
@@ -66,113 +80,184 @@ def _local_to_utc(day: date, minutes: int, tz: ZoneInfo, *, last: bool = False) 
     return float(hi)
 
 
-def open_windows(hours: BusinessHours, start: float, end: float) -> list[Window]:
-    """Open windows overlapping [start, end), merged across midnight (not clipped)."""
-    if hours.always_open:
-        return [Window(start, end)]
-    tz = ZoneInfo(hours.timezone)
-    closed = set(hours.closed_dates)
-    day = datetime.fromtimestamp(start, tz).date() - _DAY
-    last = datetime.fromtimestamp(end, tz).date() + _DAY
-    raw: list[Window] = []
-    while day <= last:
-        if day not in closed:
-            for rng in hours.weekly.get(WEEKDAYS[day.weekday()], []):
-                s = _local_to_utc(day, hhmm_to_minutes(rng.start), tz)
-                e = _local_to_utc(day, hhmm_to_minutes(rng.end), tz, last=True)
+Ranges = tuple[tuple[int, int], ...]
+CapacityWindows = tuple[tuple[int, int, int], ...]
+
+
+class ServiceCalendar:
+    """A service's business hours and capacity slots, compiled once from its configuration."""
+
+    __slots__ = (
+        "_day_windows",
+        "always_open",
+        "capacity_weekly",
+        "closed",
+        "default_capacity",
+        "slot_minutes",
+        "timezone",
+        "weekly",
+        "zone",
+    )
+
+    def __init__(
+        self,
+        *,
+        timezone: str,
+        always_open: bool,
+        weekly: tuple[Ranges, ...],
+        closed: frozenset[date],
+        slot_minutes: int,
+        default_capacity: int | None,
+        capacity_weekly: tuple[CapacityWindows, ...],
+    ) -> None:
+        self.timezone = timezone
+        self.zone = ZoneInfo(timezone)
+        self.always_open = always_open
+        self.weekly = weekly  # per weekday (Monday = 0): (start, end) in local minutes
+        self.closed = closed
+        self.slot_minutes = slot_minutes
+        self.default_capacity = default_capacity
+        self.capacity_weekly = capacity_weekly  # per weekday: (start, end, capacity)
+        self._day_windows: dict[date, tuple[Window, ...]] = {}
+
+    @classmethod
+    def compile(cls, cfg: ServiceConfig) -> ServiceCalendar:
+        """The calendar of a service configuration."""
+        return cls.of(cfg.business_hours, cfg.capacity)
+
+    @classmethod
+    def of(cls, hours: BusinessHours, capacity: CapacityRule | None = None) -> ServiceCalendar:
+        """The calendar of business hours and a capacity rule (the default rule when None)."""
+        rule = capacity if capacity is not None else CapacityRule()
+        return cls(
+            timezone=hours.timezone,
+            always_open=hours.always_open,
+            weekly=tuple(
+                tuple(
+                    (hhmm_to_minutes(r.start), hhmm_to_minutes(r.end))
+                    for r in hours.weekly.get(day, [])
+                )
+                for day in WEEKDAYS
+            ),
+            closed=frozenset(hours.closed_dates),
+            slot_minutes=rule.slot_minutes,
+            default_capacity=rule.default_capacity,
+            capacity_weekly=tuple(
+                tuple(
+                    (hhmm_to_minutes(w.start), hhmm_to_minutes(w.end), w.capacity)
+                    for w in rule.weekly.get(day, [])
+                )
+                for day in WEEKDAYS
+            ),
+        )
+
+    def _windows_of_day(self, day: date) -> tuple[Window, ...]:
+        """The open windows of one local day's ranges, unmerged (memoised per day)."""
+        got = self._day_windows.get(day)
+        if got is not None:
+            return got
+        out: list[Window] = []
+        if day not in self.closed:
+            tz = self.zone
+            for start, end in self.weekly[day.weekday()]:
+                s = _local_to_utc(day, start, tz)
+                e = _local_to_utc(day, end, tz, last=True)
                 if e > s:
-                    raw.append(Window(s, e))
-        day += _DAY
-    raw.sort(key=lambda w: w.start)
-    merged: list[Window] = []
-    for w in raw:
-        if merged and w.start <= merged[-1].end:
-            if w.end > merged[-1].end:
-                merged[-1] = Window(merged[-1].start, w.end)
-        else:
-            merged.append(w)
-    return [w for w in merged if w.end > start and w.start < end]
+                    out.append(Window(s, e))
+        if len(self._day_windows) >= _DAY_CACHE_MAX:
+            self._day_windows.clear()
+        got = self._day_windows[day] = tuple(out)
+        return got
 
-
-def window_at(hours: BusinessHours, t: float) -> Window | None:
-    """The open window containing instant ``t``, or None when closed."""
-    for w in open_windows(hours, t - 1, t + 1):
-        if w.start <= t < w.end:
-            return w
-    return None
-
-
-def is_open(hours: BusinessHours, t: float) -> bool:
-    """Whether the service is open at instant ``t``."""
-    return window_at(hours, t) is not None
-
-
-def open_for(hours: BusinessHours, t: float, horizon_days: int = 8) -> float:
-    """Seconds from ``t`` until the service closes; 0 when closed now."""
-    if hours.always_open:
-        return float(horizon_days * 86400)
-    windows = open_windows(hours, t, t + horizon_days * 86400)
-    for w in windows:
-        if w.start <= t < w.end:
-            return w.end - t
-    return 0.0
-
-
-def next_opening(hours: BusinessHours, t: float, horizon_days: int = 14) -> float | None:
-    """The first instant at or after ``t`` at which the service is open."""
-    for w in open_windows(hours, t, t + horizon_days * 86400):
-        if w.end > t:
-            return max(w.start, t)
-    return None
-
-
-def slot_capacity(rule: CapacityRule, slot_start: float, tz: ZoneInfo) -> int | None:
-    """The configured maximum for the slot starting at ``slot_start``; None = unlimited."""
-    local = datetime.fromtimestamp(slot_start, tz)
-    minute = local.hour * 60 + local.minute
-    for win in rule.weekly.get(WEEKDAYS[local.weekday()], []):
-        if hhmm_to_minutes(win.start) <= minute < hhmm_to_minutes(win.end):
-            return win.capacity
-    return rule.default_capacity
-
-
-def _day_bounds(day: date, tz: ZoneInfo) -> tuple[float, float]:
-    return _local_to_utc(day, 0, tz), _local_to_utc(day + _DAY, 0, tz)
-
-
-def iter_slots(
-    hours: BusinessHours, rule: CapacityRule, start: float, end: float
-) -> Iterator[Slot]:
-    """Every slot of the open windows that overlaps [start, end), in time order."""
-    step = rule.slot_minutes * 60
-    tz = ZoneInfo(hours.timezone)
-    windows = [Window(-_INF, _INF)] if hours.always_open else open_windows(hours, start, end)
-    for w in windows:
-        lo, hi = max(w.start, start), min(w.end, end)
-        if hi <= lo:
-            continue
-        day = datetime.fromtimestamp(lo, tz).date()
-        while True:
-            d0, d1 = _day_bounds(day, tz)
-            if d0 >= hi:
-                break
-            b = d0 + max(0, (lo - d0) // step) * step
-            while b < d1 and b < hi:
-                s, e = max(b, w.start), min(b + step, d1, w.end)
-                if e > lo:
-                    yield Slot(s, e, slot_capacity(rule, s, tz))
-                b += step
+    def open_windows(self, start: float, end: float) -> list[Window]:
+        """Open windows overlapping [start, end), merged across midnight (not clipped)."""
+        if self.always_open:
+            return [Window(start, end)]
+        tz = self.zone
+        day = datetime.fromtimestamp(start, tz).date() - _DAY
+        last = datetime.fromtimestamp(end, tz).date() + _DAY
+        raw: list[Window] = []
+        while day <= last:
+            raw.extend(self._windows_of_day(day))
             day += _DAY
+        raw.sort(key=lambda w: w.start)
+        merged: list[Window] = []
+        for w in raw:
+            if merged and w.start <= merged[-1].end:
+                if w.end > merged[-1].end:
+                    merged[-1] = Window(merged[-1].start, w.end)
+            else:
+                merged.append(w)
+        return [w for w in merged if w.end > start and w.start < end]
 
-
-def slot_for(hours: BusinessHours, rule: CapacityRule, t: float) -> Slot | None:
-    """The slot that instant ``t`` falls in, or None when the service is closed then."""
-    w = Window(-_INF, _INF) if hours.always_open else window_at(hours, t)
-    if w is None:
+    def window_at(self, t: float) -> Window | None:
+        """The open window containing instant ``t``, or None when closed."""
+        for w in self.open_windows(t - 1, t + 1):
+            if w.start <= t < w.end:
+                return w
         return None
-    step = rule.slot_minutes * 60
-    tz = ZoneInfo(hours.timezone)
-    d0, d1 = _day_bounds(datetime.fromtimestamp(t, tz).date(), tz)
-    b = d0 + ((t - d0) // step) * step
-    s = max(b, w.start)
-    return Slot(s, min(b + step, d1, w.end), slot_capacity(rule, s, tz))
+
+    def is_open(self, t: float) -> bool:
+        """Whether the service is open at instant ``t``."""
+        return self.window_at(t) is not None
+
+    def open_for(self, t: float, horizon_days: int = 8) -> float:
+        """Seconds from ``t`` until the service closes; 0 when closed now."""
+        if self.always_open:
+            return float(horizon_days * 86400)
+        for w in self.open_windows(t, t + horizon_days * 86400):
+            if w.start <= t < w.end:
+                return w.end - t
+        return 0.0
+
+    def next_opening(self, t: float, horizon_days: int = 14) -> float | None:
+        """The first instant at or after ``t`` at which the service is open."""
+        for w in self.open_windows(t, t + horizon_days * 86400):
+            if w.end > t:
+                return max(w.start, t)
+        return None
+
+    def slot_capacity(self, slot_start: float) -> int | None:
+        """The configured maximum for the slot starting at ``slot_start``; None = unlimited."""
+        local = datetime.fromtimestamp(slot_start, self.zone)
+        minute = local.hour * 60 + local.minute
+        for start, end, capacity in self.capacity_weekly[local.weekday()]:
+            if start <= minute < end:
+                return capacity
+        return self.default_capacity
+
+    def _day_bounds(self, day: date) -> tuple[float, float]:
+        return _local_to_utc(day, 0, self.zone), _local_to_utc(day + _DAY, 0, self.zone)
+
+    def iter_slots(self, start: float, end: float) -> Iterator[Slot]:
+        """Every slot of the open windows that overlaps [start, end), in time order."""
+        step = self.slot_minutes * 60
+        tz = self.zone
+        windows = [_ALWAYS] if self.always_open else self.open_windows(start, end)
+        for w in windows:
+            lo, hi = max(w.start, start), min(w.end, end)
+            if hi <= lo:
+                continue
+            day = datetime.fromtimestamp(lo, tz).date()
+            while True:
+                d0, d1 = self._day_bounds(day)
+                if d0 >= hi:
+                    break
+                b = d0 + max(0, (lo - d0) // step) * step
+                while b < d1 and b < hi:
+                    s, e = max(b, w.start), min(b + step, d1, w.end)
+                    if e > lo:
+                        yield Slot(s, e, self.slot_capacity(s))
+                    b += step
+                day += _DAY
+
+    def slot_for(self, t: float) -> Slot | None:
+        """The slot that instant ``t`` falls in, or None when the service is closed then."""
+        w = _ALWAYS if self.always_open else self.window_at(t)
+        if w is None:
+            return None
+        step = self.slot_minutes * 60
+        d0, d1 = self._day_bounds(datetime.fromtimestamp(t, self.zone).date())
+        b = d0 + ((t - d0) // step) * step
+        s = max(b, w.start)
+        return Slot(s, min(b + step, d1, w.end), self.slot_capacity(s))

@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dialback.db.named_configs import NamedConfig, NamedConfigs
 from dialback.db.schema import services
 from dialback.kit.ttl_cache import TtlCache
+from dialback.services.calendar import ServiceCalendar
 from dialback.services.schemas import ServiceConfig
 
-ServiceRecord = NamedConfig[ServiceConfig]
 
-_services: NamedConfigs[ServiceConfig] = NamedConfigs(services, ServiceConfig.model_validate)
+@dataclass(frozen=True)
+class ServiceRecord(NamedConfig[ServiceConfig]):
+    """A stored service with its ``calendar``, compiled from its config when it is loaded."""
+
+    calendar: ServiceCalendar = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "calendar", ServiceCalendar.compile(self.config))
+
+
+_services: NamedConfigs[ServiceConfig, ServiceRecord] = NamedConfigs(
+    services, ServiceConfig.model_validate, ServiceRecord
+)
 get_service = _services.get
 list_services = _services.list
 create_service = _services.create

@@ -13,6 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dialback.db.schema import api_keys, tenants
+from dialback.kit.errors import NotFound
+from dialback.kit.names import is_name
 
 
 def hash_key(key: str) -> str:
@@ -35,8 +37,39 @@ class Tenant:
     disabled: bool
 
 
+@dataclass(frozen=True)
+class TenantRecord:
+    """A tenant as the admin API shows it."""
+
+    id: str
+    name: str
+    settings: dict[str, Any]
+    disabled: bool
+    created_at: float
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A stored API key: its prefix, never the key or its hash."""
+
+    id: str
+    tenant_id: str
+    name: str
+    prefix: str
+    created_at: float
+    revoked_at: float | None
+
+
 def _tenant(row: Any) -> Tenant:
     return Tenant(row.id, row.name, row.settings, row.disabled)
+
+
+def _tenant_record(row: Any) -> TenantRecord:
+    return TenantRecord(row.id, row.name, row.settings, row.disabled, row.created_at)
+
+
+def _api_key(row: Any) -> ApiKey:
+    return ApiKey(row.id, row.tenant_id, row.name, row.prefix, row.created_at, row.revoked_at)
 
 
 async def create_tenant(conn: AsyncConnection, name: str, settings: dict[str, Any]) -> Tenant:
@@ -62,10 +95,19 @@ async def get_tenant_by_name(conn: AsyncConnection, name: str) -> Tenant | None:
     return _tenant(row) if row else None
 
 
-async def list_tenants(conn: AsyncConnection) -> list[dict[str, Any]]:
+async def tenant_named(conn: AsyncConnection, name: str) -> Tenant:
+    """The tenant with this name, or 404."""
+    # A name the Name pattern refuses cannot exist; such a path reads as "no such tenant".
+    tenant = await get_tenant_by_name(conn, name) if is_name(name) else None
+    if tenant is None:
+        raise NotFound(f"no tenant named {name!r}")
+    return tenant
+
+
+async def list_tenants(conn: AsyncConnection) -> list[TenantRecord]:
     """All tenants, oldest first."""
     rows = await conn.execute(sa.select(tenants).order_by(tenants.c.created_at))
-    return [dict(r._mapping) for r in rows]
+    return [_tenant_record(r) for r in rows]
 
 
 async def update_tenant(conn: AsyncConnection, tenant_id: str, **values: Any) -> bool:
@@ -90,12 +132,19 @@ async def create_api_key(conn: AsyncConnection, tenant_id: str, name: str, key: 
     return kid
 
 
-async def list_api_keys(conn: AsyncConnection, tenant_id: str) -> list[dict[str, Any]]:
+async def list_api_keys(conn: AsyncConnection, tenant_id: str) -> list[ApiKey]:
     """The tenant's keys (prefix only), oldest first."""
     rows = await conn.execute(
         sa.select(api_keys).where(api_keys.c.tenant_id == tenant_id).order_by(api_keys.c.created_at)
     )
-    return [dict(r._mapping) for r in rows]
+    return [_api_key(r) for r in rows]
+
+
+async def get_api_key(conn: AsyncConnection, tenant_id: str, key_id: str) -> ApiKey | None:
+    """One of the tenant's keys by id."""
+    q = sa.select(api_keys).where(api_keys.c.id == key_id, api_keys.c.tenant_id == tenant_id)
+    row = (await conn.execute(q)).first()
+    return _api_key(row) if row else None
 
 
 async def revoke_api_key(conn: AsyncConnection, tenant_id: str, key_id: str) -> bool:
@@ -127,10 +176,10 @@ async def tenant_for_key_hash(conn: AsyncConnection, key_hash: str) -> Tenant | 
     return _tenant(row) if row else None
 
 
-async def get_tenant_row(conn: AsyncConnection, name: str) -> dict[str, Any] | None:
-    """A tenant's full row (with ``created_at``) by name, for the admin API."""
+async def get_tenant_record(conn: AsyncConnection, name: str) -> TenantRecord | None:
+    """A tenant's full record (with ``created_at``) by name, for the admin API."""
     row = (await conn.execute(sa.select(tenants).where(tenants.c.name == name))).first()
-    return dict(row._mapping) if row else None
+    return _tenant_record(row) if row else None
 
 
 async def tenant_names(conn: AsyncConnection, ids: set[str]) -> dict[str, str]:

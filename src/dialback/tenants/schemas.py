@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from dialback.kit.names import Name
 from dialback.kit.text import SafeStr
-from dialback.services.schemas import Name, Strict
+from dialback.services.schemas import Strict
 
 
 class TenantThrottle(Strict):

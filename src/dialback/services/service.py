@@ -1,0 +1,97 @@
+"""Service (virtual queue) use cases of the admin API; each method owns its transaction."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dialback.callbacks import repository as callbacks_repo
+from dialback.kit.errors import Conflict, NotFound
+from dialback.observability.events import Events
+from dialback.services import repository as repo
+from dialback.services.repository import ServiceCache, ServiceRecord
+from dialback.services.schemas import ServiceConfig
+from dialback.tenants.repository import tenant_named
+
+
+@dataclass(frozen=True)
+class PutResult:
+    """A service after a PUT: whether it was created, and whether routing was provisioned."""
+
+    record: ServiceRecord
+    created: bool
+    routing_provisioned: bool
+
+
+class ServiceAdmin:
+    """List, get, put and delete a tenant's services, keeping the service cache in step."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        service_cache: ServiceCache,
+        events: Events,
+        provision_routing: Callable[[], Awaitable[bool]],
+    ) -> None:
+        self.engine = engine
+        self.service_cache = service_cache
+        self.events = events
+        self.provision_routing = provision_routing
+
+    async def list(self, tenant: str) -> builtins.list[ServiceRecord]:
+        """The tenant's services by name."""
+        async with self.engine.connect() as conn:
+            t = await tenant_named(conn, tenant)
+            return await repo.list_services(conn, t.id)
+
+    async def get(self, tenant: str, name: str) -> ServiceRecord:
+        """One service of the tenant, or 404."""
+        async with self.engine.connect() as conn:
+            t = await tenant_named(conn, tenant)
+            rec = await repo.get_service(conn, t.id, name)
+        if rec is None:
+            raise NotFound(f"tenant {tenant!r} has no service named {name!r}")
+        return rec
+
+    async def put(self, tenant: str, name: str, config: ServiceConfig) -> PutResult:
+        """Create or replace a service's configuration, then provision its routing objects."""
+        try:
+            async with self.engine.begin() as conn:
+                t = await tenant_named(conn, tenant)
+                created = not await repo.update_service(conn, t.id, name, config)
+                if created:
+                    await repo.create_service(conn, t.id, name, config)
+                rec = await repo.get_service(conn, t.id, name)
+        except IntegrityError:
+            # A concurrent PUT created the same service between our update and insert.
+            raise Conflict(
+                f"service {name!r} was created concurrently; retry the request"
+            ) from None
+        self.service_cache.invalidate(t.id, name)
+        self.events.service_known(tenant, name)
+        assert rec is not None
+        # The service's routing objects (stream, consumer groups) are provisioned on every change;
+        # a failure is counted in RBAC_CREATE_VQ_PROXY_ERROR and retried by the monitor.
+        return PutResult(rec, created, await self.provision_routing())
+
+    async def delete(self, tenant: str, name: str) -> ServiceRecord:
+        """Delete a service that has no open callbacks (409 otherwise); returns what was deleted."""
+        async with self.engine.begin() as conn:
+            t = await tenant_named(conn, tenant)
+            rec = await repo.get_service(conn, t.id, name)
+            if rec is None:
+                raise NotFound(f"tenant {tenant!r} has no service named {name!r}")
+            # Open callbacks need their service for capacity, retries and rescheduling.
+            n_open = await callbacks_repo.count_open_for_service(conn, rec.id)
+            if n_open:
+                raise Conflict(
+                    f"service {name!r} has {n_open} open callbacks; cancel them or let them "
+                    "complete"
+                )
+            await repo.delete_service(conn, t.id, name)
+        self.service_cache.invalidate(t.id, name)
+        return rec
