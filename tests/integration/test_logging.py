@@ -143,7 +143,7 @@ async def test_unwritable_log_counts_logging_failure(stack: Stack) -> None:
     fd = os.open("/dev/full", os.O_WRONLY)  # every write fails with ENOSPC
     try:
         with logging_to(fd, fmt="json") as handler:
-            handler.on_failure = lambda: stack.rt.metrics.alarm("LOGGING_FAILURE")
+            handler.on_failure = stack.rt.events.logging_failed
             before = value(parse((await stack.internal.get("/metrics")).text), "LOGGING_FAILURE")
             logging.getLogger("dialback.test").warning("this line cannot be written")
             after = value(parse((await stack.internal.get("/metrics")).text), "LOGGING_FAILURE")

@@ -36,9 +36,9 @@ class RequestObservability:
     MAX_PENDING = 256
 
     def __init__(self, metrics: Metrics) -> None:
-        self.requests = metrics.http_requests
-        self.failed = metrics.http_failed
-        self.duration = metrics.http_duration
+        self.requests = metrics.ges_http_requests_total
+        self.failed = metrics.ges_http_failed_requests_total
+        self.duration = metrics.ges_http_request_duration_seconds
         # (tenant, route, method, status) -> the three series' label values; as bounded as the
         # series themselves.
         self._labels: dict[
