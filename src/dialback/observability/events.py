@@ -27,39 +27,29 @@ class Events:
     def __init__(self, metrics: Metrics | None = None, lagging_threshold: float = 5.0) -> None:
         self.metrics = metrics or Metrics()
         self.lagging_threshold = lagging_threshold
-        self.counts: dict[str, int] = {}
-
-    def _count(self, name: str, n: int = 1) -> None:
-        self.counts[name] = self.counts.get(name, 0) + n
 
     def callback_created(self, tenant: Any, service: str, immediate: bool) -> None:
         """A callback was committed."""
-        self._count("callback_created")
         self.metrics.ges_callbacks_created.inc((tenant.name, service))
 
     def callin_created(self, tenant: Any) -> None:
         """A Click-To-Call-In request was committed."""
-        self._count("callin_created")
         self.metrics.ges_callin_created.inc((tenant.name,))
 
     def tenant_throttled(self, tenant: Any) -> None:
         """A tenant hit its callbacks-per-window limit (GES CB_TTL_LIMIT_REACHED)."""
-        self._count("tenant_throttled")
         self.metrics.CB_TTL_LIMIT_REACHED.inc((tenant.name,))
 
     def number_throttled(self, tenant: Any) -> None:
         """A per-number limit refused a booking (GES CB_ENQUEUE_LIMIT_REACHED)."""
-        self._count("number_throttled")
         self.metrics.CB_ENQUEUE_LIMIT_REACHED.inc((tenant.name,))
 
     def submit_failed(self, n: int) -> None:
         """Publishing to the routing stream failed (GES CB_SUBMIT_FAILED)."""
-        self._count("submit_failed", n)
         self.metrics.CB_SUBMIT_FAILED.inc((), n)
 
     def dispatched(self, tenant_id: str, lateness: float) -> None:
         """A callback reached the routing stream ``lateness`` seconds after it was due."""
-        self._count("dispatched")
         lateness = max(0.0, lateness)
         self.metrics.ges_dispatch_lateness_seconds.observe((), lateness)
         if lateness > self.lagging_threshold:
@@ -67,12 +57,10 @@ class Events:
 
     def outcome(self, tenant_id: str, reason: str) -> None:
         """An attempt ended (answered, no-answer, busy, failed, cancelled, retry)."""
-        self._count(f"outcome:{reason}")
         self.metrics.ges_dispatch_outcomes_total.inc((reason,))
 
     def monitor_cycle(self, seconds: float) -> None:
         """One monitor dispatch cycle finished."""
-        self._count("monitor_cycle")
         self.metrics.ges_monitor_cycle_duration_seconds.observe((), seconds)
         self.metrics.ges_monitor_last_run_timestamp_seconds.set((), time.time())
 
@@ -92,22 +80,18 @@ class Events:
 
     def uncaught_exception(self, where: str) -> None:
         """An unexpected exception was caught at a top-level boundary."""
-        self._count("uncaught_exception")
         self.metrics.UNCAUGHT_EXCEPTION.inc()
 
     def cancel_notify_failed(self) -> None:
         """A committed cancel could not be announced to the routing engine."""
-        self._count("cancel_notify_failed")
         self.metrics.CB_SUBMIT_FAILED.inc()
 
     def oversize_body(self) -> None:
         """A request body exceeded the limit or had a bad length (GES INVALID_CONTENT_LENGTH)."""
-        self._count("oversize_body")
         self.metrics.INVALID_CONTENT_LENGTH.inc()
 
     def provisioning_failed(self) -> None:
         """Creating routing objects (stream, consumer groups) failed (RBAC_CREATE_VQ_PROXY_ERROR)."""
-        self._count("provisioning_failed")
         self.metrics.RBAC_CREATE_VQ_PROXY_ERROR.inc()
 
     def logging_failed(self) -> None:
