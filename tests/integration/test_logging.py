@@ -31,10 +31,9 @@ def captured_logs(tmp_path: Path) -> Iterator[Callable[..., list[dict]]]:
     path = tmp_path / "log.jsonl"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
-        with logging_to(fd, "trace", max_len=2048, fmt="json") as handler:
+        with logging_to(fd, "trace", max_len=2048, fmt="json"):
 
             def read() -> list[dict]:
-                handler.flush()  # request lines wait for the end of the loop iteration
                 return [json.loads(line) for line in path.read_text().splitlines()]
 
             yield read
