@@ -1,8 +1,8 @@
 """Per-request observability: metrics and dialback's request line, for every answered request.
 
-``RequestObservability`` is the observer ``dialback.http.CorrelationAndLimits`` calls once a
-request is answered (one ASGI layer does both). Labels are route templates, never raw paths;
-the request line replaces uvicorn's access log.
+``RequestObservability`` is the observer ``dialback.web.middleware.CorrelationAndLimits``
+calls once a request is answered (one ASGI layer does both). Labels are route templates, never
+raw paths; the request line replaces uvicorn's access log.
 """
 
 from __future__ import annotations
