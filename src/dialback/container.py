@@ -79,7 +79,7 @@ class Container:
         )
         self.metrics = Metrics(data_dir=Path(settings.data_dir), tolerances=settings.tolerances())
         self.events = Events(self.metrics, settings.monitor_lagging_threshold_seconds)
-        set_on_failure(lambda: self.metrics.alarm("LOGGING_FAILURE"))
+        set_on_failure(self.events.logging_failed)
         self._service_tenant: dict[str, str] = {}
         self.service_cache = ServiceCache(self.engine, on_service=self._service_seen)
         self.keys = KeyCache(
@@ -107,7 +107,7 @@ class Container:
         )
         self.health = HealthChecker(
             settings,
-            self.metrics,
+            self.events,
             self.engine,
             transport=self.transport,
             counters=self.counters if settings.redis_url else None,
@@ -115,7 +115,7 @@ class Container:
             watch_routing_engine=settings.routing_redis_url is not None
             or self.simulator is not None,
         )
-        self.loop_lag = LoopLagMonitor(self.metrics)
+        self.loop_lag = LoopLagMonitor(self.events)
         self.started_at = time.time()
         self.demo: DemoCredentials | None = None
         self._started = False

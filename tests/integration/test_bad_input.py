@@ -42,7 +42,7 @@ def check_envelope(r: httpx.Response, status: int, *fragments: str) -> str:
 
 def assert_no_unhandled(stack: Stack) -> None:
     """No request reached the 500 handler or the store's safety net."""
-    assert stack.rt.events.counts.get("uncaught_exception", 0) == 0, stack.rt.events.counts
+    assert stack.rt.metrics.UNCAUGHT_EXCEPTION.value() == 0
 
 
 async def post_raw(
@@ -309,19 +309,19 @@ async def test_correlation_id_is_echoed_or_refused_by_name(stack: Stack) -> None
 async def test_oversized_bodies_answer_413_and_are_counted(stack: Stack) -> None:
     key = await stack.tenant()
     limit = stack.rt.settings.max_body_bytes
-    counts = stack.rt.events.counts
+    oversize = stack.rt.metrics.INVALID_CONTENT_LENGTH
     padding = "x" * (limit + 10)
     big = json.dumps(create_body(userData={"pad": padding})).encode()
 
     r = await post_raw(stack, CREATE, big, key)
     check_envelope(r, 413, f"limit of {limit} bytes")
-    assert counts.get("oversize_body") == 1
+    assert oversize.value() == 1
 
     # A body exactly at the limit is read (and refused for its content, not its size).
     at_limit = b'{"serviceName": "sales", "x": "' + b"y" * (limit - 33) + b'"}'
     assert len(at_limit) == limit
     check_envelope(await post_raw(stack, CREATE, at_limit, key), 400, "phoneNumber")
-    assert counts.get("oversize_body") == 1
+    assert oversize.value() == 1
 
     async def stream(total: int, chunk: int = 4096) -> AsyncIterator[bytes]:
         yield b'{"serviceName": "sales", "phoneNumber": "+14155550123", "pad": "'
@@ -337,7 +337,7 @@ async def test_oversized_bodies_answer_413_and_are_counted(stack: Stack) -> None
     )
     assert "content-length" not in r.request.headers
     check_envelope(r, 413, f"limit of {limit} bytes")
-    assert counts.get("oversize_body") == 2
+    assert oversize.value() == 2
     # A short chunked body is fine.
     r = await stack.public.post(CREATE, content=stream(100), headers={"x-api-key": key, **JSON_CT})
     assert r.status_code == 200, r.text
@@ -349,12 +349,12 @@ async def test_oversized_bodies_answer_413_and_are_counted(stack: Stack) -> None
     check_envelope(r, 413)
     r = await post_raw(stack, CREATE, b"{}", key, **{"content-length": "9" * 40})
     check_envelope(r, 413)
-    assert counts.get("oversize_body") == 5
+    assert oversize.value() == 5
 
     for bad_length in ("abc", "-1", "1_0", "+5", "1e3", "0x10", "2, 2"):
         r = await post_raw(stack, CREATE, b"{}", key, **{"content-length": bad_length})
         check_envelope(r, 400, "content-length")
-    assert counts.get("oversize_body") == 5
+    assert oversize.value() == 5
     assert_no_unhandled(stack)
 
 

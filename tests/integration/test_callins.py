@@ -70,7 +70,7 @@ async def test_create_rotates_pool_with_access_code_and_expiry(stack: Stack) -> 
     # Round robin: every number in turn, then again from the start of the same order.
     assert sorted(seen[:3]) == sorted(POOL)
     assert seen[3:] == seen[:3]
-    assert stack.rt.events.counts.get("callin_created") == 6
+    assert sum(stack.rt.metrics.ges_callin_created.series.values()) == 6
 
 
 async def test_default_access_code_is_six_digits_and_from_is_normalised(stack: Stack) -> None:
@@ -268,7 +268,7 @@ async def test_auth_and_bad_fields(stack: Stack) -> None:
     assert r.status_code == 400 and message(r).startswith("accessCode:")
     r = await stack.internal.post(MATCH, json={"toPhoneNumber": POOL[0], "pin": "1"})
     assert r.status_code == 400 and "pin: unknown field" in message(r)
-    assert stack.rt.events.counts.get("callin_created") is None
+    assert sum(stack.rt.metrics.ges_callin_created.series.values()) == 0
 
 
 async def test_admin_group_crud_and_validation(stack: Stack) -> None:

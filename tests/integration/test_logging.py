@@ -31,10 +31,9 @@ def captured_logs(tmp_path: Path) -> Iterator[Callable[..., list[dict]]]:
     path = tmp_path / "log.jsonl"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
-        with logging_to(fd, "trace", max_len=2048, fmt="json") as handler:
+        with logging_to(fd, "trace", max_len=2048, fmt="json"):
 
             def read() -> list[dict]:
-                handler.flush()  # request lines wait for the end of the loop iteration
                 return [json.loads(line) for line in path.read_text().splitlines()]
 
             yield read
@@ -143,7 +142,7 @@ async def test_unwritable_log_counts_logging_failure(stack: Stack) -> None:
     fd = os.open("/dev/full", os.O_WRONLY)  # every write fails with ENOSPC
     try:
         with logging_to(fd, fmt="json") as handler:
-            handler.on_failure = lambda: stack.rt.metrics.alarm("LOGGING_FAILURE")
+            handler.on_failure = stack.rt.events.logging_failed
             before = value(parse((await stack.internal.get("/metrics")).text), "LOGGING_FAILURE")
             logging.getLogger("dialback.test").warning("this line cannot be written")
             after = value(parse((await stack.internal.get("/metrics")).text), "LOGGING_FAILURE")

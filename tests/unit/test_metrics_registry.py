@@ -18,8 +18,8 @@ def test_data_dir_metrics_exist_before_the_directory_does(tmp_path: Path) -> Non
 
 def test_histogram_and_label_escaping_render() -> None:
     m = Metrics()
-    m.http_duration.observe(("POST", '/a"b\\c', "200"), 0.003)
-    m.http_duration.observe(("POST", '/a"b\\c', "200"), 7.0)
+    m.ges_http_request_duration_seconds.observe(("POST", '/a"b\\c', "200"), 0.003)
+    m.ges_http_request_duration_seconds.observe(("POST", '/a"b\\c', "200"), 7.0)
     text = m.registry.render()
     samples = parse(text)
     assert value(samples, "ges_http_request_duration_seconds_count", code="200") == 2

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +13,12 @@ import pytest
 
 from dialback.kit.context import bound
 from dialback.observability import logging as dialback_logging
-from dialback.observability.logging import StdoutHandler, log_request
+from dialback.observability.logging import (
+    RequestLine,
+    StdoutHandler,
+    log_request,
+    log_request_lines,
+)
 from tests.support.logs import logging_to
 
 
@@ -83,18 +88,45 @@ def test_unwritable_request_line_is_counted(tmp_path: Path) -> None:
     assert failures == [1]
 
 
-async def test_request_lines_are_written_in_a_batch_and_keep_their_order(log_file: Path) -> None:
+async def test_a_request_line_is_written_at_once_and_keeps_its_order(log_file: Path) -> None:
     log_request(logging.INFO, "POST", "/a", 200, 0.001, "c1")
-    log_request(logging.INFO, "POST", "/b", 200, 0.001, "c2")
-    assert _lines(log_file) == []  # pending, for at most REQUEST_LINES_DELAY
-    logging.getLogger("dialback.test").warning("something else")  # writes what is pending
+    assert [line["route"] for line in _lines(log_file)] == ["/a"]  # no timer to wait for
+    logging.getLogger("dialback.test").warning("something else")
     log_request(logging.INFO, "POST", "/c", 201, 0.001, "c3")
-    await asyncio.sleep(StdoutHandler.REQUEST_LINES_DELAY * 3)
     assert [line.get("route", line["msg"]) for line in _lines(log_file)] == [
         "/a",
-        "/b",
         "something else",
         "/c",
+    ]
+
+
+def test_a_batch_of_request_lines_is_one_write(
+    log_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handler = logging_handler()
+    assert handler is not None
+    writes: list[bytes] = []
+    real_write = handler._write
+
+    def write(data: bytes) -> None:
+        writes.append(data)
+        real_write(data)
+
+    monkeypatch.setattr(handler, "_write", write)
+    logging.getLogger().setLevel(logging.INFO)
+    lines: list[RequestLine] = [
+        (time.time(), level, "POST", route, status, 1.0, "c", {})
+        for level, route, status in (
+            (logging.INFO, "/a", 200),
+            (logging.DEBUG, "/hidden", 200),  # below the level: left out
+            (logging.ERROR, "/b", 500),
+        )
+    ]
+    log_request_lines(lines)
+    assert len(writes) == 1
+    assert [(line["route"], line["level"]) for line in _lines(log_file)] == [
+        ("/a", "info"),
+        ("/b", "error"),
     ]
 
 

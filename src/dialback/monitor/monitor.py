@@ -321,14 +321,8 @@ class CallbackMonitor:
             await repo.no_parallel_scans(conn)
             backlog, oldest = await repo.due_backlog(conn, now)
             counts = await repo.count_by_state(conn) if by_state else None
-        m = self.rt.metrics
-        if counts is not None:
-            for state in repo.OPEN_STATES:
-                m.monitor_size.set((state.lower(),), counts.get(state, 0))
-        m.monitor_size.set(("due",), backlog)
-        m.f["ges_due_backlog"].set((), backlog)
-        m.f["ges_due_oldest_age_seconds"].set(
-            (), max(0.0, now - oldest) if oldest is not None else 0
+        self.rt.events.monitor_stats(
+            counts, backlog, max(0.0, now - oldest) if oldest is not None else 0
         )
 
     async def _sleep(self, seconds: float) -> None:

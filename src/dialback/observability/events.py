@@ -1,16 +1,22 @@
-"""Business and alarm events raised by the service code.
+"""What happened, reported by the service code and mapped onto the catalogue's metrics.
 
-Domain code reports what happened here and never touches a metric directly; this module maps
-each event onto the catalogue's metrics (and keeps plain counts the tests can read).
+The rule: outside ``metrics.py`` (its defaults and its scrape-time process collector), this
+module is the only writer of metrics. Domain code, the monitor, the health checker and the
+loop-lag monitor call a method here that says what happened (``events.dns_failure()``) and
+never touch a family. The one exception is ``http_metrics.RequestObservability``: it counts
+every answered request in batches on the request path, with label tuples cached per route,
+and a call through this module per request would cost that path without telling more.
+Reading families (tests, the ``/metrics`` render) is not writing and needs no method here.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
-from dialback.observability.metrics import Metrics
+from dialback.observability.metrics import MONITOR_TYPES, Metrics
 
 log = logging.getLogger("dialback.events")
 
@@ -21,74 +27,109 @@ class Events:
     def __init__(self, metrics: Metrics | None = None, lagging_threshold: float = 5.0) -> None:
         self.metrics = metrics or Metrics()
         self.lagging_threshold = lagging_threshold
-        self.counts: dict[str, int] = {}
-
-    def _count(self, name: str, n: int = 1) -> None:
-        self.counts[name] = self.counts.get(name, 0) + n
 
     def callback_created(self, tenant: Any, service: str, immediate: bool) -> None:
         """A callback was committed."""
-        self._count("callback_created")
-        self.metrics.callbacks_created.inc((tenant.name, service))
+        self.metrics.ges_callbacks_created.inc((tenant.name, service))
 
     def callin_created(self, tenant: Any) -> None:
         """A Click-To-Call-In request was committed."""
-        self._count("callin_created")
-        self.metrics.callin_created.inc((tenant.name,))
+        self.metrics.ges_callin_created.inc((tenant.name,))
 
     def tenant_throttled(self, tenant: Any) -> None:
         """A tenant hit its callbacks-per-window limit (GES CB_TTL_LIMIT_REACHED)."""
-        self._count("tenant_throttled")
-        self.metrics.alarm("CB_TTL_LIMIT_REACHED", tenant.name)
+        self.metrics.CB_TTL_LIMIT_REACHED.inc((tenant.name,))
 
     def number_throttled(self, tenant: Any) -> None:
         """A per-number limit refused a booking (GES CB_ENQUEUE_LIMIT_REACHED)."""
-        self._count("number_throttled")
-        self.metrics.alarm("CB_ENQUEUE_LIMIT_REACHED", tenant.name)
+        self.metrics.CB_ENQUEUE_LIMIT_REACHED.inc((tenant.name,))
 
     def submit_failed(self, n: int) -> None:
         """Publishing to the routing stream failed (GES CB_SUBMIT_FAILED)."""
-        self._count("submit_failed", n)
-        self.metrics.alarm("CB_SUBMIT_FAILED", amount=n)
+        self.metrics.CB_SUBMIT_FAILED.inc((), n)
 
     def dispatched(self, tenant_id: str, lateness: float) -> None:
         """A callback reached the routing stream ``lateness`` seconds after it was due."""
-        self._count("dispatched")
         lateness = max(0.0, lateness)
-        self.metrics.lateness.observe((), lateness)
+        self.metrics.ges_dispatch_lateness_seconds.observe((), lateness)
         if lateness > self.lagging_threshold:
-            self.metrics.alarm("MONITOR_LAGGING_BEHIND")
+            self.metrics.MONITOR_LAGGING_BEHIND.inc()
 
     def outcome(self, tenant_id: str, reason: str) -> None:
         """An attempt ended (answered, no-answer, busy, failed, cancelled, retry)."""
-        self._count(f"outcome:{reason}")
-        self.metrics.outcomes.inc((reason,))
+        self.metrics.ges_dispatch_outcomes_total.inc((reason,))
 
     def monitor_cycle(self, seconds: float) -> None:
         """One monitor dispatch cycle finished."""
-        self._count("monitor_cycle")
-        self.metrics.cycle.observe((), seconds)
-        self.metrics.f["ges_monitor_last_run_timestamp_seconds"].set((), time.time())
+        self.metrics.ges_monitor_cycle_duration_seconds.observe((), seconds)
+        self.metrics.ges_monitor_last_run_timestamp_seconds.set((), time.time())
+
+    def monitor_stats(
+        self, counts: Mapping[str, int] | None, backlog: int, oldest_age: float
+    ) -> None:
+        """The monitor counted open callbacks by state (None: not this time) and the due backlog."""
+        m = self.metrics
+        size = m.ges_monitor_size
+        if counts is not None:
+            for kind in MONITOR_TYPES:
+                if kind != "due":
+                    size.set((kind,), counts.get(kind.upper(), 0))
+        size.set(("due",), backlog)
+        m.ges_due_backlog.set((), backlog)
+        m.ges_due_oldest_age_seconds.set((), oldest_age)
 
     def uncaught_exception(self, where: str) -> None:
         """An unexpected exception was caught at a top-level boundary."""
-        self._count("uncaught_exception")
-        self.metrics.alarm("UNCAUGHT_EXCEPTION")
+        self.metrics.UNCAUGHT_EXCEPTION.inc()
 
     def cancel_notify_failed(self) -> None:
         """A committed cancel could not be announced to the routing engine."""
-        self._count("cancel_notify_failed")
-        self.metrics.alarm("CB_SUBMIT_FAILED")
+        self.metrics.CB_SUBMIT_FAILED.inc()
 
     def oversize_body(self) -> None:
         """A request body exceeded the limit or had a bad length (GES INVALID_CONTENT_LENGTH)."""
-        self._count("oversize_body")
-        self.metrics.alarm("INVALID_CONTENT_LENGTH")
+        self.metrics.INVALID_CONTENT_LENGTH.inc()
 
     def provisioning_failed(self) -> None:
         """Creating routing objects (stream, consumer groups) failed (RBAC_CREATE_VQ_PROXY_ERROR)."""
-        self._count("provisioning_failed")
-        self.metrics.alarm("RBAC_CREATE_VQ_PROXY_ERROR")
+        self.metrics.RBAC_CREATE_VQ_PROXY_ERROR.inc()
+
+    def logging_failed(self) -> None:
+        """A log line could not be written (LOGGING_FAILURE)."""
+        self.metrics.LOGGING_FAILURE.inc()
+
+    def dependency_checked(
+        self, name: str, gauge: str | None, up: bool, at: float, duration: float
+    ) -> None:
+        """A dependency check finished at epoch ``at`` after ``duration`` seconds."""
+        m = self.metrics
+        if gauge:
+            m.health_gauge(gauge).set((), 0 if up else 1)
+        m.ges_dependency_last_check_timestamp_seconds.set((name,), at)
+        m.ges_dependency_check_duration_seconds.set((name,), duration)
+
+    def ges_health(self, down: int) -> None:
+        """``down`` of the dependencies GES_HEALTH counts are down."""
+        self.metrics.GES_HEALTH.set((), down)
+
+    def dns_failure(self) -> None:
+        """A dependency's host name could not be resolved (DNS_FAILURE)."""
+        self.metrics.DNS_FAILURE.inc()
+
+    def gws_server_error(self) -> None:
+        """A GWS-style HTTP dependency failed or answered 5xx (GWS_SERVER_ERROR)."""
+        self.metrics.GWS_SERVER_ERROR.inc()
+
+    def gws_credentials_rejected(self) -> None:
+        """A GWS-style HTTP dependency answered 401/403 (GWS_INCORRECT_CLIENT_CREDENTIALS)."""
+        self.metrics.GWS_INCORRECT_CLIENT_CREDENTIALS.inc()
+
+    def loop_lag(self, lag: float) -> None:
+        """The event loop ran a timer ``lag`` seconds late."""
+        m = self.metrics
+        m.ges_nodejs_eventloop_lag_seconds.set((), lag)
+        m.application_ccecp_nodejs_eventloop_lag_seconds.set((), lag)
+        m.ges_eventloop_lag_seconds.observe((), lag)
 
     def tenant_known(self, tenant_name: str) -> None:
         """A tenant exists: create its labelled series at 0."""

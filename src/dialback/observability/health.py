@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dialback.kit.errors import is_dns_failure
-from dialback.observability.metrics import Metrics
+from dialback.observability.events import Events
 from dialback.routing.transport import RoutingTransport
 from dialback.settings import Settings
 from dialback.throttle.counters import Counters
@@ -58,7 +58,7 @@ class HealthChecker:
     def __init__(
         self,
         settings: Settings,
-        metrics: Metrics,
+        events: Events,
         engine: AsyncEngine,
         *,
         transport: RoutingTransport,
@@ -67,7 +67,7 @@ class HealthChecker:
         watch_routing_engine: bool,
     ) -> None:
         self.settings = settings
-        self.metrics = metrics
+        self.events = events
         self.engine = engine
         self.transport = transport
         self.dependencies: list[Dependency] = []
@@ -104,13 +104,13 @@ class HealthChecker:
             try:
                 resp = await self._http.get(url)
             except httpx.HTTPError as exc:
-                self.metrics.alarm("GWS_SERVER_ERROR")
+                self.events.gws_server_error()
                 raise DependencyDown(f"{type(exc).__name__}: {exc}") from exc
             if resp.status_code in (401, 403):
-                self.metrics.alarm("GWS_INCORRECT_CLIENT_CREDENTIALS")
+                self.events.gws_credentials_rejected()
                 raise DependencyDown(f"credentials rejected ({resp.status_code})")
             if resp.status_code >= 500:
-                self.metrics.alarm("GWS_SERVER_ERROR")
+                self.events.gws_server_error()
                 raise DependencyDown(f"server error ({resp.status_code})")
             if resp.status_code >= 400:
                 raise DependencyDown(f"unexpected status {resp.status_code}")
@@ -129,9 +129,8 @@ class HealthChecker:
     async def check_all(self) -> None:
         """Check every dependency now, concurrently, and publish the results."""
         await asyncio.gather(*(self._check_one(d) for d in self.dependencies))
-        metrics = self.metrics
         down = sum(1 for d in self.dependencies if d.in_ges_health and d.up is False)
-        metrics.f["GES_HEALTH"].set((), down)
+        self.events.ges_health(down)
 
     async def _check_one(self, dep: Dependency) -> None:
         timeout = self.settings.health_check_timeout_seconds
@@ -144,7 +143,7 @@ class HealthChecker:
         except Exception as exc:  # every failure of a dependency means "down"
             ok, error = False, str(exc)[:300] or type(exc).__name__
             if is_dns_failure(exc):
-                self.metrics.alarm("DNS_FAILURE")
+                self.events.dns_failure()
         dep.duration = time.monotonic() - started
         dep.last_check = time.time()
         if dep.up is not False and not ok:
@@ -152,11 +151,7 @@ class HealthChecker:
         elif dep.up is False and ok:
             log.info("dependency %s is up again", dep.name)
         dep.up, dep.error = ok, error
-        m = self.metrics
-        if dep.gauge:
-            m.f[dep.gauge].set((), 0 if ok else 1)
-        m.f["ges_dependency_last_check_timestamp_seconds"].set((dep.name,), dep.last_check)
-        m.f["ges_dependency_check_duration_seconds"].set((dep.name,), dep.duration)
+        self.events.dependency_checked(dep.name, dep.gauge, ok, dep.last_check, dep.duration)
 
     def start(self) -> None:
         """Start the periodic checks."""
@@ -180,7 +175,7 @@ class HealthChecker:
                 await self.check_all()
             except Exception:
                 log.exception("health check cycle failed")
-                self.metrics.alarm("UNCAUGHT_EXCEPTION")
+                self.events.uncaught_exception("health")
 
     def readiness(self) -> tuple[bool, dict[str, dict[str, Any]]]:
         """Ready when every required dependency is up; the per-dependency detail."""

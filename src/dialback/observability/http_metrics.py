@@ -1,8 +1,8 @@
 """Per-request observability: metrics and dialback's request line, for every answered request.
 
-``RequestObservability`` is the observer ``dialback.http.CorrelationAndLimits`` calls once a
-request is answered (one ASGI layer does both). Labels are route templates, never raw paths;
-the request line replaces uvicorn's access log.
+``RequestObservability`` is the observer ``dialback.web.middleware.CorrelationAndLimits``
+calls once a request is answered (one ASGI layer does both). Labels are route templates, never
+raw paths; the request line replaces uvicorn's access log.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 from starlette.types import Scope
 
 from dialback.kit.context import log_context
-from dialback.observability.logging import flush_request_lines, log_request
+from dialback.observability.logging import RequestLine, log_request_lines
 from dialback.observability.metrics import Metrics
 from dialback.web.envelope import CORR_SCOPE_KEY
 
@@ -36,9 +36,9 @@ class RequestObservability:
     MAX_PENDING = 256
 
     def __init__(self, metrics: Metrics) -> None:
-        self.requests = metrics.http_requests
-        self.failed = metrics.http_failed
-        self.duration = metrics.http_duration
+        self.requests = metrics.ges_http_requests_total
+        self.failed = metrics.ges_http_failed_requests_total
+        self.duration = metrics.ges_http_request_duration_seconds
         # (tenant, route, method, status) -> the three series' label values; as bounded as the
         # series themselves.
         self._labels: dict[
@@ -46,6 +46,7 @@ class RequestObservability:
             tuple[tuple[str, str], tuple[str, str, str], tuple[str, str, str]],
         ] = {}
         self._pending: list[tuple[Any, ...]] = []
+        self._log_enabled = logging.getLogger("dialback.request").isEnabledFor
         metrics.registry.collectors.append(self.flush)
 
     def __call__(self, scope: Scope, status: int, elapsed: float) -> None:
@@ -73,6 +74,10 @@ class RequestObservability:
     def flush(self) -> None:
         """Count and log the pending requests."""
         pending, self._pending = self._pending, []
+        if not pending:
+            return
+        lines: list[RequestLine] = []
+        log_enabled = self._log_enabled
         for route, state, method, status, elapsed, corr, context, created in pending:
             path = getattr(route, "path", None) or UNMATCHED
             tenant = state.get("tenant") if state else None
@@ -92,15 +97,8 @@ class RequestObservability:
             if status >= 400:
                 self.failed.inc(labels[1])
             self.duration.observe(labels[2], elapsed)
-            log_request(
-                logging.ERROR if status >= 500 else logging.INFO,
-                method,
-                path,
-                status,
-                elapsed,
-                corr,
-                created,
-                context,
-            )
-        if pending:
-            flush_request_lines()  # this batch's lines in one write, now
+            level = logging.ERROR if status >= 500 else logging.INFO
+            if log_enabled(level):
+                lines.append((created, level, method, path, status, elapsed * 1000, corr, context))
+        if lines:
+            log_request_lines(lines)  # this batch's lines in one write

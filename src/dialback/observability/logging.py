@@ -8,12 +8,11 @@ masked wherever they appear, ``userData`` is never written, lines are capped at
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -159,65 +158,40 @@ RequestLine = tuple[float, int, str, str, int, float, str, Mapping[str, str]]
 class StdoutHandler(logging.Handler):
     """Writes formatted lines to a file descriptor; counts lines it could not write.
 
-    Request lines (``log_request``) are kept as their fields and rendered and written together
-    at most ``REQUEST_LINES_DELAY`` seconds later, or at once past ``REQUEST_LINES_MAX``: under
-    load, one loop over many lines and one system call, off the requests' own path. Any other
-    line first writes what is pending, so lines keep their order, and is written at once; so
-    is everything at exit (``logging.shutdown`` flushes).
+    Request lines arrive as their fields (``write_request_lines``), already batched by the
+    request observer (``http_metrics.RequestObservability``): they are rendered straight to
+    JSON and written in one system call.
     """
-
-    REQUEST_LINES_DELAY = 0.01
-    REQUEST_LINES_MAX = 256
 
     def __init__(self, fd: int = 1, on_failure: Callable[[], None] | None = None) -> None:
         super().__init__()
         self.fd = fd
         self.on_failure = on_failure
-        self._pending: list[RequestLine] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            line = (self.format(record) + "\n").encode("utf-8", "replace")
-            if self._pending:  # handle() holds self.lock
-                line = self._render_pending() + line
-            self._write(line)
+            self._write((self.format(record) + "\n").encode("utf-8", "replace"))
         except Exception:
             if self.on_failure is not None:
                 self.on_failure()
 
-    def request_line(self, line: RequestLine) -> None:
-        """Write a request line within ``REQUEST_LINES_DELAY`` (at once outside a loop)."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
+    def write_request_lines(self, lines: Sequence[RequestLine]) -> None:
+        """Render request lines and write them now, together."""
+        if not lines:
+            return
         with self.lock:  # type: ignore[union-attr]
-            pending = self._pending
-            pending.append(line)
-            first, full = len(pending) == 1, len(pending) >= self.REQUEST_LINES_MAX
-        if loop is None or full:
-            self.flush()
-        elif first:
-            loop.call_later(self.REQUEST_LINES_DELAY, self.flush)
-
-    def flush(self) -> None:
-        """Write the pending request lines."""
-        with self.lock:  # type: ignore[union-attr]
-            if not self._pending:
-                return
             try:
-                self._write(self._render_pending())
+                self._write(self._render(lines))
             except Exception:
                 if self.on_failure is not None:
                     self.on_failure()
 
-    def _render_pending(self) -> bytes:
-        pending, self._pending = self._pending, []
+    def _render(self, lines: Sequence[RequestLine]) -> bytes:
         formatter = self.formatter
         assert isinstance(formatter, JsonFormatter)
         max_len = formatter.max_len
         out = []
-        for created, level, method, route, status, ms, corr, context in pending:
+        for created, level, method, route, status, ms, corr, context in lines:
             # The fields, in the order, of JsonFormatter.event; method and route come from
             # dialback's own route table, never from the client, so need no masking.
             ev: dict[str, Any] = {
@@ -274,50 +248,58 @@ def log_request(
     created: float | None = None,
     context: Mapping[str, str] | None = None,
 ) -> None:
-    """Write a request line: ``POST /route 200 3.1ms`` with route, status, durationMs, corrId.
-
-    With dialback's JSON handler as the only handler (production), the line's fields are handed
-    to it and rendered later in a batch (``StdoutHandler.request_line``): a LogRecord and the
-    generic formatter on every request would cost more than the rest of the request's
-    instrumentation together. Otherwise it goes through ``logging`` as usual.
-    """
+    """Write a request line now: ``POST /route 200 3.1ms`` with route, status, durationMs, corrId."""
     if not _request_logger.isEnabledFor(level):
         return
-    ms = elapsed * 1000
-    handler = _plain_json_handler()
-    if handler is None:
-        _request_logger.log(
-            level,
-            "%s %s %d %.1fms",
-            method,
-            route,
-            status,
-            ms,
-            extra={"route": route, "status": status, "durationMs": round(ms, 2), "corrId": corr},
-        )
-        return
-    # The bound context is an immutable mapping (bind() replaces it): safe to keep.
-    handler.request_line(
-        (
-            time.time() if created is None else created,
-            level,
-            method,
-            route,
-            status,
-            ms,
-            corr,
-            log_context.get() if context is None else context,
-        )
+    log_request_lines(
+        [
+            (
+                time.time() if created is None else created,
+                level,
+                method,
+                route,
+                status,
+                elapsed * 1000,
+                corr,
+                log_context.get() if context is None else context,
+            )
+        ]
     )
 
 
+def log_request_lines(lines: Sequence[RequestLine]) -> None:
+    """Write a batch of request lines now, each only if its level is enabled.
+
+    With dialback's JSON handler as the only handler (production), the lines' fields are handed
+    to it, rendered straight to JSON and written in one system call
+    (``StdoutHandler.write_request_lines``): a LogRecord and the generic formatter on every
+    request would cost more than the rest of the request's instrumentation together. Otherwise
+    each goes through ``logging`` as usual.
+    """
+    enabled = _request_logger.isEnabledFor
+    handler = _plain_json_handler()
+    if handler is not None:
+        handler.write_request_lines([line for line in lines if enabled(line[1])])
+        return
+    for _created, level, method, route, status, ms, corr, _context in lines:
+        if enabled(level):
+            _request_logger.log(
+                level,
+                "%s %s %d %.1fms",
+                method,
+                route,
+                status,
+                ms,
+                extra={
+                    "route": route,
+                    "status": status,
+                    "durationMs": round(ms, 2),
+                    "corrId": corr,
+                },
+            )
+
+
 _handler: StdoutHandler | None = None
-
-
-def flush_request_lines() -> None:
-    """Write the pending request lines now."""
-    if _handler is not None:
-        _handler.flush()
 
 
 def setup_logging(

@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 
-from dialback.observability.metrics import Metrics
+from dialback.observability.events import Events
 
 
 class LoopLagMonitor:
     """Samples lag every ``interval`` seconds into a gauge and a histogram."""
 
-    def __init__(self, metrics: Metrics, interval: float = 0.5) -> None:
-        self.metrics = metrics
+    def __init__(self, events: Events, interval: float = 0.5) -> None:
+        self.events = events
         self.interval = interval
         self.last_tick = time.monotonic()
         self.last_lag = 0.0
@@ -36,6 +36,4 @@ class LoopLagMonitor:
             lag = max(0.0, loop.time() - start - self.interval)
             self.last_lag = lag
             self.last_tick = time.monotonic()
-            self.metrics.lag.set((), lag)
-            self.metrics.lag_alias.set((), lag)
-            self.metrics.lag_hist.observe((), lag)
+            self.events.loop_lag(lag)

@@ -67,68 +67,116 @@ def _dir_size(path: Path) -> int:
 
 
 class Metrics:
-    """Every family of the catalogue, registered, with GES defaults in place."""
+    """Every family of the catalogue, registered, with GES defaults in place.
+
+    Each family is the attribute of its metric's exact name (``metrics.GES_HEALTH``,
+    ``metrics.ges_due_backlog``); the annotations below list them and a unit test holds them
+    equal to the catalogue.
+    """
+
+    ges_callbacks_created: Family
+    ges_callin_created: Family
+    ges_push_notifications_sent: Family
+    ges_monitor_size: Family
+    ges_http_requests_total: Family
+    ges_http_failed_requests_total: Family
+    ges_http_request_duration_seconds: Family
+    ges_process_cpu_seconds_total: Family
+    ges_process_resident_memory_bytes: Family
+    ges_process_start_time_seconds: Family
+    ges_process_open_fds: Family
+    ges_process_max_fds: Family
+    ges_data_dir_used_bytes: Family
+    ges_data_dir_free_bytes: Family
+    ges_nodejs_eventloop_lag_seconds: Family
+    application_ccecp_nodejs_eventloop_lag_seconds: Family
+    ges_eventloop_lag_seconds: Family
+    ges_nodejs_heap_space_size_used_bytes: Family
+    ges_nodejs_heap_space_size_available_bytes: Family
+    REDIS_CONNECTION: Family
+    ORS_REDIS_STATUS: Family
+    GWS_AUTH_STATUS: Family
+    GWS_ENV_STATUS: Family
+    GWS_CONFIG_STATUS: Family
+    ALL_URS_DOWN: Family
+    POSTGRES_STATUS: Family
+    GES_HEALTH: Family
+    ges_dependency_last_check_timestamp_seconds: Family
+    ges_dependency_check_duration_seconds: Family
+    RBAC_CREATE_VQ_PROXY_ERROR: Family
+    DNS_FAILURE: Family
+    UNCAUGHT_EXCEPTION: Family
+    INVALID_CONTENT_LENGTH: Family
+    LOGGING_FAILURE: Family
+    MONITOR_LAGGING_BEHIND: Family
+    CB_TTL_LIMIT_REACHED: Family
+    CB_ENQUEUE_LIMIT_REACHED: Family
+    CB_SUBMIT_FAILED: Family
+    GWS_SERVER_ERROR: Family
+    GWS_INCORRECT_CLIENT_CREDENTIALS: Family
+    NEXUS_ACCESS_FAILURE: Family
+    http_400_tolerance: Family
+    http_401_tolerance: Family
+    http_404_tolerance: Family
+    http_500_tolerance: Family
+    rbac_create_vq_proxy_error_tolerance: Family
+    invalid_content_length_tolerance: Family
+    ges_dispatch_lateness_seconds: Family
+    ges_due_backlog: Family
+    ges_due_oldest_age_seconds: Family
+    ges_dispatch_outcomes_total: Family
+    ges_monitor_cycle_duration_seconds: Family
+    ges_monitor_last_run_timestamp_seconds: Family
+    ges_build_info: Family
 
     def __init__(
         self, *, data_dir: Path | None = None, tolerances: dict[str, float] | None = None
     ) -> None:
         self.registry = Registry()
-        self.f: dict[str, Family] = {d.name: self.registry.add(_family(d)) for d in CATALOGUE}
-        f = self.f
-        self.callbacks_created = f["ges_callbacks_created"]
-        self.callin_created = f["ges_callin_created"]
-        self.push_sent = f["ges_push_notifications_sent"]
-        self.monitor_size = f["ges_monitor_size"]
-        self.http_requests = f["ges_http_requests_total"]
-        self.http_failed = f["ges_http_failed_requests_total"]
-        self.http_duration = f["ges_http_request_duration_seconds"]
-        self.lag = f["ges_nodejs_eventloop_lag_seconds"]
-        self.lag_alias = f["application_ccecp_nodejs_eventloop_lag_seconds"]
-        self.lag_hist = f["ges_eventloop_lag_seconds"]
-        self.lateness = f["ges_dispatch_lateness_seconds"]
-        self.outcomes = f["ges_dispatch_outcomes_total"]
-        self.cycle = f["ges_monitor_cycle_duration_seconds"]
+        for d in CATALOGUE:
+            setattr(self, d.name, self.registry.add(_family(d)))
         self.data_dir = data_dir
         self._data_dir_checked = 0.0
         self.start_time = time.time()
         # Alarm counters exist at 0 from the start, unlike GES, so increase() sees the first one.
         for d in CATALOGUE:
             if d.category == "alarm" and not d.labels:
-                f[d.name].ensure()
+                self.registry.get(d.name).ensure()
         for t in MONITOR_TYPES:
-            self.monitor_size.set((t,), 0)
+            self.ges_monitor_size.set((t,), 0)
         for reason in ("answered", "no-answer", "busy", "failed", "cancelled", "retry"):
-            self.outcomes.ensure((reason,))
-        self.lateness.ensure()
-        self.cycle.ensure()
-        self.lag_hist.ensure()
-        self.lag.set((), 0)
-        self.lag_alias.set((), 0)
-        f["ges_build_info"].set((__version__, platform.python_version()), 1)
-        f["ges_process_start_time_seconds"].set((), self.start_time)
+            self.ges_dispatch_outcomes_total.ensure((reason,))
+        self.ges_dispatch_lateness_seconds.ensure()
+        self.ges_monitor_cycle_duration_seconds.ensure()
+        self.ges_eventloop_lag_seconds.ensure()
+        self.ges_nodejs_eventloop_lag_seconds.set((), 0)
+        self.application_ccecp_nodejs_eventloop_lag_seconds.set((), 0)
+        self.ges_build_info.set((__version__, platform.python_version()), 1)
+        self.ges_process_start_time_seconds.set((), self.start_time)
         for name, value in (tolerances or {}).items():
-            f[name].set((), value)
-        f["GES_HEALTH"].set((), 0)
+            self.registry.get(name).set((), value)
+        self.GES_HEALTH.set((), 0)
         self.registry.collectors.append(self._collect_process)
 
-    def alarm(self, name: str, *labels: str, amount: float = 1) -> None:
-        """Count one occurrence of an alarm."""
-        self.f[name].inc(labels, amount)
+    def health_gauge(self, name: str) -> Family:
+        """The health gauge of a dependency (one of ``HEALTH_GAUGES``)."""
+        if name not in HEALTH_GAUGES:
+            raise KeyError(name)
+        return self.registry.get(name)
 
     def tenant_known(self, tenant: str) -> None:
         """Create a tenant's series at 0, so its first throttle or booking is seen."""
-        for name in ("CB_TTL_LIMIT_REACHED", "CB_ENQUEUE_LIMIT_REACHED"):
-            self.f[name].ensure((tenant,))
-        self.callin_created.ensure((tenant,))
+        self.CB_TTL_LIMIT_REACHED.ensure((tenant,))
+        self.CB_ENQUEUE_LIMIT_REACHED.ensure((tenant,))
+        self.ges_callin_created.ensure((tenant,))
         for result in ("success", "failure"):
-            self.push_sent.ensure((tenant, result))
+            self.ges_push_notifications_sent.ensure((tenant, result))
 
     def service_known(self, tenant: str, service: str) -> None:
         """Create a service's callbacks-created series at 0."""
-        self.callbacks_created.ensure((tenant, service))
+        self.ges_callbacks_created.ensure((tenant, service))
 
     def _collect_process(self) -> None:
-        f = self.f
         try:
             with open("/proc/self/stat", "rb") as fh:
                 parts = fh.read().rsplit(b")", 1)[1].split()
@@ -136,22 +184,22 @@ class Metrics:
         except (OSError, IndexError, ValueError):
             ru = resource.getrusage(resource.RUSAGE_SELF)
             cpu = ru.ru_utime + ru.ru_stime
-        f["ges_process_cpu_seconds_total"].set((), cpu)
+        self.ges_process_cpu_seconds_total.set((), cpu)
         rss = rss_bytes()
-        f["ges_process_resident_memory_bytes"].set((), rss)
-        f["ges_nodejs_heap_space_size_used_bytes"].set(("process",), rss)
-        f["ges_nodejs_heap_space_size_available_bytes"].set(("process",), memory_limit_bytes())
+        self.ges_process_resident_memory_bytes.set((), rss)
+        self.ges_nodejs_heap_space_size_used_bytes.set(("process",), rss)
+        self.ges_nodejs_heap_space_size_available_bytes.set(("process",), memory_limit_bytes())
         with contextlib.suppress(OSError):
-            f["ges_process_open_fds"].set((), len(os.listdir("/proc/self/fd")))
-        f["ges_process_max_fds"].set((), resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+            self.ges_process_open_fds.set((), len(os.listdir("/proc/self/fd")))
+        self.ges_process_max_fds.set((), resource.getrlimit(resource.RLIMIT_NOFILE)[0])
         now = time.monotonic()
         # Walking the data directory is not free: at most every 10 s.
         if self.data_dir is not None and now - self._data_dir_checked > 10:
             self._data_dir_checked = now
             exists = self.data_dir.exists()
-            f["ges_data_dir_used_bytes"].set((), _dir_size(self.data_dir) if exists else 0)
+            self.ges_data_dir_used_bytes.set((), _dir_size(self.data_dir) if exists else 0)
             # Not created yet: the free space where it will be created.
             probe = self.data_dir.resolve()
             while not probe.exists() and probe != probe.parent:
                 probe = probe.parent
-            f["ges_data_dir_free_bytes"].set((), shutil.disk_usage(probe).free)
+            self.ges_data_dir_free_bytes.set((), shutil.disk_usage(probe).free)

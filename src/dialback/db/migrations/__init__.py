@@ -1,0 +1,84 @@
+"""Versioned schema migrations, applied in order and recorded in ``schema_migrations``.
+
+Each step is a frozen module (``m001_initial``, ...) holding its own copy of what it creates:
+a schema change adds a new step and changes ``db/schema.py`` to match, and never edits a
+released step. A test holds a database migrated from empty equal to ``db/schema.py``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dialback.db.migrations import m001_initial, m002_book_callback, m003_open_number_index
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema step."""
+
+    version: int
+    name: str
+    apply: Callable[[sa.Connection], None]
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(1, "initial schema", m001_initial.apply),
+    Migration(2, "dialback_book_callback: a booking in one round trip", m002_book_callback.apply),
+    Migration(
+        3,
+        "ix_callbacks_open_number: the booking count with a cached plan",
+        m003_open_number_index.apply,
+    ),
+]
+
+_versions = sa.Table(
+    "schema_migrations",
+    sa.MetaData(),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("applied_at", sa.Float, nullable=False),
+)
+
+
+def _pending_and_apply(conn: sa.Connection) -> list[int]:
+    if conn.dialect.name == "postgresql":
+        # One migrator at a time across replicas starting together.
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(4242001)"))
+    _versions.create(conn, checkfirst=True)
+    done = set(conn.execute(sa.select(_versions.c.version)).scalars())
+    applied = []
+    for m in MIGRATIONS:
+        if m.version in done:
+            continue
+        m.apply(conn)
+        conn.execute(
+            _versions.insert().values(version=m.version, name=m.name, applied_at=time.time())
+        )
+        applied.append(m.version)
+    return applied
+
+
+async def migrate(engine: AsyncEngine) -> list[int]:
+    """Apply every pending migration in one transaction; return the versions applied."""
+    async with engine.begin() as conn:
+        return await conn.run_sync(_pending_and_apply)
+
+
+async def current_version(engine: AsyncEngine) -> int:
+    """The highest applied migration version, 0 for an empty database."""
+    async with engine.connect() as conn:
+        has = await conn.run_sync(lambda c: sa.inspect(c).has_table("schema_migrations"))
+        if not has:
+            return 0
+        v = (await conn.execute(sa.select(sa.func.max(_versions.c.version)))).scalar()
+        return int(v or 0)
+
+
+def latest_version() -> int:
+    """The version the code expects."""
+    return MIGRATIONS[-1].version

@@ -1,0 +1,143 @@
+"""Migration 1 (frozen): the initial schema, as version 1 released it.
+
+Its own copy of the tables and indexes, never ``db/schema.py``'s: a later change to the schema
+is a later step. ``ix_callbacks_open_number`` came with migration 3.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = sa.MetaData()
+
+Json = sa.JSON().with_variant(JSONB(), "postgresql")
+
+tenants = sa.Table(
+    "tenants",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("name", sa.String(100), nullable=False, unique=True),
+    sa.Column("settings", Json, nullable=False),
+    sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("tenant_id", sa.String(36), sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("prefix", sa.String(12), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("revoked_at", sa.Float),
+)
+
+services = sa.Table(
+    "services",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("tenant_id", sa.String(36), sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("config", Json, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("tenant_id", "name", name="uq_services_tenant_name"),
+)
+
+callbacks = sa.Table(
+    "callbacks",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("tenant_id", sa.String(36), nullable=False),
+    sa.Column("service_id", sa.String(36), nullable=False),
+    sa.Column("service_name", sa.String(100), nullable=False),
+    sa.Column("phone_number", sa.String(32), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("reason", sa.String(32)),
+    sa.Column("offer_type", sa.String(40), nullable=False),
+    sa.Column("desired_time", sa.Float),
+    sa.Column("due_at", sa.Float, nullable=False),
+    sa.Column("slot_start", sa.Float),
+    sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("language", sa.String(20), nullable=False),
+    sa.Column("user_data", Json, nullable=False),
+    sa.Column("params", Json, nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("max_attempts", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("last_reason", sa.String(32)),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("queued_at", sa.Float),
+    sa.Column("routed_at", sa.Float),
+    sa.Column("completed_at", sa.Float),
+    sa.Column("lease_owner", sa.String(64)),
+    sa.Column("lease_expires_at", sa.Float),
+)
+sa.Index("ix_callbacks_due", callbacks.c.state, callbacks.c.due_at)
+sa.Index("ix_callbacks_phone", callbacks.c.tenant_id, callbacks.c.phone_number, callbacks.c.state)
+sa.Index("ix_callbacks_queue", callbacks.c.service_id, callbacks.c.state, callbacks.c.queued_at)
+sa.Index("ix_callbacks_tenant_created", callbacks.c.tenant_id, callbacks.c.created_at)
+
+callback_events = sa.Table(
+    "callback_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("callback_id", sa.String(36), nullable=False, index=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("from_state", sa.String(16)),
+    sa.Column("to_state", sa.String(16), nullable=False),
+    sa.Column("reason", sa.String(32)),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),
+)
+
+capacity_usage = sa.Table(
+    "capacity_usage",
+    metadata,
+    sa.Column("service_id", sa.String(36), primary_key=True),
+    sa.Column("slot_start", sa.Float, primary_key=True),
+    sa.Column("booked", sa.Integer, nullable=False),
+)
+
+callin_groups = sa.Table(
+    "callin_groups",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("tenant_id", sa.String(36), sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("config", Json, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("tenant_id", "name", name="uq_callin_groups_tenant_name"),
+)
+
+callin_requests = sa.Table(
+    "callin_requests",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("tenant_id", sa.String(36), nullable=False),
+    sa.Column("group_id", sa.String(36), nullable=False),
+    sa.Column("group_name", sa.String(100), nullable=False),
+    sa.Column("to_phone_number", sa.String(32), nullable=False),
+    sa.Column("from_phone_number", sa.String(32)),
+    sa.Column("access_code", sa.String(12)),
+    sa.Column("user_data", Json, nullable=False),
+    sa.Column("callback_service_id", sa.String(100)),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Column("matched_at", sa.Float),
+)
+sa.Index(
+    "ix_callin_match",
+    callin_requests.c.to_phone_number,
+    callin_requests.c.access_code,
+    callin_requests.c.expires_at,
+)
+
+
+def apply(conn: sa.Connection) -> None:
+    """Create the version-1 tables and indexes."""
+    metadata.create_all(conn)
