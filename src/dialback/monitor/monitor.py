@@ -140,13 +140,13 @@ class CallbackMonitor:
         self._stopping.set()
         self._wake.set()
 
-    async def stop(self) -> None:
-        """Stop the loops in parallel, letting an in-flight cycle finish (one overall timeout)."""
+    async def stop(self, timeout: float = _STOP_TIMEOUT_SECONDS) -> None:
+        """Stop the loops in parallel, letting an in-flight cycle finish within ``timeout``."""
         self._stopping.set()
         self._wake.set()
         tasks = [*self._tasks, *([self._supervisor] if self._supervisor else [])]
         if tasks:
-            _done, pending = await asyncio.wait(tasks, timeout=_STOP_TIMEOUT_SECONDS)
+            _done, pending = await asyncio.wait(tasks, timeout=timeout)
             for t in pending:
                 t.cancel()
             # Collect every outcome (a loop that died was reported by the supervisor).
