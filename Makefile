@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: help run test lint fmt docs system-deps clean venv
+.PHONY: help run test test-unit lint fmt docs system-deps clean venv
 .PHONY: bench bench-quick
 
 help: ## Show the targets
@@ -27,6 +27,9 @@ system-deps: ## Install missing Debian packages the tests need (as root), or say
 
 test: $(STAMP) system-deps ## Run the whole test suite against throwaway PostgreSQL and Redis servers
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test-unit: $(STAMP) ## Run the fast unit tier (no servers, seconds)
+	$(VENV)/bin/pytest -q tests/unit $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff (lint + format check) and mypy
 	$(VENV)/bin/ruff check src tests testbed bench
