@@ -184,8 +184,8 @@ async def measure(servers: Servers, calls: int) -> dict[str, dict[str, float]]:
 
         pieces: dict[str, Piece] = {
             "HTTP create, in-process ASGI (everything but the socket)": p_http,
-            "HTTP create with service.create_callback stubbed (HTTP layer)": p_http_stub,
-            "service.create_callback (domain + store + Redis)": p_service,
+            "HTTP create with CallbackService.create stubbed (HTTP layer)": p_http_stub,
+            "CallbackService.create (domain + store + Redis)": p_service,
             "booking store: dialback_book_callback (one round trip)": p_book,
             "raw asyncpg autocommit insert (the floor's)": p_raw_insert,
             "Redis throttle pipeline (incr_many)": p_redis,
