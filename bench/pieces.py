@@ -27,9 +27,9 @@ from starlette.types import Message
 from bench.load import create_body
 from bench.stack import SERVICE_CONFIG, TENANT_SETTINGS, Servers
 from dialback.app import create_public_app
-from dialback.callbacks import service
 from dialback.callbacks.booking import NewCallback
 from dialback.callbacks.schemas import CreateCallback
+from dialback.callbacks.service import CallbackService, throttle_keys
 from dialback.container import Container
 from dialback.kit.phone import normalise_number
 from dialback.kit.timefmt import utc_iso
@@ -97,7 +97,7 @@ async def measure(servers: Servers, calls: int) -> dict[str, dict[str, float]]:
             normalise_number(phone(), cfg.validation)
 
         async def p_redis() -> None:
-            await rt.counters.incr_many(service._throttle_keys(tenant, phone(), time.time()))
+            await rt.counters.incr_many(throttle_keys(tenant, phone(), time.time()))
 
         async def p_book() -> None:
             now = time.time()
@@ -127,7 +127,7 @@ async def measure(servers: Servers, calls: int) -> dict[str, dict[str, float]]:
             await raw.execute(INSERT, str(uuid.uuid4()), "sales", phone(), now, 5, "{}", now)
 
         async def p_service() -> None:
-            await service.create_callback(rt, tenant, req())
+            await rt.callbacks.create(tenant, req())
 
         app = create_public_app(rt)
         statuses: list[int] = []
@@ -167,12 +167,12 @@ async def measure(servers: Servers, calls: int) -> dict[str, dict[str, float]]:
             return "00000000-0000-0000-0000-000000000000"
 
         async def p_http_stub() -> None:
-            real = service.create_callback
-            service.create_callback = fake_create  # type: ignore[assignment]
+            real = CallbackService.create
+            CallbackService.create = fake_create  # type: ignore[method-assign]
             try:
                 await p_http()
             finally:
-                service.create_callback = real
+                CallbackService.create = real  # type: ignore[method-assign]
 
         async def p_request_line() -> None:
             log_request(logging.INFO, "POST", "/engagement/v3/callbacks/create", 200, 0.0032, "abc")
@@ -184,8 +184,8 @@ async def measure(servers: Servers, calls: int) -> dict[str, dict[str, float]]:
 
         pieces: dict[str, Piece] = {
             "HTTP create, in-process ASGI (everything but the socket)": p_http,
-            "HTTP create with service.create_callback stubbed (HTTP layer)": p_http_stub,
-            "service.create_callback (domain + store + Redis)": p_service,
+            "HTTP create with CallbackService.create stubbed (HTTP layer)": p_http_stub,
+            "CallbackService.create (domain + store + Redis)": p_service,
             "booking store: dialback_book_callback (one round trip)": p_book,
             "raw asyncpg autocommit insert (the floor's)": p_raw_insert,
             "Redis throttle pipeline (incr_many)": p_redis,

@@ -14,6 +14,8 @@ import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dialback.callbacks.booking import CallbackStore, store_for
+from dialback.callbacks.lifecycle import Lifecycle, RetryRule
+from dialback.callbacks.service import CallbackService
 from dialback.callins.service import CallInService
 from dialback.db.engine import create_engine
 from dialback.db.migrations import current_version, latest_version, migrate
@@ -90,8 +92,28 @@ class Container:
         )
         self.tenants = TenantAdmin(self.engine, self.keys, self.events)
         self.callins = CallInService(self.engine, self.counters, self.events)
+        self.lifecycle = Lifecycle(self._retry_rule)
         self.monitor: CallbackMonitor | None = (
-            CallbackMonitor(self) if settings.monitor_enabled else None
+            CallbackMonitor(
+                self.engine,
+                self.transport,
+                self.lifecycle,
+                self.events,
+                settings,
+                owner=self.instance_id,
+            )
+            if settings.monitor_enabled
+            else None
+        )
+        self.callbacks = CallbackService(
+            self.engine,
+            self.store,
+            self.counters,
+            self.service_cache,
+            self.transport,
+            self.events,
+            settings,
+            wake_monitor=self.wake_monitor,
         )
         self.simulator: RoutingSimulator | None = (
             RoutingSimulator(
@@ -196,6 +218,11 @@ class Container:
             log.warning("provisioning the routing stream and groups failed", exc_info=True)
             self.events.provisioning_failed()
             return False
+
+    async def _retry_rule(self, tenant_id: str, service_name: str) -> RetryRule | None:
+        """The retry policy of a callback's service (None: the service is gone)."""
+        svc = await self.service_cache.get(tenant_id, service_name)
+        return svc.config.retry if svc is not None else None
 
     def wake_monitor(self) -> None:
         """Dispatch an immediate callback now rather than at the next poll."""

@@ -117,12 +117,12 @@ async def test_unexpected_error_is_a_500_envelope_and_counts_uncaught_exception(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     key = await stack.tenant()
-    from dialback.callbacks import service
+    from dialback.callbacks.service import CallbackService
 
     async def broken(*_a: object, **_k: object) -> None:
         raise RuntimeError("simulated bug")
 
-    monkeypatch.setattr(service, "open_for", broken)
+    monkeypatch.setattr(CallbackService, "open_for", broken)
     before = await alarm(stack, "UNCAUGHT_EXCEPTION")
     r = await stack.public.get(
         "/engagement/v3/callbacks/open-for/sales", headers={"x-api-key": key}

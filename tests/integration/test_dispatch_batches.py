@@ -15,11 +15,11 @@ import sqlalchemy as sa
 from testbed.metrics_parse import parse, value
 from testbed.servers import PostgresServer
 
+from dialback.callbacks import repository as callbacks_repo
 from dialback.container import Container
 from dialback.db.engine import create_engine
 from dialback.db.migrations import migrate
 from dialback.db.schema import callback_events, callbacks
-from dialback.monitor import repository as monitor_repo
 from dialback.monitor.monitor import CallbackMonitor, dispatch_fields
 from dialback.routing import transport as transport_mod
 from dialback.routing.messages import Dispatch
@@ -161,7 +161,7 @@ async def test_claimed_rows_carry_compact_user_data_and_the_same_fields_as_sqlit
                 id="00000000-0000-4000-8000-000000000001",
             )
             async with rt.engine.begin() as conn:
-                [row] = await monitor_repo.claim_due(conn, "me", time.time(), 30, 10)
+                [row] = await callbacks_repo.claim_due(conn, "me", time.time(), 30, 10)
             assert row.id == cid and row.attempt == 1
             assert orjson.loads(row.user_data) == user_data
             # Compact JSON, as the stream always carried (PostgreSQL orders jsonb keys its way).
@@ -194,7 +194,9 @@ async def test_a_batch_whose_lease_ran_out_before_publishing_is_dropped_then_rec
     await rt.start()
     try:
         assert rt.monitor is None
-        mon = CallbackMonitor(rt)
+        mon = CallbackMonitor(
+            rt.engine, rt.transport, rt.lifecycle, rt.events, rt.settings, owner=rt.instance_id
+        )
         batch = await mon._claim()
         assert batch is not None and len(batch.rows) == 5
         await asyncio.sleep(0.4)
@@ -241,8 +243,8 @@ async def test_pipelined_drain_marks_each_callback_once_with_its_attempt(
             return n == 345
 
         await wait_for(drained, timeout=30)
-        assert rt.monitor is not None
-        assert rt.monitor.dispatched_total == 345
+        metrics = parse(rt.metrics.registry.render())
+        assert value(metrics, "ges_dispatch_lateness_seconds_count") == 345
         async with rt.engine.connect() as conn:
             rows = (
                 await conn.execute(

@@ -7,26 +7,23 @@ committed when ``book`` returns.
 
 - ``PostgresStore``: one round trip. The plpgsql function ``dialback_book_callback``
   (migration 2) takes the number's advisory lock, counts, reserves and inserts; it runs as its
-  own autocommit transaction on a small raw asyncpg pool.
+  own autocommit transaction on a small raw asyncpg pool (``db.pg.RawPool``).
 - ``SqlAlchemyStore``: the same steps as separate statements in one SQLAlchemy transaction
   (the embedded SQLite store, where ``BEGIN IMMEDIATE`` is the lock).
 """
 
 from __future__ import annotations
 
-import asyncio
-import collections
 import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import asyncpg
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dialback.callbacks import repository as repo
-from dialback.kit.errors import as_dbapi_error
+from dialback.db.pg import RawPool
 
 Outcome = Literal["ok", "open_limit", "full"]
 
@@ -159,98 +156,15 @@ def _json(value: dict[str, Any]) -> str:
         return json.dumps(value)
 
 
-class _Connections:
-    """A minimal asyncpg connection pool: up to ``size`` connections, opened on demand and kept.
-
-    asyncpg's own pool costs ~50 µs of CPU per acquire + release (queues, timeouts, proxies)
-    and, by default, a reset query (a round trip) on every release; a booking is one autocommit
-    statement that leaves nothing behind on its connection, so it needs neither. A connection
-    whose call failed other than with a server error (cancelled, broken) is closed, not reused.
-    """
-
-    def __init__(self, connect_kwargs: dict[str, Any], size: int) -> None:
-        self._connect_kwargs = connect_kwargs
-        self.size = size
-        self._idle: list[Any] = []
-        self._count = 0  # open or opening
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._closed = False
-
-    async def acquire(self) -> Any:
-        """A connection for one call; give it back with ``release``."""
-        while True:
-            if self._closed:
-                raise asyncpg.InterfaceError("the booking pool is closed")
-            while self._idle:
-                conn = self._idle.pop()
-                if not conn.is_closed():
-                    return conn
-                self._count -= 1
-            if self._count < self.size:
-                self._count += 1
-                try:
-                    return await asyncpg.connect(**self._connect_kwargs)
-                except BaseException:
-                    self._count -= 1
-                    self._wake()
-                    raise
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            except asyncio.CancelledError:
-                if waiter.done() and not waiter.cancelled():
-                    self._wake()  # pass the wake-up on
-                else:
-                    self._waiters.remove(waiter)
-                raise
-
-    def release(self, conn: Any, *, reusable: bool) -> None:
-        """Give ``conn`` back; close it when ``reusable`` is false or the pool is closed."""
-        if reusable and not self._closed and not conn.is_closed():
-            self._idle.append(conn)
-        else:
-            self._count -= 1
-            conn.terminate()
-        self._wake()
-
-    def _wake(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-
-    async def close(self) -> None:
-        """Close the idle connections now, the busy ones when they are released."""
-        self._closed = True
-        idle, self._idle = self._idle, []
-        for conn in idle:
-            self._count -= 1
-            try:
-                await asyncio.wait_for(conn.close(), timeout=2)
-            except Exception:
-                conn.terminate()
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-
-
 class PostgresStore(CallbackStore):
     """Booking with one call of ``dialback_book_callback`` on a small raw asyncpg pool."""
 
     def __init__(self, engine: AsyncEngine, size: int) -> None:
-        # The same connection arguments SQLAlchemy's asyncpg dialect would use for this URL.
-        _args, kwargs = engine.dialect.create_connect_args(engine.url)
-        for key in ("prepared_statement_cache_size", "prepared_statement_name_func"):
-            kwargs.pop(key, None)
-        self._pool = _Connections(dict(kwargs), max(1, size))
+        self._pool = RawPool(engine, size)
 
     async def start(self) -> None:
         # One connection now: a wrong URL or password fails the start, not the first booking.
-        conn = await self._pool.acquire()
-        self._pool.release(conn, reusable=True)
+        await self._pool.start()
 
     async def close(self) -> None:
         await self._pool.close()
@@ -263,46 +177,29 @@ class PostgresStore(CallbackStore):
         slot_start: float | None,
         slot_total: int | None,
     ) -> Booking:
-        conn = None
-        reusable = False
-        try:
-            conn = await self._pool.acquire()
-            outcome, open_count = await conn.fetchrow(
-                _BOOK_SQL,
-                repo.number_lock_key(cb.tenant_id, cb.phone_number),
-                max_open,
-                slot_start,
-                slot_total,
-                cb.id,
-                cb.tenant_id,
-                cb.service_id,
-                cb.service_name,
-                cb.phone_number,
-                "SCHEDULED",
-                cb.offer_type,
-                cb.desired_time,
-                cb.due_at,
-                cb.priority,
-                cb.language,
-                _json(cb.user_data),
-                _json(cb.params),
-                1,
-                cb.max_attempts,
-                cb.created_at,
-            )
-            reusable = True
-        except Exception as exc:
-            # A server error (SQLSTATE) leaves an autocommit connection usable.
-            reusable = isinstance(exc, asyncpg.PostgresError) and not isinstance(
-                exc, asyncpg.PostgresConnectionError
-            )
-            err = as_dbapi_error(exc, _BOOK_SQL)
-            if err is exc:
-                raise
-            raise err from exc
-        finally:
-            if conn is not None:
-                self._pool.release(conn, reusable=reusable)
+        outcome, open_count = await self._pool.fetchrow(
+            _BOOK_SQL,
+            repo.number_lock_key(cb.tenant_id, cb.phone_number),
+            max_open,
+            slot_start,
+            slot_total,
+            cb.id,
+            cb.tenant_id,
+            cb.service_id,
+            cb.service_name,
+            cb.phone_number,
+            "SCHEDULED",
+            cb.offer_type,
+            cb.desired_time,
+            cb.due_at,
+            cb.priority,
+            cb.language,
+            _json(cb.user_data),
+            _json(cb.params),
+            1,
+            cb.max_attempts,
+            cb.created_at,
+        )
         return Booking(outcome, int(open_count))
 
 

@@ -8,12 +8,12 @@ from fastapi import APIRouter, Query, Request
 from pydantic import Field
 from starlette.responses import Response
 
-from dialback.callbacks import service
-from dialback.callbacks.schemas import CallbackId, CreateCallback
+from dialback.callbacks import views
+from dialback.callbacks.schemas import CallbackId, CreateCallback, parse_time_param
 from dialback.kit.errors import BadRequest
 from dialback.kit.text import SafeText
 from dialback.services.schemas import _check_tz
-from dialback.web.deps import TenantDep, api_tenant, container_of
+from dialback.web.deps import ContainerDep, TenantDep, api_tenant, container_of
 from dialback.web.envelope import ERRORS, AnyEnvelope, EnvelopeResponse, IdEnvelope, ok
 from dialback.web.fastpath import DirectRoute, read_json_body, validate_body
 
@@ -21,11 +21,10 @@ router = APIRouter(prefix="/engagement/v3", tags=["callbacks"])
 
 
 async def create_callback(
-    body: CreateCallback, request: Request, tenant: TenantDep
+    body: CreateCallback, c: ContainerDep, tenant: TenantDep
 ) -> EnvelopeResponse:
     """Book an immediate (no desiredTime) or scheduled callback."""
-    cid = await service.create_callback(container_of(request), tenant, body)
-    return ok({"id": cid})
+    return ok({"id": await c.callbacks.create(tenant, body)})
 
 
 async def _serve_create(request: Request) -> Response:
@@ -37,7 +36,7 @@ async def _serve_create(request: Request) -> Response:
     raw, body = await read_json_body(request)
     tenant = await api_tenant(request, request.headers.get("x-api-key"))
     req = validate_body(CreateCallback, raw, body)
-    cid = await service.create_callback(container_of(request), tenant, req)
+    cid = await container_of(request).callbacks.create(tenant, req)
     return ok({"id": cid})
 
 
@@ -57,19 +56,17 @@ router.add_api_route(
 
 
 @router.post("/callbacks/cancel", responses={200: {"model": IdEnvelope}, **ERRORS})
-async def cancel_callback(
-    body: CallbackId, request: Request, tenant: TenantDep
-) -> EnvelopeResponse:
+async def cancel_callback(body: CallbackId, c: ContainerDep, tenant: TenantDep) -> EnvelopeResponse:
     """Cancel a callback that no agent is handling yet."""
-    return ok({"id": await service.cancel_callback(container_of(request), tenant, body.id)})
+    return ok({"id": await c.callbacks.cancel(tenant, body.id)})
 
 
 @router.post("/callbacks/retrieve", responses={200: {"model": AnyEnvelope}, **ERRORS})
 async def retrieve_callback(
-    body: CallbackId, request: Request, tenant: TenantDep
+    body: CallbackId, c: ContainerDep, tenant: TenantDep
 ) -> EnvelopeResponse:
     """State, reason, position in queue and EWT of one callback."""
-    return ok(await service.retrieve_callback(container_of(request), tenant, body.id))
+    return ok(views.callback(await c.callbacks.retrieve(tenant, body.id)))
 
 
 ServicePath = Annotated[str, Field(min_length=1, max_length=100), SafeText]
@@ -89,7 +86,7 @@ def _tz(value: str | None) -> str:
 )
 async def availability(
     service_name: ServicePath,
-    request: Request,
+    c: ContainerDep,
     tenant: TenantDep,
     start: Annotated[str | None, Query(max_length=40)] = None,
     startMS: Annotated[str | None, Query(max_length=20)] = None,
@@ -101,47 +98,46 @@ async def availability(
     reportBusy: bool = False,
 ) -> EnvelopeResponse:
     """Slots where scheduled callbacks can be booked, with remaining capacity and total."""
-    data = await service.availability(
-        container_of(request),
+    found = await c.callbacks.availability(
         tenant,
         service_name,
-        start=service.parse_time_param("start", start, startMS),
-        end=service.parse_time_param("end", end, endMS),
+        start=parse_time_param("start", start, startMS),
+        end=parse_time_param("end", end, endMS),
         number_of_days=numberOfDays,
         timezone=_tz(timezone),
         max_slots=maxTimeSlots,
         report_busy=reportBusy,
     )
-    return ok(data)
+    return ok(views.availability(found))
 
 
 @router.get("/callbacks/open-for/{service_name}", responses={200: {"model": AnyEnvelope}, **ERRORS})
 async def open_for(
     service_name: ServicePath,
-    request: Request,
+    c: ContainerDep,
     tenant: TenantDep,
     start: Annotated[str | None, Query(max_length=40)] = None,
     timezone: Annotated[str | None, Query(max_length=64)] = None,
 ) -> EnvelopeResponse:
     """Seconds until the service closes (0 when closed)."""
     _tz(timezone)
-    t = service.parse_time_param("start", start, None)
-    return ok(await service.open_for(container_of(request), tenant, service_name, t))
+    t = parse_time_param("start", start, None)
+    return ok(views.open_for(await c.callbacks.open_for(tenant, service_name, t)))
 
 
 @router.get(
     "/callbacks/queue-status/{queue_name}", responses={200: {"model": AnyEnvelope}, **ERRORS}
 )
 async def queue_status(
-    queue_name: ServicePath, request: Request, tenant: TenantDep
+    queue_name: ServicePath, c: ContainerDep, tenant: TenantDep
 ) -> EnvelopeResponse:
     """EWT and whether immediate and scheduled callbacks should be offered now."""
-    return ok(await service.queue_status(container_of(request), tenant, queue_name))
+    return ok(views.queue_status(await c.callbacks.queue_status(tenant, queue_name)))
 
 
 @router.get("/estimated-wait-time", responses={200: {"model": AnyEnvelope}, **ERRORS})
 async def estimated_wait_time(
-    request: Request,
+    c: ContainerDep,
     tenant: TenantDep,
     virtual_queues: Annotated[
         str, Query(alias="virtual-queues", min_length=1, max_length=2000), SafeText
@@ -154,4 +150,4 @@ async def estimated_wait_time(
         raise BadRequest("virtual-queues: name at least one virtual queue")
     if len(names) > 50:
         raise BadRequest("virtual-queues: at most 50 virtual queues per request")
-    return ok(await service.estimated_wait_times(container_of(request), tenant, names, mode))
+    return ok(views.wait_times(await c.callbacks.estimated_wait_times(tenant, names, mode)))

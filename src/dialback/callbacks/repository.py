@@ -1,15 +1,24 @@
-"""Persistence of callbacks and capacity usage (SQLAlchemy Core, PostgreSQL and SQLite)."""
+"""The one repository of the ``callbacks`` table (and its history and capacity usage).
+
+SQLAlchemy Core on PostgreSQL and SQLite, except the monitor's claiming and marking (the
+dispatch hot path): on PostgreSQL each is one statement sent as raw SQL through ``db.pg.run``
+(no SQLAlchemy compilation or result processing), its own transaction unless the caller already
+opened one on the connection. The booking itself is ``callbacks.booking``.
+"""
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, NamedTuple
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dialback.db.schema import OPEN_STATES, callback_events, callbacks, capacity_usage
+from dialback.callbacks.lifecycle import OPEN_STATES, Event, Transition, queued_event
+from dialback.db import pg
+from dialback.db.schema import callback_events, callbacks, capacity_usage
 
 CB = callbacks.c
 
@@ -103,42 +112,25 @@ async def lock_callback(conn: AsyncConnection, tenant_id: str, callback_id: str)
     return (await conn.execute(q)).first()
 
 
-async def complete_cancelled(conn: AsyncConnection, row: Any, now: float, source: str) -> None:
-    """Complete a cancellable callback with reason ``cancelled`` and free its slot."""
-    await conn.execute(
-        callbacks.update()
-        .where(CB.id == row.id)
-        .values(
-            state="COMPLETED",
-            reason="cancelled",
-            completed_at=now,
-            updated_at=now,
-            lease_owner=None,
-            lease_expires_at=None,
+async def apply(conn: AsyncConnection, row: Any, t: Transition) -> None:
+    """Write a decided transition of ``row``: its columns, its history, the slot it frees."""
+    await conn.execute(callbacks.update().where(CB.id == row.id).values(**t.values))
+    for ev in t.events:
+        await add_event(
+            conn, row.id, t.at, ev.from_state, ev.to_state, ev.reason, ev.attempt, ev.source
         )
-    )
-    await add_event(conn, row.id, now, row.state, "COMPLETED", "cancelled", row.attempt, source)
-    if row.slot_start is not None and row.state == "SCHEDULED":
-        await release_capacity(conn, row.service_id, row.slot_start)
+    if t.release_slot is not None:
+        await release_capacity(conn, row.service_id, t.release_slot)
 
 
-async def reschedule(
-    conn: AsyncConnection, row: Any, due: float, slot: float | None, now: float
-) -> None:
-    """Move a scheduled callback to a new due time and slot."""
-    await conn.execute(
-        callbacks.update()
-        .where(CB.id == row.id)
-        .values(
-            desired_time=due,
-            due_at=due,
-            slot_start=slot,
-            updated_at=now,
-            lease_owner=None,
-            lease_expires_at=None,
-        )
-    )
-    await add_event(conn, row.id, now, row.state, "SCHEDULED", "rescheduled", row.attempt, "admin")
+def _event_row(ev: Event) -> dict[str, Any]:
+    return {
+        "from_state": ev.from_state,
+        "to_state": ev.to_state,
+        "reason": ev.reason,
+        "attempt": ev.attempt,
+        "source": ev.source,
+    }
 
 
 async def add_event(
@@ -263,3 +255,168 @@ async def count_open_for_service(conn: AsyncConnection, service_id: str) -> int:
     """How many of the service's callbacks are not yet completed."""
     q = sa.select(sa.func.count()).where(CB.service_id == service_id, CB.state.in_(OPEN_STATES))
     return int((await conn.execute(q)).scalar() or 0)
+
+
+# The monitor: lease-based claiming, marking dispatched, applying outcomes, statistics.
+
+
+class Claimed(NamedTuple):
+    """A callback leased for dispatch: what its stream entry needs."""
+
+    id: str
+    tenant_id: str
+    service_name: str
+    phone_number: str
+    attempt: int
+    priority: int
+    language: str
+    desired_time: float | None
+    due_at: float
+    user_data: str  # compact JSON text
+
+
+_CLAIM_COLUMNS = (
+    CB.id,
+    CB.tenant_id,
+    CB.service_name,
+    CB.phone_number,
+    CB.attempt,
+    CB.priority,
+    CB.language,
+    CB.desired_time,
+    CB.due_at,
+    CB.user_data,
+)
+
+# The due rows are locked by the inner SELECT (other replicas skip them) and updated through
+# the primary key: ``= ANY(ARRAY(...))`` keeps the plan an index lookup however big the table.
+_PG_CLAIM = """
+UPDATE callbacks SET lease_owner = $1, lease_expires_at = $2
+WHERE id = ANY(ARRAY(
+    SELECT id FROM callbacks
+    WHERE state = 'SCHEDULED' AND due_at <= $3
+      AND (lease_expires_at IS NULL OR lease_expires_at < $3)
+    ORDER BY due_at
+    LIMIT $4
+    FOR UPDATE SKIP LOCKED
+))
+RETURNING id, tenant_id, service_name, phone_number, attempt, priority, language,
+    desired_time, due_at, user_data::text
+"""
+
+# The state change and its event rows in one statement (one round trip, atomic); only rows
+# still leased to us and still SCHEDULED move (an outcome may already have moved one on).
+_PG_MARK_QUEUED = """
+WITH moved AS (
+    UPDATE callbacks SET state = 'QUEUED', queued_at = $2, updated_at = $2,
+        lease_owner = NULL, lease_expires_at = NULL
+    WHERE id = ANY($1::varchar[]) AND lease_owner = $3 AND state = 'SCHEDULED'
+    RETURNING id, attempt
+), events AS (
+    INSERT INTO callback_events (callback_id, at, from_state, to_state, reason, attempt, source)
+    SELECT id, $2, 'SCHEDULED', 'QUEUED', NULL, attempt, 'monitor' FROM moved
+)
+SELECT count(*) FROM moved
+"""
+
+
+def _compact(text: str) -> str:
+    return orjson.dumps(orjson.loads(text)).decode()
+
+
+def _due(c: Claimed) -> float:
+    return c.due_at
+
+
+async def claim_due(
+    conn: AsyncConnection, owner: str, now: float, lease: float, limit: int
+) -> list[Claimed]:
+    """Lease up to ``limit`` due callbacks to ``owner``, oldest due first; others skip them."""
+    if conn.dialect.name == "postgresql":
+        rows = await pg.run(conn, "fetch", _PG_CLAIM, owner, now + lease, now, limit)
+        claimed = [
+            Claimed(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], _compact(r[9]))
+            for r in rows
+        ]
+        claimed.sort(key=_due)
+        return claimed
+    due = (
+        sa.select(CB.id)
+        .where(
+            CB.state == "SCHEDULED",
+            CB.due_at <= now,
+            sa.or_(CB.lease_expires_at.is_(None), CB.lease_expires_at < now),
+        )
+        .order_by(CB.due_at)
+        .limit(limit)
+    )
+    stmt = (
+        callbacks.update()
+        .where(CB.id.in_(due.scalar_subquery()))
+        .values(lease_owner=owner, lease_expires_at=now + lease)
+        .returning(*_CLAIM_COLUMNS)
+    )
+    claimed = [
+        Claimed(
+            r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], orjson.dumps(r[9] or {}).decode()
+        )
+        for r in await conn.execute(stmt)
+    ]
+    claimed.sort(key=_due)
+    return claimed
+
+
+async def release_leases(conn: AsyncConnection, owner: str, ids: list[str]) -> None:
+    """Give leases back so the next cycle (of any replica) retries at once."""
+    await conn.execute(
+        callbacks.update()
+        .where(CB.id.in_(ids), CB.lease_owner == owner)
+        .values(lease_owner=None, lease_expires_at=None)
+    )
+
+
+async def mark_queued(conn: AsyncConnection, owner: str, claimed: list[Any], now: float) -> int:
+    """Move published callbacks SCHEDULED -> QUEUED; rows whose lease was lost are left alone."""
+    ids = [r.id for r in claimed]
+    if conn.dialect.name == "postgresql":
+        return int(await pg.run(conn, "fetchval", _PG_MARK_QUEUED, ids, now, owner))
+    res = await conn.execute(
+        callbacks.update()
+        .where(CB.id.in_(ids), CB.lease_owner == owner, CB.state == "SCHEDULED")
+        .values(
+            state="QUEUED", queued_at=now, updated_at=now, lease_owner=None, lease_expires_at=None
+        )
+        .returning(CB.id)
+    )
+    # Only rows actually moved get the event: an outcome may already have moved a row on.
+    moved = {cid for (cid,) in res.all()}
+    events = [
+        {"callback_id": r.id, "at": now, **_event_row(queued_event(r.attempt))}
+        for r in claimed
+        if r.id in moved
+    ]
+    if events:
+        await conn.execute(callback_events.insert(), events)
+    return len(moved)
+
+
+async def no_parallel_scans(conn: AsyncConnection) -> None:
+    """Keep this transaction's scans to one core: statistics must not starve the dispatch."""
+    if conn.dialect.name == "postgresql":
+        await conn.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
+
+
+async def count_by_state(conn: AsyncConnection) -> dict[str, int]:
+    """Open callbacks per state (for the monitor-size gauge)."""
+    # IN, not != 'COMPLETED': the (state, due_at) index then skips the completed history.
+    q = sa.select(CB.state, sa.func.count()).where(CB.state.in_(OPEN_STATES)).group_by(CB.state)
+    return {s: int(n) for s, n in (await conn.execute(q)).all()}
+
+
+async def due_backlog(conn: AsyncConnection, now: float) -> tuple[int, float | None]:
+    """How many callbacks are due but not dispatched, and the oldest due time."""
+    q = sa.select(sa.func.count(), sa.func.min(CB.due_at)).where(
+        CB.state == "SCHEDULED", CB.due_at <= now
+    )
+    n, oldest = (await conn.execute(q)).one()
+    return int(n or 0), (float(oldest) if oldest is not None else None)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 import re
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from dialback.kit.errors import BadRequest
 from dialback.kit.text import SafeStr, SafeText, check_text
 
 _JS_IDENT = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
@@ -37,19 +37,6 @@ def _user_value(value: Any) -> Any:
 
 # Checked before the union so a refused value gets one clear error, not one per member.
 UserValue = Annotated[str | int | float | bool | None, BeforeValidator(_user_value)]
-
-
-class CallbackState(StrEnum):
-    """GES callback states."""
-
-    SCHEDULED = "SCHEDULED"
-    QUEUED = "QUEUED"
-    ROUTING = "ROUTING"
-    PROCESSING = "PROCESSING"
-    COMPLETED = "COMPLETED"
-
-
-CANCELLABLE_STATES = ("SCHEDULED", "QUEUED", "ROUTING")
 
 
 def to_utc(value: datetime) -> datetime:
@@ -131,3 +118,27 @@ class RescheduleIn(BaseModel):
     @classmethod
     def _desired(cls, v: datetime) -> datetime:
         return to_utc(v)
+
+
+def parse_time_param(name: str, iso_value: str | None, ms_value: str | None) -> float | None:
+    """Read an ISO-8601 or epoch-milliseconds query parameter; 400 naming it when malformed."""
+    if iso_value:
+        try:
+            dt = datetime.fromisoformat(iso_value.replace("Z", "+00:00"))
+        except ValueError:
+            raise BadRequest(f"{name}: not an ISO-8601 time (yyyy-MM-ddTHH:mm:ss.SSSZ)") from None
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        # Same bounds as the MS form: times near year 1 or 9999 overflow the slot arithmetic.
+        if not 0 <= dt.timestamp() <= 32503680000:
+            raise BadRequest(f"{name}: out of range (1970 to 3000)")
+        return dt.timestamp()
+    if ms_value:
+        try:
+            value = int(ms_value)
+        except ValueError:
+            raise BadRequest(f"{name}MS: not an integer number of milliseconds") from None
+        if not 0 <= value <= 32503680000000:
+            raise BadRequest(f"{name}MS: out of range")
+        return value / 1000.0
+    return None

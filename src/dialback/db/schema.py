@@ -8,10 +8,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
-metadata = sa.MetaData()
+from dialback.callbacks.lifecycle import OPEN_STATES
 
-# A callback in one of these states still awaits or is in its call (GES counts them "open").
-OPEN_STATES = ("SCHEDULED", "QUEUED", "ROUTING", "PROCESSING")
+metadata = sa.MetaData()
 
 Json = sa.JSON().with_variant(JSONB(), "postgresql")
 

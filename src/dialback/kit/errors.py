@@ -91,28 +91,3 @@ def is_dns_failure(exc: BaseException) -> bool:
             return True
         cur = cur.__cause__ or cur.__context__
     return False
-
-
-def as_dbapi_error(exc: BaseException, statement: str) -> BaseException:
-    """An error of raw asyncpg as the SQLAlchemy error the rest of dialback handles.
-
-    Unreachable, restarting or shut-down server -> ``OperationalError`` (a dependency outage:
-    503, POSTGRES_STATUS); a value the server refused (SQLSTATE class 22) -> ``DBAPIError``
-    (the 400 safety net); anything else unchanged.
-    """
-    import asyncpg
-    import sqlalchemy as sa
-
-    sqlstate = getattr(exc, "sqlstate", None) or ""
-    if isinstance(
-        exc,
-        OSError
-        | TimeoutError
-        | asyncpg.InterfaceError
-        | asyncpg.PostgresConnectionError
-        | asyncpg.exceptions.OperatorInterventionError,
-    ) or sqlstate.startswith(("08", "57P")):
-        return sa.exc.OperationalError(statement, None, exc)
-    if sqlstate.startswith("22"):
-        return sa.exc.DBAPIError(statement, None, exc)
-    return exc

@@ -5,8 +5,12 @@ QUEUED. A crash between claim and mark leaves leases that expire and are reclaim
 transport's once-per-attempt publish makes the retry harmless. While a backlog drains the
 stages overlap: the next batch is claimed while the previous one is published and marked.
 
-Outcomes: read routing events through a consumer group, apply them in order of the state
-machine, retry unanswered attempts by the service's policy, and acknowledge after commit.
+Outcomes: read routing events through a consumer group, apply what the state machine
+(``callbacks.lifecycle``) decides for each, and acknowledge after commit.
+
+Supervision: the three loops (dispatch, outcomes, statistics) run until ``stop``; one that ends
+otherwise has died of a bug: the monitor stops, counts UNCAUGHT_EXCEPTION and reports
+``failed`` (liveness then fails, so the replica is restarted).
 """
 
 from __future__ import annotations
@@ -15,25 +19,28 @@ import asyncio
 import contextlib
 import logging
 import time
-from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine
+from typing import Any
 
-from dialback.callbacks import repository as cb_repo
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from dialback.callbacks import repository as repo
+from dialback.callbacks.lifecycle import Lifecycle, Transition
 from dialback.kit.context import bound
 from dialback.kit.errors import is_dependency_error
 from dialback.kit.timefmt import utc_iso
-from dialback.monitor import repository as repo
+from dialback.observability.events import Events
 from dialback.observability.logging import TRACE
 from dialback.routing.messages import Dispatch, Outcome
-
-if TYPE_CHECKING:
-    from dialback.container import Container
+from dialback.routing.transport import GroupMissing, RoutingTransport
+from dialback.settings import Settings
 
 log = logging.getLogger("dialback.monitor")
 
 # Longest the per-state counts wait while a backlog drains (see _stats_loop).
 _STATS_MAX_DEFER_SECONDS = 60.0
-_RANK = {"SCHEDULED": 0, "QUEUED": 1, "ROUTING": 2, "PROCESSING": 3, "COMPLETED": 4}
+# How long ``stop`` waits for the loops to finish their cycle before cancelling them.
+_STOP_TIMEOUT_SECONDS = 10.0
 
 
 def dispatch_fields(
@@ -72,44 +79,80 @@ class _Batch:
 class CallbackMonitor:
     """Dispatches due callbacks and applies outcomes; safe to run in every replica."""
 
-    def __init__(self, rt: Container) -> None:
-        self.rt = rt
-        self.owner = rt.instance_id
-        self.settings = rt.settings
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        transport: RoutingTransport,
+        lifecycle: Lifecycle,
+        events: Events,
+        settings: Settings,
+        owner: str,
+    ) -> None:
+        self.engine = engine
+        self.transport = transport
+        self.lifecycle = lifecycle
+        self.events = events
+        self.settings = settings
+        self.owner = owner
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._supervisor: asyncio.Task[None] | None = None
         self.last_cycle_at = 0.0
         self.last_cycle_seconds = 0.0
-        self.dispatched_total = 0
+        # The name of the loop that died (the monitor then stopped); None while healthy.
+        self.failed: str | None = None
         # True while a backlog drains (the last claim was a full batch): statistics wait.
         self.draining = False
         # The dispatch pipeline: the batch being published, the one being marked QUEUED.
         self._publishing: tuple[_Batch, asyncio.Task[float | None]] | None = None
         self._marking: asyncio.Task[None] | None = None
 
+    @property
+    def healthy(self) -> bool:
+        """False once a loop has died."""
+        return self.failed is None
+
     def wake(self) -> None:
         """Ask for a dispatch cycle now (an immediate callback was booked)."""
         self._wake.set()
 
     def start(self) -> None:
-        """Start the dispatch and outcome loops."""
-        self._tasks = [
-            asyncio.create_task(self._dispatch_loop(), name="monitor-dispatch"),
-            asyncio.create_task(self._outcome_loop(), name="monitor-outcomes"),
-            asyncio.create_task(self._stats_loop(), name="monitor-stats"),
-        ]
+        """Start the dispatch, outcome and statistics loops under a supervisor."""
+        loops: dict[str, Coroutine[Any, Any, None]] = {
+            "monitor-dispatch": self._dispatch_loop(),
+            "monitor-outcomes": self._outcome_loop(),
+            "monitor-stats": self._stats_loop(),
+        }
+        self._tasks = [asyncio.create_task(c, name=n) for n, c in loops.items()]
+        self._supervisor = asyncio.create_task(self._supervise(), name="monitor-supervisor")
 
-    async def stop(self) -> None:
-        """Stop both loops, letting an in-flight cycle finish."""
+    async def _supervise(self) -> None:
+        """Wait for a loop to end; one that ends before ``stop`` has died: stop the others."""
+        done, _pending = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+        if self._stopping.is_set():
+            return
+        dead = next(iter(done))
+        exc = None if dead.cancelled() else dead.exception()
+        self.failed = dead.get_name()
+        log.error("monitor loop %s died; stopping the monitor", self.failed, exc_info=exc)
+        self.events.uncaught_exception("monitor")
         self._stopping.set()
         self._wake.set()
-        for t in self._tasks:
-            try:
-                await asyncio.wait_for(t, timeout=10)
-            except (TimeoutError, asyncio.CancelledError):
+
+    async def stop(self, timeout: float = _STOP_TIMEOUT_SECONDS) -> None:
+        """Stop the loops in parallel, letting an in-flight cycle finish within ``timeout``."""
+        self._stopping.set()
+        self._wake.set()
+        tasks = [*self._tasks, *([self._supervisor] if self._supervisor else [])]
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=timeout)
+            for t in pending:
                 t.cancel()
+            # Collect every outcome (a loop that died was reported by the supervisor).
+            await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks = []
+        self._supervisor = None
 
     async def _dispatch_loop(self) -> None:
         """Claim batch N+1 while batch N is published and N-1 marked; sleep when none is due."""
@@ -140,7 +183,7 @@ class CallbackMonitor:
             self.draining = full
             self.last_cycle_seconds = time.monotonic() - started
             self.last_cycle_at = time.time()
-            self.rt.events.monitor_cycle(self.last_cycle_seconds)
+            self.events.monitor_cycle(self.last_cycle_seconds)
             backoff = poll if ok else min(backoff * 2, 5.0)
             if full:
                 continue
@@ -186,11 +229,11 @@ class CallbackMonitor:
             log.warning("dispatch cycle failed: %s: %s", type(exc).__name__, exc)
         else:
             log.error("dispatch cycle failed", exc_info=exc)
-            self.rt.events.uncaught_exception("monitor")
+            self.events.uncaught_exception("monitor")
 
     async def _release_quietly(self, batch: _Batch) -> None:
         try:
-            async with self.rt.engine.begin() as conn:
+            async with self.engine.begin() as conn:
                 await repo.release_leases(conn, self.owner, [r.id for r in batch.rows])
         except Exception as exc:
             # The leases expire on their own; the rows are reclaimed then.
@@ -209,7 +252,7 @@ class CallbackMonitor:
     async def _claim(self) -> _Batch | None:
         now = time.time()
         lease = self.settings.monitor_lease_seconds
-        async with self.rt.engine.begin() as conn:
+        async with self.engine.begin() as conn:
             rows = await repo.claim_due(
                 conn, self.owner, now, lease, self.settings.monitor_batch_size
             )
@@ -236,9 +279,9 @@ class CallbackMonitor:
             for r in claimed
         ]
         try:
-            await self.rt.transport.publish(dispatches)
+            await self.transport.publish(dispatches)
         except Exception:
-            self.rt.events.submit_failed(len(claimed))
+            self.events.submit_failed(len(claimed))
             await self._release_quietly(batch)
             raise
         if log.isEnabledFor(TRACE):
@@ -254,7 +297,7 @@ class CallbackMonitor:
     async def _mark(self, batch: _Batch, published_at: float) -> None:
         """Record a published batch as QUEUED (rows whose lease was lost are left alone)."""
         claimed = batch.rows
-        async with self.rt.engine.begin() as conn:
+        async with self.engine.begin() as conn:
             await repo.mark_queued(conn, self.owner, claimed, published_at)
         if log.isEnabledFor(TRACE):
             for r in claimed:
@@ -264,19 +307,18 @@ class CallbackMonitor:
                         "monitor: callback QUEUED",
                         extra={"latenessSeconds": round(published_at - r.due_at, 3)},
                     )
-        self.dispatched_total += len(claimed)
-        dispatched = self.rt.events.dispatched
+        dispatched = self.events.dispatched
         for r in claimed:
             dispatched(r.tenant_id, published_at - r.due_at)
 
     async def _outcome_loop(self) -> None:
-        transport = self.rt.transport
+        transport = self.transport
         while not self._stopping.is_set():
             try:
                 await transport.ensure_groups()
                 break
             except Exception:
-                self.rt.events.provisioning_failed()
+                self.events.provisioning_failed()
                 log.warning("cannot create the routing consumer groups yet", exc_info=True)
                 await self._sleep(2.0)
         while not self._stopping.is_set():
@@ -291,14 +333,14 @@ class CallbackMonitor:
                     log.warning("outcome processing failed: %s: %s", type(exc).__name__, exc)
                 else:
                     log.exception("outcome processing failed")
-                    if "NOGROUP" not in str(exc):
-                        self.rt.events.uncaught_exception("monitor")
+                    if not isinstance(exc, GroupMissing):
+                        self.events.uncaught_exception("monitor")
                 await self._sleep(1.0)
                 # A routing Redis that restarted empty has lost its groups: provision again.
                 try:
                     await transport.ensure_groups()
                 except Exception:
-                    self.rt.events.provisioning_failed()
+                    self.events.provisioning_failed()
 
     async def _stats_loop(self) -> None:
         last_full = 0.0
@@ -317,11 +359,11 @@ class CallbackMonitor:
     async def refresh_stats(self, by_state: bool = True) -> None:
         """Update the due-backlog and oldest-due gauges (and monitor-size) from the store."""
         now = time.time()
-        async with self.rt.engine.begin() as conn:
+        async with self.engine.begin() as conn:
             await repo.no_parallel_scans(conn)
             backlog, oldest = await repo.due_backlog(conn, now)
             counts = await repo.count_by_state(conn) if by_state else None
-        self.rt.events.monitor_stats(
+        self.events.monitor_stats(
             counts, backlog, max(0.0, now - oldest) if oldest is not None else 0
         )
 
@@ -332,7 +374,7 @@ class CallbackMonitor:
     async def apply_outcomes(self, entries: list[tuple[str, dict[str, str]]]) -> None:
         """Apply a batch of outcome entries in one transaction."""
         now = time.time()
-        async with self.rt.engine.begin() as conn:
+        async with self.engine.begin() as conn:
             for _eid, fields in entries:
                 try:
                     outcome = Outcome.parse(fields)
@@ -341,78 +383,31 @@ class CallbackMonitor:
                     continue
                 await self._apply(conn, outcome, now)
 
-    async def _apply(self, conn: Any, o: Outcome, now: float) -> None:
-        row = await repo.load_for_outcome(conn, o.id)
-        if row is None or row.attempt != o.attempt or row.state == "COMPLETED":
+    async def _apply(self, conn: AsyncConnection, o: Outcome, now: float) -> None:
+        row = await repo.find_callback(conn, o.id, lock=True)
+        t = await self.lifecycle.outcome(row, o.event, o.reason, o.attempt, now)
+        if t is None:
             return
-        if _RANK[o.event] <= _RANK[row.state]:
-            return
-        if row.state == "SCHEDULED":
-            # The outcome overtook mark_queued (the attempt was published): record QUEUED first.
-            await cb_repo.add_event(
-                conn, row.id, now, "SCHEDULED", "QUEUED", None, row.attempt, "monitor"
-            )
-            row = SimpleNamespace(**{**row._asdict(), "state": "QUEUED"})
-        values: dict[str, Any] = {"updated_at": now, "queued_at": row.queued_at or now}
-        to_state = o.event
-        reason = o.reason
-        if o.event == "ROUTING":
-            values["routed_at"] = now
-        elif o.event == "PROCESSING":
-            values["routed_at"] = row.routed_at or now
-        else:
-            retry = await self._retry_delay(row, o.reason)
-            if retry is not None:
-                to_state = "SCHEDULED"
-                values.update(
-                    state="SCHEDULED",
-                    attempt=row.attempt + 1,
-                    due_at=now + retry,
-                    last_reason=o.reason,
-                    queued_at=None,
-                    routed_at=None,
-                    lease_owner=None,
-                    lease_expires_at=None,
+        await repo.apply(conn, row, t)
+        self._report(row, o, t)
+
+    def _report(self, row: Any, o: Outcome, t: Transition) -> None:
+        for reason in t.outcomes:
+            self.events.outcome(row.tenant_id, reason)
+        if t.retry_in is not None:
+            with bound(tenantId=row.tenant_id, callbackId=row.id):
+                log.info(
+                    "attempt %d ended %s; retry in %ss",
+                    row.attempt,
+                    o.reason,
+                    int(t.retry_in),
+                    extra={"attempt": row.attempt, "reason": o.reason},
                 )
-                await repo.update_callback(conn, row.id, values)
-                await cb_repo.add_event(
-                    conn, row.id, now, row.state, "COMPLETED", o.reason, row.attempt, "routing"
-                )
-                await cb_repo.add_event(
-                    conn, row.id, now, "COMPLETED", "SCHEDULED", "retry", row.attempt + 1, "monitor"
-                )
-                self.rt.events.outcome(row.tenant_id, o.reason or "failed")
-                self.rt.events.outcome(row.tenant_id, "retry")
-                with bound(tenantId=row.tenant_id, callbackId=row.id):
-                    log.info(
-                        "attempt %d ended %s; retry in %ss",
-                        row.attempt,
-                        o.reason,
-                        int(retry),
-                        extra={"attempt": row.attempt, "reason": o.reason},
-                    )
-                return
-            values.update(completed_at=now, reason=o.reason, last_reason=o.reason)
-        values["state"] = to_state
-        await repo.update_callback(conn, row.id, values)
-        await cb_repo.add_event(
-            conn, row.id, now, row.state, to_state, reason, row.attempt, "routing"
-        )
-        if log.isEnabledFor(logging.DEBUG):
+        elif log.isEnabledFor(logging.DEBUG):
             with bound(tenantId=row.tenant_id, callbackId=row.id):
                 log.debug(
                     "callback %s -> %s",
-                    row.state,
-                    to_state,
-                    extra={"attempt": row.attempt, "reason": reason},
+                    t.from_state,
+                    t.to_state,
+                    extra={"attempt": row.attempt, "reason": o.reason},
                 )
-        if to_state == "COMPLETED":
-            self.rt.events.outcome(row.tenant_id, reason or "unknown")
-
-    async def _retry_delay(self, row: Any, reason: str | None) -> float | None:
-        if reason in (None, "answered", "cancelled") or row.attempt >= row.max_attempts:
-            return None
-        svc = await self.rt.service_cache.get(row.tenant_id, row.service_name)
-        if svc is None or reason not in svc.config.retry.retry_on:
-            return None
-        return float(svc.config.retry.delay_seconds)

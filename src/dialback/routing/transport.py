@@ -50,6 +50,15 @@ return out
 _PUBLISH_CHUNK = 1000
 
 
+class GroupMissing(ResponseError):
+    """The stream or its consumer group does not exist (Redis ``NOGROUP``): a routing Redis
+    that restarted empty; provisioning again repairs it."""
+
+
+def _typed(exc: ResponseError) -> ResponseError:
+    return GroupMissing(*exc.args) if str(exc).startswith("NOGROUP") else exc
+
+
 class RoutingTransport(ABC):
     """What the monitor and the routing engine exchange."""
 
@@ -65,7 +74,8 @@ class RoutingTransport(ABC):
     async def read_outcomes(
         self, consumer: str, count: int, block_ms: int
     ) -> list[tuple[str, dict[str, str]]]:
-        """Outcome entries for this consumer (new ones, and stale ones of dead consumers)."""
+        """Outcome entries for this consumer (new ones, and stale ones of dead consumers);
+        ``GroupMissing`` when the consumer group is gone."""
 
     @abstractmethod
     async def ack_outcomes(self, entry_ids: list[str]) -> None:
@@ -169,6 +179,14 @@ class RedisTransport(RoutingTransport):
     async def read_outcomes(
         self, consumer: str, count: int, block_ms: int
     ) -> list[tuple[str, dict[str, str]]]:
+        try:
+            return await self._read_outcomes(consumer, count, block_ms)
+        except ResponseError as exc:
+            raise _typed(exc) from exc
+
+    async def _read_outcomes(
+        self, consumer: str, count: int, block_ms: int
+    ) -> list[tuple[str, dict[str, str]]]:
         now = time.monotonic()
         if now - self._last_autoclaim > self.claim_idle_ms / 2000:
             self._last_autoclaim = now
@@ -190,7 +208,10 @@ class RedisTransport(RoutingTransport):
 
     async def ack_outcomes(self, entry_ids: list[str]) -> None:
         if entry_ids:
-            await self.client.xack(self.outcome_stream, self.outcome_group, *entry_ids)
+            try:
+                await self.client.xack(self.outcome_stream, self.outcome_group, *entry_ids)
+            except ResponseError as exc:
+                raise _typed(exc) from exc
 
     async def read_dispatches(
         self, consumer: str, count: int, block_ms: int

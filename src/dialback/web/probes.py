@@ -16,9 +16,11 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 @router.get("/health/live")
 async def live(c: ContainerDep) -> JSONResponse:
-    """Alive unless the monitor loop or the event loop has stopped; no dependency I/O."""
-    problems = {}
+    """Alive unless a monitor loop died or stalled or the event loop stopped; no I/O."""
+    problems: dict[str, object] = {}
     mon = c.monitor
+    if mon is not None and not mon.healthy:
+        problems["monitorFailed"] = mon.failed
     if mon is not None and mon.last_cycle_at:
         stale = time.time() - mon.last_cycle_at
         if stale > max(60.0, c.settings.monitor_lease_seconds * 2):

@@ -1,0 +1,132 @@
+"""The JSON shapes of callbacks: the GES ``Callback`` view and the admin list, detail and
+history (the services return rows and dataclasses, the routes render them here)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dialback.callbacks.service import (
+    Availability,
+    CallbackDetail,
+    CallbackPage,
+    CallbackStatus,
+    QueueStatus,
+)
+from dialback.kit.timefmt import iso, local_iso, utc_iso
+
+
+def callback(status: CallbackStatus) -> dict[str, Any]:
+    """The GES ``Callback`` view of one callback."""
+    row = status.row
+    data: dict[str, Any] = {
+        "id": row.id,
+        "serviceName": row.service_name,
+        "phoneNumber": row.phone_number,
+        "desiredTime": iso(row.desired_time),
+        "callbackState": row.state,
+        "cbOfferType": row.offer_type,
+        "priority": row.priority,
+        "language": row.language,
+        "attempt": row.attempt,
+        "createdTime": iso(row.created_at),
+        "dueTime": iso(row.due_at),
+    }
+    if row.state == "COMPLETED":
+        data["callbackReason"] = row.reason
+    if status.position is not None:
+        data["positionInQueue"] = status.position
+        data["estimatedWaitTime"] = status.wait
+    return data
+
+
+def availability(a: Availability) -> dict[str, Any]:
+    """Bookable slots with their remaining and total capacity."""
+    slots = [
+        {
+            "utcTime": utc_iso(s.start),
+            "localTime": local_iso(s.start, a.timezone),
+            "capacity": s.free,
+            "total": s.total,
+        }
+        for s in a.slots
+    ]
+    return {"slots": slots, "durationMin": a.slot_minutes, "timezone": a.timezone}
+
+
+def open_for(seconds: int) -> dict[str, Any]:
+    """Seconds until the service closes."""
+    return {"openFor": seconds}
+
+
+def queue_status(q: QueueStatus) -> dict[str, Any]:
+    """Whether to offer immediate and scheduled callbacks, with the EWT."""
+    return {
+        "ewt": q.ewt,
+        "offerImmediateCallback": q.offer_immediate,
+        "offerScheduledCallback": q.offer_scheduled,
+    }
+
+
+def wait_times(estimates: list[tuple[str, int | None]]) -> list[dict[str, Any]]:
+    """EWT per virtual queue; an unknown queue answers -1 with a message."""
+    out = []
+    for name, ewt in estimates:
+        if ewt is None:
+            out.append(
+                {"virtualQueue": name, "estimatedWaitTime": -1, "message": "unknown virtual queue"}
+            )
+        else:
+            msg = "no estimate yet" if ewt < 0 else "ok"
+            out.append({"virtualQueue": name, "estimatedWaitTime": ewt, "message": msg})
+    return out
+
+
+def admin_item(row: Any, tenant_name: str | None) -> dict[str, Any]:
+    """One callback as the admin list shows it."""
+    return {
+        "id": row.id,
+        "tenant": tenant_name,
+        "serviceName": row.service_name,
+        "phoneNumber": row.phone_number,
+        "callbackState": row.state,
+        "callbackReason": row.reason,
+        "desiredTime": iso(row.desired_time),
+        "dueTime": iso(row.due_at),
+        "createdTime": iso(row.created_at),
+        "attempt": row.attempt,
+        "priority": row.priority,
+    }
+
+
+def admin_page(page: CallbackPage, limit: int, offset: int) -> dict[str, Any]:
+    """A page of the admin search."""
+    items = [admin_item(r, page.tenant_names.get(r.tenant_id)) for r in page.rows]
+    return {"items": items, "total": page.total, "limit": limit, "offset": offset}
+
+
+def history_item(ev: Any) -> dict[str, Any]:
+    """One state change of a callback."""
+    return {
+        "at": utc_iso(ev.at),
+        "fromState": ev.from_state,
+        "toState": ev.to_state,
+        "reason": ev.reason,
+        "attempt": ev.attempt,
+        "source": ev.source,
+    }
+
+
+def admin_detail(d: CallbackDetail) -> dict[str, Any]:
+    """A callback with its user data and history."""
+    row = d.row
+    return {
+        **admin_item(row, d.tenant_name),
+        "cbOfferType": row.offer_type,
+        "language": row.language,
+        "maxAttempts": row.max_attempts,
+        "lastReason": row.last_reason,
+        "updatedTime": iso(row.updated_at),
+        "completedTime": iso(row.completed_at),
+        "userData": row.user_data,
+        "history": [history_item(ev) for ev in d.history],
+    }

@@ -1,0 +1,186 @@
+"""The one raw-PostgreSQL layer: asyncpg beneath SQLAlchemy, for the hot paths.
+
+Two ways in, both with asyncpg's errors read as the SQLAlchemy errors the rest of dialback
+handles (``as_dbapi_error``):
+
+- ``RawPool``: a minimal connection pool of its own, for one-statement autocommit calls (the
+  booking function).
+- ``run``: one statement on the asyncpg connection under a pooled SQLAlchemy connection (in
+  its transaction, if begun), skipping SQLAlchemy's compilation and result processing.
+
+Nothing else in dialback imports asyncpg.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from typing import Any, NoReturn
+
+import asyncpg
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+
+def as_dbapi_error(exc: BaseException, statement: str) -> BaseException:
+    """An error of raw asyncpg as the SQLAlchemy error the rest of dialback handles.
+
+    Unreachable, restarting or shut-down server -> ``OperationalError`` (a dependency outage:
+    503, POSTGRES_STATUS); a value the server refused (SQLSTATE class 22) -> ``DBAPIError``
+    (the 400 safety net); anything else unchanged.
+    """
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    if isinstance(
+        exc,
+        OSError
+        | TimeoutError
+        | asyncpg.InterfaceError
+        | asyncpg.PostgresConnectionError
+        | asyncpg.exceptions.OperatorInterventionError,
+    ) or sqlstate.startswith(("08", "57P")):
+        return sa.exc.OperationalError(statement, None, exc)
+    if sqlstate.startswith("22"):
+        return sa.exc.DBAPIError(statement, None, exc)
+    return exc
+
+
+def _raise_translated(exc: Exception, statement: str) -> NoReturn:
+    err = as_dbapi_error(exc, statement)
+    if err is exc:
+        raise exc
+    raise err from exc
+
+
+class _Connections:
+    """A minimal asyncpg connection pool: up to ``size`` connections, opened on demand and kept.
+
+    asyncpg's own pool costs ~50 µs of CPU per acquire + release (queues, timeouts, proxies)
+    and, by default, a reset query (a round trip) on every release; a booking is one autocommit
+    statement that leaves nothing behind on its connection, so it needs neither. A connection
+    whose call failed other than with a server error (cancelled, broken) is closed, not reused.
+    """
+
+    def __init__(self, connect_kwargs: dict[str, Any], size: int) -> None:
+        self._connect_kwargs = connect_kwargs
+        self.size = size
+        self._idle: list[Any] = []
+        self._count = 0  # open or opening
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._closed = False
+
+    async def acquire(self) -> Any:
+        """A connection for one call; give it back with ``release``."""
+        while True:
+            if self._closed:
+                raise asyncpg.InterfaceError("the booking pool is closed")
+            while self._idle:
+                conn = self._idle.pop()
+                if not conn.is_closed():
+                    return conn
+                self._count -= 1
+            if self._count < self.size:
+                self._count += 1
+                try:
+                    return await asyncpg.connect(**self._connect_kwargs)
+                except BaseException:
+                    self._count -= 1
+                    self._wake()
+                    raise
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake()  # pass the wake-up on
+                else:
+                    self._waiters.remove(waiter)
+                raise
+
+    def release(self, conn: Any, *, reusable: bool) -> None:
+        """Give ``conn`` back; close it when ``reusable`` is false or the pool is closed."""
+        if reusable and not self._closed and not conn.is_closed():
+            self._idle.append(conn)
+        else:
+            self._count -= 1
+            conn.terminate()
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    async def close(self) -> None:
+        """Close the idle connections now, the busy ones when they are released."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            self._count -= 1
+            try:
+                await asyncio.wait_for(conn.close(), timeout=2)
+            except Exception:
+                conn.terminate()
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+
+
+class RawPool:
+    """Up to ``size`` raw asyncpg connections to ``engine``'s database, for autocommit calls."""
+
+    def __init__(self, engine: AsyncEngine, size: int) -> None:
+        # The same connection arguments SQLAlchemy's asyncpg dialect would use for this URL.
+        _args, kwargs = engine.dialect.create_connect_args(engine.url)
+        for key in ("prepared_statement_cache_size", "prepared_statement_name_func"):
+            kwargs.pop(key, None)
+        self._pool = _Connections(dict(kwargs), max(1, size))
+
+    async def start(self) -> None:
+        """Open one connection now: a wrong URL or password fails the start, not a call."""
+        conn = await self._pool.acquire()
+        self._pool.release(conn, reusable=True)
+
+    async def close(self) -> None:
+        """Close the connections (busy ones when their call ends)."""
+        await self._pool.close()
+
+    async def fetchrow(self, sql: str, *args: Any) -> Any:
+        """Run ``sql`` as its own transaction; its first row."""
+        conn = None
+        reusable = False
+        try:
+            conn = await self._pool.acquire()
+            row = await conn.fetchrow(sql, *args)
+            reusable = True
+            return row
+        except Exception as exc:
+            # A server error (SQLSTATE) leaves an autocommit connection usable.
+            reusable = isinstance(exc, asyncpg.PostgresError) and not isinstance(
+                exc, asyncpg.PostgresConnectionError
+            )
+            _raise_translated(exc, sql)
+        finally:
+            if conn is not None:
+                self._pool.release(conn, reusable=reusable)
+
+
+async def run(conn: AsyncConnection, method: str, sql: str, *args: Any) -> Any:
+    """Run ``sql`` with asyncpg's ``method`` on the connection under ``conn`` (in its
+    transaction, if begun)."""
+    driver: Any = (await conn.get_raw_connection()).driver_connection
+    try:
+        return await getattr(driver, method)(sql, *args)
+    except Exception as exc:
+        # SQLAlchemy did not see this statement fail: a connection that died must not go back
+        # to the pool as if it were healthy, and the error must read as the outage it is.
+        if driver.is_closed():
+            await conn.invalidate()
+        _raise_translated(exc, sql)
+    except BaseException:
+        if driver.is_closed():
+            await conn.invalidate()
+        raise
