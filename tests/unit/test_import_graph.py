@@ -122,3 +122,20 @@ def test_web_holds_no_business_rules() -> None:
         if m.startswith("dialback.web")
     }
     assert {m: d for m, d in reached.items() if d} == {}
+
+
+def test_routes_never_open_a_transaction() -> None:
+    """The transaction rule: service methods own their transactions, routes only call them."""
+    opened = []
+    for path in SRC.rglob("*.py"):
+        if not (path.name.endswith("endpoints.py") or path.parent.name == "web"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr in ("begin", "connect")
+                and isinstance(node.value, ast.Attribute)
+                and node.value.attr == "engine"
+            ):
+                opened.append(f"{_module_name(path)}:{node.lineno}")
+    assert opened == []
