@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Query
 
 from dialback.callbacks import views
 from dialback.callbacks.lifecycle import StateName
+from dialback.callbacks.repository import CallbackFilter
 from dialback.callbacks.schemas import RescheduleIn, parse_time_param
 from dialback.kit.names import NAME_PATTERN
 from dialback.web.deps import ContainerDep
@@ -36,17 +37,15 @@ async def list_callbacks(
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> EnvelopeResponse:
     """Callbacks of every tenant, newest first, filtered and paged."""
-    page = await c.callbacks.search(
-        tenant=tenant,
+    where = CallbackFilter(
         state=state,
         service_name=service_name,
         created_from=parse_time_param("createdFrom", createdFrom, None),
         created_to=parse_time_param("createdTo", createdTo, None),
         due_from=parse_time_param("dueFrom", dueFrom, None),
         due_to=parse_time_param("dueTo", dueTo, None),
-        limit=limit,
-        offset=offset,
     )
+    page = await c.callbacks.search(tenant, where, limit=limit, offset=offset)
     return ok(views.admin_page(page, limit, offset))
 
 

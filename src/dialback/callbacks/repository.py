@@ -9,6 +9,7 @@ opened one on the connection. The booking itself is ``callbacks.booking``.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import orjson
@@ -189,35 +190,39 @@ async def recent_completions(conn: AsyncConnection, service_id: str, limit: int 
     return list((await conn.execute(q)).all())
 
 
+@dataclass(frozen=True, slots=True)
+class CallbackFilter:
+    """What an admin search (or the UI's list) narrows callbacks by; None: any."""
+
+    tenant_id: str | None = None
+    state: str | None = None
+    service_name: str | None = None
+    created_from: float | None = None
+    created_to: float | None = None
+    due_from: float | None = None
+    due_to: float | None = None
+
+
 async def search_callbacks(
-    conn: AsyncConnection,
-    *,
-    tenant_id: str | None,
-    state: str | None,
-    service_name: str | None,
-    created_from: float | None,
-    created_to: float | None,
-    due_from: float | None,
-    due_to: float | None,
-    limit: int,
-    offset: int,
+    conn: AsyncConnection, match: CallbackFilter, *, limit: int, offset: int
 ) -> tuple[list[Any], int]:
-    """A page of callbacks matching the filters, newest first, and the total count."""
+    """A page of callbacks matching the filter, newest first, and the total count."""
+    f = match
     conds = []
-    if tenant_id:
-        conds.append(CB.tenant_id == tenant_id)
-    if state:
-        conds.append(CB.state == state)
-    if service_name:
-        conds.append(CB.service_name == service_name)
-    if created_from is not None:
-        conds.append(CB.created_at >= created_from)
-    if created_to is not None:
-        conds.append(CB.created_at < created_to)
-    if due_from is not None:
-        conds.append(CB.due_at >= due_from)
-    if due_to is not None:
-        conds.append(CB.due_at < due_to)
+    if f.tenant_id:
+        conds.append(CB.tenant_id == f.tenant_id)
+    if f.state:
+        conds.append(CB.state == f.state)
+    if f.service_name:
+        conds.append(CB.service_name == f.service_name)
+    if f.created_from is not None:
+        conds.append(CB.created_at >= f.created_from)
+    if f.created_to is not None:
+        conds.append(CB.created_at < f.created_to)
+    if f.due_from is not None:
+        conds.append(CB.due_at >= f.due_from)
+    if f.due_to is not None:
+        conds.append(CB.due_at < f.due_to)
     where = sa.and_(sa.true(), *conds)
     count = sa.select(sa.func.count()).select_from(callbacks).where(where)
     total = int((await conn.execute(count)).scalar() or 0)

@@ -7,6 +7,7 @@ Each method owns its transaction; it returns domain rows and dataclasses, which
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import time
@@ -197,13 +198,7 @@ class CallbackService:
                 raise BadRequest(
                     f"desiredTime: is more than {settings.booking_horizon_days} days ahead"
                 )
-            slot = svc.calendar.slot_for(max(desired, now))
-            if slot is None:
-                nxt = svc.calendar.next_opening(desired)
-                hint = f"; the next opening is {iso(nxt)}" if nxt else ""
-                raise BadRequest(
-                    f"desiredTime: is outside the business hours of {svc.name!r}{hint}"
-                )
+            slot = open_slot(svc, max(desired, now), desired)
             due = desired
         story.scheduled(immediate, due, slot)
 
@@ -406,35 +401,15 @@ class CallbackService:
         return out
 
     async def search(
-        self,
-        *,
-        tenant: str | None,
-        state: str | None,
-        service_name: str | None,
-        created_from: float | None,
-        created_to: float | None,
-        due_from: float | None,
-        due_to: float | None,
-        limit: int,
-        offset: int,
+        self, tenant: str | None, where: repo.CallbackFilter, *, limit: int, offset: int
     ) -> CallbackPage:
-        """Admin: callbacks of every tenant (or the one named), newest first, filtered, paged."""
+        """Admin: callbacks of every tenant (or of ``tenant``, by name) matching ``where``, newest
+        first, paged."""
         async with self.engine.connect() as conn:
-            tenant_id = None
             if tenant is not None:
                 tenant_id = (await tenants_repo.tenant_named(conn, tenant)).id
-            rows, total = await repo.search_callbacks(
-                conn,
-                tenant_id=tenant_id,
-                state=state,
-                service_name=service_name,
-                created_from=created_from,
-                created_to=created_to,
-                due_from=due_from,
-                due_to=due_to,
-                limit=limit,
-                offset=offset,
-            )
+                where = dataclasses.replace(where, tenant_id=tenant_id)
+            rows, total = await repo.search_callbacks(conn, where, limit=limit, offset=offset)
             names = await tenants_repo.tenant_names(conn, {r.tenant_id for r in rows})
         return CallbackPage(rows, names, total)
 
@@ -481,13 +456,7 @@ class CallbackService:
             svc = await self.service_cache.get(row.tenant_id, row.service_name)
             if svc is None or svc.id != row.service_id:
                 raise Conflict(f"the callback's service {row.service_name!r} no longer exists")
-            slot = svc.calendar.slot_for(desired)
-            if slot is None:
-                nxt = svc.calendar.next_opening(desired)
-                hint = f"; the next opening is {iso(nxt)}" if nxt else ""
-                raise BadRequest(
-                    f"desiredTime: is outside the business hours of {svc.name!r}{hint}"
-                )
+            slot = open_slot(svc, desired, desired)
             slot_start = None
             if slot.total is not None:
                 slot_start = slot.start
@@ -500,6 +469,16 @@ class CallbackService:
                     )
             await repo.apply(conn, row, lifecycle.reschedule(row, desired, slot_start, now))
             return await self._detail(conn, callback_id)
+
+
+def open_slot(svc: ServiceRecord, at: float, desired: float) -> Slot:
+    """The slot instant ``at`` falls in; 400 naming the opening after ``desired`` when closed."""
+    slot = svc.calendar.slot_for(at)
+    if slot is None:
+        nxt = svc.calendar.next_opening(desired)
+        hint = f"; the next opening is {iso(nxt)}" if nxt else ""
+        raise BadRequest(f"desiredTime: is outside the business hours of {svc.name!r}{hint}")
+    return slot
 
 
 async def propose_slots(
