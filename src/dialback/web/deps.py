@@ -22,7 +22,13 @@ def container_of(request: Request) -> Container:
     return container
 
 
-ContainerDep = Annotated[Container, Depends(container_of)]
+async def _container(request: Request) -> Container:
+    # A coroutine, not a plain function: FastAPI runs a sync dependency in its thread pool,
+    # a thread hop (and a wait for the loop) on every request that declares it.
+    return container_of(request)
+
+
+ContainerDep = Annotated[Container, Depends(_container)]
 """What a route declares to reach the services."""
 
 
