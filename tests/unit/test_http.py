@@ -246,3 +246,13 @@ async def test_direct_routes_bypass_the_router_and_keep_error_handling() -> None
         assert r.status_code == 200
     assert served == ["/v3/fast router=False"] * 2
     assert "/v3/fast" in app.openapi()["paths"]
+
+
+def test_a_generated_corr_id_is_a_dashed_uuid() -> None:
+    """The Java SDK types ``corrId`` as java.util.UUID: UUID.fromString needs the dashed form."""
+    import uuid
+
+    from dialback.web.envelope import new_corr_id
+
+    corr = new_corr_id()
+    assert str(uuid.UUID(corr)) == corr and corr.count("-") == 4

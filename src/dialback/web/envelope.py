@@ -22,8 +22,9 @@ NOT_JSON_MESSAGE = "content-type: the request body must be JSON (Content-Type: a
 
 
 def new_corr_id() -> str:
-    """A fresh correlation id."""
-    return uuid.uuid4().hex
+    """A fresh correlation id: a UUID in its dashed form, which the Java SDK's ``corrId``
+    (``java.util.UUID``) requires."""
+    return str(uuid.uuid4())
 
 
 def envelope(
