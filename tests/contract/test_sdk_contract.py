@@ -336,8 +336,18 @@ async def test_availability_in_the_sdk_query_form(stack: Stack, client: Client) 
     parsed(client, "availability", bad, 400)
 
 
+@pytest.fixture
+async def short_immediate_window(settings_with: SettingsFactory) -> AsyncIterator[Stack]:
+    """The stack with a 1-second immediate window: a desiredTime a minute ago is not "now"."""
+    async with started_stack(settings_with(simulator="on", immediate_window_seconds=1)) as s:
+        yield s
+
+
 @pytest.mark.parametrize("client", CLIENTS, ids=repr)
-async def test_every_offered_slot_is_bookable(stack: Stack, client: Client) -> None:
+async def test_every_offered_slot_is_bookable(
+    short_immediate_window: Stack, client: Client
+) -> None:
+    stack = short_immediate_window
     key = await provision(stack)
     r = await call(
         stack,
@@ -361,13 +371,15 @@ async def test_availability_start_without_offset_is_in_the_given_timezone(stack:
     """AvailabilityApi: "If a timezone is specified, then this must be specified in
     yyyy-MM-ddTHH:mm:ss.SSS format" (a JS caller passes the string as is)."""
     key = await provision(stack)
-    nine = tomorrow_in(NY, "09:00")
-    query = {"start": nine.strftime("%Y-%m-%dT%H:%M:%S.000"), "timezone": NY, "maxTimeSlots": 1}
+    # Read as UTC, noon is 07:00 or 08:00 in New York, before opening: the first slot would
+    # then be 09:00, not noon.
+    noon = tomorrow_in(NY, "12:00")
+    query = {"start": noon.strftime("%Y-%m-%dT%H:%M:%S.000"), "timezone": NY, "maxTimeSlots": 1}
     r = await call(
         stack, JS_CLIENT, key, "availability", path={"service-name": "office"}, query=query
     )
     [slot] = parsed(JS_CLIENT, "availability", r, 200)["data"]["slots"]
-    assert slot["utcTime"] == sdk.js_datetime(nine)
+    assert slot["utcTime"] == sdk.js_datetime(noon)
 
 
 @pytest.mark.parametrize("client", CLIENTS, ids=repr)
