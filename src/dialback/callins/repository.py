@@ -33,9 +33,7 @@ async def insert_request(conn: AsyncConnection, values: dict[str, Any]) -> None:
     await conn.execute(callin_requests.insert().values(**values))
 
 
-async def code_in_use(
-    conn: AsyncConnection, to_number: str, codes: list[str], now: float
-) -> bool:
+async def code_in_use(conn: AsyncConnection, to_number: str, codes: list[str], now: float) -> bool:
     """Whether an open (unexpired, unmatched) request already holds this number and one of
     ``codes``."""
     q = (
