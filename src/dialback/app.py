@@ -73,6 +73,7 @@ def create_public_app(c: Container, *, fast_routes: bool = True) -> FastAPI:
     )
     app.include_router(callbacks_public.router)
     app.include_router(callins_public.router)
+    app.include_router(callbacks_public.legacy_router)
     if fast_routes:
         install_direct_routes(app, [callbacks_public.router])
     return app
