@@ -16,6 +16,7 @@ from dialback.container import Container
 from dialback.observability import admin_endpoints as logging_admin
 from dialback.observability.http_metrics import RequestObservability
 from dialback.services import admin_endpoints as services_admin
+from dialback.statistics import endpoints as statistics_public
 from dialback.tenants import admin_endpoints as tenants_admin
 from dialback.web import probes
 from dialback.web.deps import require_admin
@@ -73,6 +74,8 @@ def create_public_app(c: Container, *, fast_routes: bool = True) -> FastAPI:
     )
     app.include_router(callbacks_public.router)
     app.include_router(callins_public.router)
+    app.include_router(statistics_public.router)
+    app.include_router(callbacks_public.legacy_router)
     if fast_routes:
         install_direct_routes(app, [callbacks_public.router])
     return app

@@ -30,6 +30,7 @@ from dialback.routing.transport import MemoryTransport, RedisTransport, RoutingT
 from dialback.services.repository import ServiceCache, ServiceRecord
 from dialback.services.service import ServiceAdmin
 from dialback.settings import Settings
+from dialback.statistics.service import StatisticsService
 from dialback.tenants.auth import KeyCache
 from dialback.tenants.bootstrap import DemoCredentials, ensure_demo
 from dialback.tenants.service import TenantAdmin
@@ -114,6 +115,9 @@ class Container:
             self.events,
             settings,
             wake_monitor=self.wake_monitor,
+        )
+        self.statistics = StatisticsService(
+            self.engine, self.service_cache, self.transport, self.callbacks
         )
         self.simulator: RoutingSimulator | None = (
             RoutingSimulator(

@@ -513,8 +513,9 @@ async def test_reschedule_moves_capacity_between_slots(stack: Stack) -> None:
         f"{A}/callbacks/{a}/reschedule", json={"desiredTime": iso(s2 + 120)}
     )
     body = error(r, 429, "desiredTime:", "is full")
-    proposed = [t for day in body["data"]["slots"].values() for t in day]
-    assert proposed and iso(s2) not in proposed and iso(s2 + 1800) in proposed
+    proposed = body["data"]["slots"]  # utcTime -> remaining capacity, as for create
+    assert proposed and iso(s2) not in proposed and proposed[iso(s2 + 1800)] == "1"
+    assert all(type(v) is str for v in proposed.values())
     assert await usage(stack) == {s1: 1, s2: 1}
     assert data(await stack.internal.get(f"{A}/callbacks/{a}"))["dueTime"] == iso(s1 + 60)
 

@@ -263,8 +263,10 @@ async def test_past_slots_are_not_offered(stack: Stack) -> None:
     assert data["slots"] == []  # the whole default one-day range is in the past
     data = await ok(stack, key, "callbacks/availability/sales")
     first = datetime.fromisoformat(data["slots"][0]["utcTime"].replace("Z", "+00:00")).timestamp()
-    assert first <= now < first + 3600  # the slot in progress comes first
-    assert len(data["slots"]) in (24, 25)
+    # The slot under way is not offered (booking its start would be refused as past): the
+    # first slot offered is the next one.
+    assert now < first <= now + 3600 + 60
+    assert len(data["slots"]) in (23, 24)
 
 
 async def test_unlimited_slots_report_null_capacity(stack: Stack) -> None:
@@ -425,6 +427,12 @@ async def test_queue_status_without_agents(settings_with: SettingsFactory) -> No
 async def test_estimated_wait_time_without_history(stack: Stack) -> None:
     key = await stack.tenant(config=config())
     await stack.tenant(service="support", config=config())
+
+    async def consumer_seen() -> bool:
+        return await stack.rt.transport.active_consumers() > 0
+
+    await wait_for(consumer_seen)  # the simulator's heartbeat: agents are there
+    unknown = {"estimatedWaitTime": -1, "resultCode": -1}
     for mode in ("mode1", "mode2", "mode3"):
         data = await ok(
             stack,
@@ -433,9 +441,9 @@ async def test_estimated_wait_time_without_history(stack: Stack) -> None:
             **{"virtual-queues": "sales, support,ghost", "mode": mode},
         )
         assert data == [
-            {"virtualQueue": "sales", "estimatedWaitTime": -1, "message": "no estimate yet"},
-            {"virtualQueue": "support", "estimatedWaitTime": -1, "message": "no estimate yet"},
-            {"virtualQueue": "ghost", "estimatedWaitTime": -1, "message": "unknown virtual queue"},
+            {"virtualQueue": "sales", **unknown, "message": "no estimate yet"},
+            {"virtualQueue": "support", **unknown, "message": "no estimate yet"},
+            {"virtualQueue": "ghost", **unknown, "message": "unknown virtual queue"},
         ]
 
 
@@ -465,7 +473,7 @@ async def test_estimated_wait_time_after_traffic(stack: Stack) -> None:
         (entry,) = await ok(
             stack, key, "estimated-wait-time", **{"virtual-queues": "sales", "mode": mode}
         )
-        assert entry["message"] == "ok", (mode, entry)
+        assert entry["message"] == "ok" and entry["resultCode"] == 0, (mode, entry)
         assert 0 <= entry["estimatedWaitTime"] < 60, (mode, entry)
     status = await ok(stack, key, "callbacks/queue-status/sales")
     assert 0 <= status["ewt"] < 60
@@ -528,3 +536,116 @@ async def test_slots_beyond_the_booking_horizon_are_not_offered(stack: Stack) ->
         headers={"x-api-key": key},
     )
     assert r.status_code == 200, r.text
+
+
+# --- GES client compatibility (issue #10) -------------------------------------------------------
+
+
+async def test_a_start_without_offset_is_in_the_given_time_zone(stack: Stack) -> None:
+    # Finding 5: open-for answered 21600 (16:00 read as UTC) instead of 3600.
+    key = await stack.tenant(config=office())
+    monday = next_monday()
+    four_pm = f"{monday}T16:00:00"
+    data = await ok(stack, key, "callbacks/open-for/sales", start=four_pm, timezone=NY)
+    assert data == {"openFor": 3600}
+    # Without timezone it stays UTC, as documented for start.
+    utc = await ok(stack, key, "callbacks/open-for/sales", start=four_pm)
+    assert utc == {"openFor": int(local(monday, "17:00") - local(monday, "16:00", "UTC"))}
+    # Availability reads start and end the same way.
+    slots = await ok(
+        stack,
+        key,
+        "callbacks/availability/sales",
+        start=f"{monday}T10:00:00",
+        end=f"{monday}T11:00:00",
+        timezone=NY,
+    )
+    assert [s["utcTime"] for s in slots["slots"]] == [
+        z(local(monday, "10:00")),
+        z(local(monday, "10:30")),
+    ]
+    assert slots["slots"][0]["localTime"].startswith(f"{monday}T10:00:00")
+    assert_error(
+        await get(stack, key, "callbacks/open-for/sales", start=four_pm, timezone="Mars/Base"),
+        400,
+        "timezone: ",
+    )
+
+
+async def test_mode2_without_agents_answers_result_code_minus_2(
+    settings_with: SettingsFactory,
+) -> None:
+    # Finding 4: -1 meant both "no traffic yet" and "nobody logged in"; resultCode tells them
+    # apart as GES's EstimatedWaitTime does.
+    async with started_stack(settings_with(simulator="off")) as stack:
+        key = await stack.tenant(config=config())
+        (item,) = await ok(stack, key, "estimated-wait-time", **{"virtual-queues": "sales"})
+        assert item == {
+            "virtualQueue": "sales",
+            "estimatedWaitTime": -1,
+            "message": "no agents logged in",
+            "resultCode": -2,
+        }
+
+
+async def _same_answer(stack: Stack, key: str, alias: str, current: str, **params: Any) -> Any:
+    """The data of ``alias``, checked equal to the current route's (path from the host)."""
+    answers = []
+    for path in (alias, current):
+        r = await stack.public.get(path, params=params, headers={"x-api-key": key})
+        assert r.status_code == 200, (path, r.text)
+        body = r.json()
+        assert body["status"]["code"] == 200 and body["status"]["message"] == "Successful"
+        answers.append(body["data"])
+    assert answers[0] == answers[1], (alias, answers)
+    return answers[0]
+
+
+async def test_historical_paths_answer_as_their_current_routes(stack: Stack) -> None:
+    # Finding 11: paths of earlier GES releases (reference §7.2, path history) are aliases.
+    key = await stack.tenant(config=office())
+    monday = next_monday()
+    start = z(local(monday, "10:00"))
+    open_for = f"{API}/callbacks/open-for/sales"
+    for alias in (
+        "/engagement/v3/callbacks/openfor/sales",
+        "/interactions/v3/callbacks/openfor/sales",
+    ):
+        data = await _same_answer(stack, key, alias, open_for, start=start, timezone=NY)
+        assert data == {"openFor": 7 * 3600}
+    data = await _same_answer(
+        stack,
+        key,
+        "/interactions/v3/callbacks/availability/sales",
+        f"{API}/callbacks/availability/sales",
+        start=start,
+        numberOfDays=1,
+        timezone=NY,
+    )
+    assert len(data["slots"]) == 16
+    # The VQ in the path (before GES-492): the one EstimatedWaitTime item itself, as the
+    # tutorials of that time read it (response.data.estimatedWaitTime).
+    for mode in ("mode1", "mode2"):
+        r = await stack.public.get(
+            f"{API}/estimated-wait-time/virtual-queues/sales",
+            params={"mode": mode},
+            headers={"x-api-key": key},
+        )
+        assert r.status_code == 200, r.text
+        (listed,) = await ok(
+            stack, key, "estimated-wait-time", **{"virtual-queues": "sales", "mode": mode}
+        )
+        assert r.json()["data"] == listed
+    # Errors and authentication are the current routes' too.
+    assert_error(
+        await stack.public.get(
+            "/interactions/v3/callbacks/openfor/nope", headers={"x-api-key": key}
+        ),
+        404,
+        "no service named 'nope'",
+    )
+    assert_error(
+        await stack.public.get(f"{API}/estimated-wait-time/virtual-queues/sales"),
+        401,
+        "missing x-api-key",
+    )

@@ -178,7 +178,7 @@ async def test_numbers_are_validated_and_stored_in_e164(stack: Stack) -> None:
 # --- capacity and 429 --------------------------------------------------------------------------
 
 
-async def test_full_slot_answers_429_with_proposals_keyed_by_local_date(stack: Stack) -> None:
+async def test_full_slot_answers_429_with_proposals_as_a_map_of_strings(stack: Stack) -> None:
     cfg = config(
         businessHours={"alwaysOpen": True, "timezone": NY},
         capacity={"slotMinutes": 30, "defaultCapacity": 2},
@@ -186,7 +186,6 @@ async def test_full_slot_answers_429_with_proposals_keyed_by_local_date(stack: S
     key = await stack.tenant(config=cfg)
     day = datetime.now(ZoneInfo(NY)).date() + timedelta(days=3)
     nxt = day + timedelta(days=1)
-    # 23:00 in New York is already the next day in UTC: proposals are keyed by the local date.
     for i, hhmm in enumerate(("23:05", "23:20")):
         r = await create(stack, key, number=phone(i), desiredTime=local(day, hhmm, NY))
         assert r.status_code == 200, r.text
@@ -194,9 +193,11 @@ async def test_full_slot_answers_429_with_proposals_keyed_by_local_date(stack: S
     body = assert_error(
         r, 429, f"desiredTime: the slot starting {z(local(day, '23:00', NY))} is full"
     )
+    # GES's SDKs type data.slots as HashData (map<string, string>): utcTime -> the slot's
+    # remaining capacity as a decimal string.
     assert body["data"]["slots"] == {
-        str(day): [z(local(day, "23:30", NY))],
-        str(nxt): [z(local(nxt, hhmm, NY)) for hhmm in ("00:00", "00:30", "01:00", "01:30")],
+        z(local(day, "23:30", NY)): "2",
+        **{z(local(nxt, hhmm, NY)): "2" for hhmm in ("00:00", "00:30", "01:00", "01:30")},
     }
     # Fill 23:30 as well: the first proposal moves on to the next slot with room.
     for i in (3, 4):
@@ -204,12 +205,14 @@ async def test_full_slot_answers_429_with_proposals_keyed_by_local_date(stack: S
         assert r.status_code == 200, r.text
     r = await create(stack, key, number=phone(9), desiredTime=local(day, "23:10", NY))
     slots = assert_error(r, 429, "desiredTime: the slot starting")["data"]["slots"]
-    assert list(slots) == [str(nxt)]
-    assert slots[str(nxt)][0] == z(local(nxt, "00:00", NY))
-    assert len(slots[str(nxt)]) == 5
-    # A proposal really can be booked.
-    r = await create(stack, key, number=phone(9), desiredTime=slots[str(nxt)][0])
-    assert r.status_code == 200, r.text
+    assert list(slots) == [
+        z(local(nxt, hhmm, NY)) for hhmm in ("00:00", "00:30", "01:00", "01:30", "02:00")
+    ]
+    # Every proposal really can be booked, as often as its capacity says.
+    for n, (utc_time, capacity) in enumerate(slots.items()):
+        for k in range(int(capacity)):
+            r = await create(stack, key, number=phone(20 + 2 * n + k), desiredTime=utc_time)
+            assert r.status_code == 200, r.text
 
 
 async def test_proposals_skip_closed_hours(stack: Stack) -> None:
@@ -226,7 +229,7 @@ async def test_proposals_skip_closed_hours(stack: Stack) -> None:
     r = await create(stack, key, number=phone(2), desiredTime=local(day, "09:30", "UTC"))
     slots = assert_error(r, 429, "desiredTime: the slot starting")["data"]["slots"]
     expected = [day + timedelta(days=i) for i in range(1, 6)]
-    assert slots == {str(d): [z(local(d, "09:00", "UTC"))] for d in expected}
+    assert slots == {z(local(d, "09:00", "UTC")): "1" for d in expected}
 
 
 async def test_concurrent_creates_never_overbook(stack: Stack) -> None:
@@ -278,7 +281,8 @@ async def test_zero_capacity_and_unlimited_slots(stack: Stack) -> None:
     day = utc_today() + timedelta(days=2)
     r = await create(stack, key, number=phone(1), desiredTime=local(day, "12:30", "UTC"))
     slots = assert_error(r, 429, "desiredTime: the slot starting")["data"]["slots"]
-    assert slots[str(day)][0] == z(local(day, "13:00", "UTC"))
+    # The next slot has no limit: "-1" stands for its capacity.
+    assert next(iter(slots.items())) == (z(local(day, "13:00", "UTC")), "-1")
     for i in range(5):  # no defaultCapacity: unlimited
         r = await create(stack, key, number=phone(10 + i), desiredTime=local(day, "14:00", "UTC"))
         assert r.status_code == 200, r.text
@@ -317,7 +321,7 @@ async def test_bookings_in_the_repeated_hour_use_separate_slots(
         slots = assert_error(r, 429, f"desiredTime: the slot starting {z(first - 1800)}")["data"][
             "slots"
         ]
-        assert slots[str(day)] == [z(local(day, hhmm, NY)) for hhmm in ("02:00", "03:00")]
+        assert list(slots.items())[:2] == [(z(local(day, h, NY)), "1") for h in ("02:00", "03:00")]
 
 
 # --- throttles ---------------------------------------------------------------------------------

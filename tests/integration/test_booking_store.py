@@ -213,8 +213,9 @@ async def test_migrations_give_the_booking_function_and_the_open_number_index(
         version = (
             await conn.execute(sa.text("SELECT max(version) FROM schema_migrations"))
         ).scalar()
-        assert version == latest_version() == 3
+        assert version == latest_version() == 4
         assert "ix_callbacks_open_number" in await _index_names(conn)
+        assert "ix_callbacks_completed" in await _index_names(conn)
         if engine.dialect.name == "postgresql":
             source = await _booking_function_source(conn)
             assert source is not None and "EXECUTE" not in source  # the cached-plan count

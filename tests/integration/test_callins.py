@@ -63,7 +63,8 @@ async def test_create_rotates_pool_with_access_code_and_expiry(stack: Stack) -> 
         assert data["callbackServiceId"] == "cb-123"
         assert data["fromPhoneNumber"] is None
         code = data["accessCode"]
-        assert isinstance(code, str) and len(code) == 8 and code.isdigit()
+        # A JSON number, as the SDKs parse it: 8 digits, never a leading zero.
+        assert type(code) is int and 10**7 <= code < 10**8
         assert isinstance(data["expirationTime"], int)
         assert before + 600 - 1 <= data["expirationTime"] <= time.time() + 600
         assert len(data["id"]) == 36
@@ -77,7 +78,7 @@ async def test_default_access_code_is_six_digits_and_from_is_normalised(stack: S
     key = await stack.tenant("acme")
     await put_group(stack, "acme", "support")
     data = await created(stack, key, groupName="support", fromPhoneNumber="(650) 555-0123")
-    assert len(data["accessCode"]) == 6 and data["accessCode"].isdigit()
+    assert type(data["accessCode"]) is int and 10**5 <= data["accessCode"] < 10**6
     assert data["fromPhoneNumber"] == "+16505550123"
     assert data["toPhoneNumber"] in POOL
     assert abs(data["expirationTime"] - (time.time() + 900)) <= 2
@@ -90,7 +91,7 @@ async def test_match_succeeds_once_then_404_and_wrong_code_404(stack: Stack) -> 
         stack, key, groupName="support", userData={"order": "A1", "bad-key": "x", "n": 3}
     )
     to, code = data["toPhoneNumber"], data["accessCode"]
-    wrong = "0" * 6 if code != "0" * 6 else "1" * 6
+    wrong = 100000 if code != 100000 else 100001
 
     r = await stack.internal.post(MATCH, json={"toPhoneNumber": to, "accessCode": wrong})
     assert r.status_code == 404, r.text
@@ -381,7 +382,7 @@ async def test_callins_on_embedded_sqlite(tmp_path: Path) -> None:
         a = await created(stack, key, groupName="support", userData={"order": "A1"})
         b = await created(stack, key, groupName="support")
         assert {a["toPhoneNumber"], b["toPhoneNumber"]} == set(POOL[:2])
-        assert len(a["accessCode"]) == 4
+        assert 1000 <= a["accessCode"] <= 9999
 
         body = {"toPhoneNumber": a["toPhoneNumber"], "accessCode": a["accessCode"]}
         r = await stack.internal.post(MATCH, json=body)

@@ -229,7 +229,7 @@ async def test_offers_unknown_services_and_numbers(desk: Desk) -> None:
 # --- capacity ------------------------------------------------------------------------------------
 
 
-async def test_a_full_slot_answers_429_with_proposals_keyed_by_local_date(desk: Desk) -> None:
+async def test_a_full_slot_answers_429_with_proposals_as_a_map_of_strings(desk: Desk) -> None:
     cfg = config(
         businessHours={"alwaysOpen": True, "timezone": NY},
         capacity={"slotMinutes": 30, "defaultCapacity": 2},
@@ -242,15 +242,24 @@ async def test_a_full_slot_answers_429_with_proposals_keyed_by_local_date(desk: 
     with pytest.raises(TooManyRequests) as exc:
         await desk.create(t, number=phone(9), desiredTime=local(day, "23:10", NY))
     refused(exc, f"desiredTime: the slot starting {z(local(day, '23:00', NY))} is full")
+    # GES's SDKs type data.slots as HashData (map<string, string>): each proposed slot's
+    # utcTime -> its remaining capacity as a decimal string, in time order.
+    await desk.create(t, number=phone(5), desiredTime=local(nxt, "00:40", NY))
+    with pytest.raises(TooManyRequests) as exc:
+        await desk.create(t, number=phone(9), desiredTime=local(day, "23:10", NY))
     assert exc.value.data == {
         "slots": {
-            str(day): [z(local(day, "23:30", NY))],
-            str(nxt): [z(local(nxt, hhmm, NY)) for hhmm in ("00:00", "00:30", "01:00", "01:30")],
+            z(local(day, "23:30", NY)): "2",
+            z(local(nxt, "00:00", NY)): "2",
+            z(local(nxt, "00:30", NY)): "1",
+            z(local(nxt, "01:00", NY)): "2",
+            z(local(nxt, "01:30", NY)): "2",
         }
     }
-    # The refused booking gave its throttle units back: the tenant's window counts 2, the
-    # refused number 0, the two booked numbers 1 each.
-    assert sorted(v for v, _ in desk.counters._values.values()) == [0, 1, 1, 2]
+    assert list(exc.value.data["slots"]) == sorted(exc.value.data["slots"])
+    # The refused bookings gave their throttle units back: the tenant's window counts 3, the
+    # refused number 0, the three booked numbers 1 each.
+    assert sorted(v for v, _ in desk.counters._values.values()) == [0, 1, 1, 1, 3]
 
 
 async def test_zero_capacity_unlimited_slots_and_always_check_capacity(desk: Desk) -> None:
@@ -259,7 +268,8 @@ async def test_zero_capacity_unlimited_slots_and_always_check_capacity(desk: Des
     day = utc_today() + timedelta(days=2)
     with pytest.raises(TooManyRequests) as exc:
         await desk.create(t, number=phone(1), desiredTime=local(day, "12:30", "UTC"))
-    assert exc.value.data["slots"][str(day)][0] == z(local(day, "13:00", "UTC"))
+    # The next slot has no limit: "-1".
+    assert next(iter(exc.value.data["slots"].items())) == (z(local(day, "13:00", "UTC")), "-1")
     for i in range(5):  # no defaultCapacity: unlimited
         await desk.create(t, number=phone(10 + i), desiredTime=local(day, "14:00", "UTC"))
     zero = await desk.tenant("zero", cfg=config(capacity={"defaultCapacity": 0}))
@@ -409,8 +419,18 @@ async def test_open_for_and_queue_status(desk: Desk) -> None:
     assert views.wait_times(
         await desk.service.estimated_wait_times(t, ["sales", "x"], "mode1")
     ) == [
-        {"virtualQueue": "sales", "estimatedWaitTime": -1, "message": "no estimate yet"},
-        {"virtualQueue": "x", "estimatedWaitTime": -1, "message": "unknown virtual queue"},
+        {
+            "virtualQueue": "sales",
+            "estimatedWaitTime": -1,
+            "message": "no estimate yet",
+            "resultCode": -1,
+        },
+        {
+            "virtualQueue": "x",
+            "estimatedWaitTime": -1,
+            "message": "unknown virtual queue",
+            "resultCode": -1,
+        },
     ]
 
 
@@ -425,7 +445,9 @@ async def test_reschedule_moves_the_place_and_records_the_history(desk: Desk) ->
     other = await desk.create(t, number=phone(2), desiredTime=eleven + 60)
     with pytest.raises(TooManyRequests) as exc:
         await desk.service.reschedule(cid, eleven + 120)
-    assert list(exc.value.data["slots"]) == [str(day)]
+    assert exc.value.data["slots"] == {
+        z(local(day, f"{h}:00", "UTC")): "1" for h in (12, 13, 14, 15, 16)
+    }
     detail = views.admin_detail(await desk.service.reschedule(cid, ten + 600))  # same slot
     assert detail["dueTime"] == z(ten + 600)
     await desk.service.cancel(t, other)
@@ -467,3 +489,136 @@ async def test_reschedule_refusals(desk: Desk) -> None:
     await desk.service.cancel(t, cid)
     with pytest.raises(Conflict, match=r"callback is COMPLETED \(cancelled\); only SCHEDULED"):
         await desk.service.reschedule(cid, local(monday, "11:00", "UTC"))
+
+
+# --- GES client compatibility (issue #10) -------------------------------------------------------
+
+
+async def test_every_slot_availability_offers_books_at_that_moment(desk: Desk) -> None:
+    # Finding 6: the slot under way was listed first and booking its utcTime answered 400
+    # "is in the past". Started slots are no longer offered; every offered one books.
+    cfg = config(
+        capacity={"slotMinutes": 60, "defaultCapacity": 1}, throttle={"maxPerNumberPerDay": 50}
+    )
+    t = await desk.tenant(cfg=cfg)
+    now = time.time()
+    found = await desk.service.availability(
+        t,
+        "sales",
+        start=None,
+        end=None,
+        number_of_days=1,
+        timezone="UTC",
+        max_slots=None,
+        report_busy=False,
+    )
+    offered = views.availability(found)["slots"]
+    assert len(offered) in (23, 24)
+    for i, slot in enumerate(offered):
+        await desk.create(t, number=phone(i), desiredTime=slot["utcTime"])
+    # Each was booked as a scheduled callback into its slot, not as an immediate one.
+    assert found.slots[0].start >= now + desk.service.settings.immediate_window_seconds
+    assert desk.woken == []
+    # Booked full: nothing is offered any more, and reportBusy lists them with capacity 0.
+    again = await desk.service.availability(
+        t,
+        "sales",
+        start=None,
+        end=None,
+        number_of_days=1,
+        timezone="UTC",
+        max_slots=None,
+        report_busy=False,
+    )
+    assert again.slots == []
+    busy = await desk.service.availability(
+        t,
+        "sales",
+        start=None,
+        end=None,
+        number_of_days=1,
+        timezone="UTC",
+        max_slots=None,
+        report_busy=True,
+    )
+    assert [s.start for s in busy.slots] == [s.start for s in found.slots]
+    assert {s.free for s in busy.slots} == {0}
+
+
+async def _completed(desk: Desk, tenant: Tenant, n: int, *, reason: str = "answered") -> None:
+    """``n`` routed callbacks of ``sales`` completed over the last ``n`` minutes."""
+    async with desk.engine.begin() as conn:
+        svc_id = (await desk.service.require_service(tenant, "sales")).id
+        now = time.time()
+        for i in range(n):
+            done = now - 60 * i
+            await conn.execute(
+                callbacks.insert().values(
+                    id=f"00000000-0000-4000-8000-{i:012d}",
+                    tenant_id=tenant.id,
+                    service_id=svc_id,
+                    service_name="sales",
+                    phone_number=phone(i),
+                    state="COMPLETED",
+                    reason=reason,
+                    offer_type="ASAP",
+                    due_at=done - 120,
+                    language="en-US",
+                    user_data={},
+                    params={},
+                    created_at=done - 120,
+                    updated_at=done,
+                    queued_at=done - 100,
+                    routed_at=done - 40,
+                    completed_at=done,
+                )
+            )
+
+
+async def test_every_wait_estimate_has_a_result_code(desk: Desk) -> None:
+    # Finding 4: the Java SDK's EstimatedWaitTime requires resultCode (0 valid, -1 no
+    # interactions yet, -2 no agents logged in).
+    t = await desk.tenant()
+
+    async def item(mode: str, name: str = "sales") -> dict[str, Any]:
+        (found,) = views.wait_times(await desk.service.estimated_wait_times(t, [name], mode))
+        return found
+
+    # No routing-engine consumer alive: mode2 says nobody is logged in.
+    assert await item("mode2") == {
+        "virtualQueue": "sales",
+        "estimatedWaitTime": -1,
+        "message": "no agents logged in",
+        "resultCode": -2,
+    }
+    assert (await item("mode1"))["resultCode"] == -1  # mode1 ignores agents: no history yet
+    await desk.transport.heartbeat("engine-1")
+    assert (await item("mode2"))["resultCode"] == -1
+    assert (await item("ghost"))["resultCode"] == -1
+    await _completed(desk, t, 5)
+    for mode in ("mode1", "mode2", "mode3"):
+        found = await item(mode)
+        assert found["resultCode"] == 0 and found["message"] == "ok", found
+        assert found["estimatedWaitTime"] >= 0
+
+
+@pytest.mark.parametrize(
+    ("value", "zone", "want"),
+    [
+        ("2026-01-12T16:00:00", "America/New_York", "2026-01-12T21:00:00.000Z"),
+        ("2026-07-13T16:00:00", "America/New_York", "2026-07-13T20:00:00.000Z"),
+        ("2026-01-12T16:00:00", "UTC", "2026-01-12T16:00:00.000Z"),
+        ("2026-01-12T16:00:00Z", "America/New_York", "2026-01-12T16:00:00.000Z"),
+        ("2026-01-12T16:00:00+01:00", "America/New_York", "2026-01-12T15:00:00.000Z"),
+        # The repeated hour of a backward change is its first occurrence (EDT).
+        ("2026-11-01T01:30:00", "America/New_York", "2026-11-01T05:30:00.000Z"),
+    ],
+)
+def test_a_time_without_offset_is_in_the_requested_time_zone(
+    value: str, zone: str, want: str
+) -> None:
+    # Finding 5: an offset-less start with timezone was read as UTC.
+    from dialback.callbacks.schemas import parse_time_param
+
+    assert z(parse_time_param("start", value, None, zone) or 0) == want
+    assert parse_time_param("start", None, "1768233600000", zone) == 1768233600.0  # ms: UTC

@@ -131,3 +131,88 @@ async def test_groups_put_get_list_delete(svc: CallInService, tenant: Tenant) ->
         await svc.list_groups("nobody")
     with pytest.raises(BadRequest, match="tenant: no tenant named 'nobody'"):
         await svc.list_requests("nobody", None, 10, 0)
+
+
+# --- GES client compatibility (issue #10, finding 3): the SDKs parse accessCode as a Number ----
+
+
+async def test_access_codes_survive_a_numeric_round_trip(
+    svc: CallInService, tenant: Tenant
+) -> None:
+    await svc.put_group("acme", "sales", group(accessCode={"length": 4}))
+    reqs = [await svc.create_request(tenant, ask(), now=NOW) for _ in range(60)]
+    for req in reqs:
+        out = created_out(req)
+        assert isinstance(out["accessCode"], int) and not isinstance(out["accessCode"], bool)
+        # What a client that parsed the number sends back is exactly the stored code.
+        assert str(out["accessCode"]) == req.access_code and 1000 <= out["accessCode"] <= 9999
+
+
+@pytest.mark.parametrize("as_number", [True, False])
+async def test_match_takes_the_code_as_a_number_or_a_string(
+    svc: CallInService, tenant: Tenant, as_number: bool
+) -> None:
+    await svc.put_group("acme", "sales", group())
+    req = await svc.create_request(tenant, ask(), now=NOW)
+    assert req.access_code is not None
+    code: object = int(req.access_code) if as_number else req.access_code
+    body = MatchIn.model_validate({"toPhoneNumber": req.to_phone_number, "accessCode": code})
+    assert (await svc.match_request(body, now=NOW + 1)).id == req.id
+
+
+@pytest.mark.parametrize("code", [True, -1, 10**12, 1.5, "12a", "", "1234567890123", [1]])
+def test_match_refuses_codes_that_are_not_digits(code: object) -> None:
+    with pytest.raises(ValueError, match="must be a number or a string of 1 to 12 digits"):
+        MatchIn.model_validate({"toPhoneNumber": POOL[0], "accessCode": code})
+
+
+async def _stored_leading_zero_code(engine: AsyncEngine, tenant: Tenant) -> None:
+    """A request handed out before codes were drawn without a leading zero."""
+    from dialback.callins import repository as repo
+
+    async with engine.begin() as conn:
+        await repo.insert_request(
+            conn,
+            {
+                "id": "00000000-0000-4000-8000-000000000047",
+                "tenant_id": tenant.id,
+                "group_id": "g",
+                "group_name": "sales",
+                "to_phone_number": POOL[0],
+                "from_phone_number": None,
+                "access_code": "047334",
+                "user_data": {},
+                "callback_service_id": None,
+                "created_at": NOW,
+                "expires_at": NOW + 900,
+            },
+        )
+
+
+@pytest.mark.parametrize("sent", [47334, "47334", "047334"])
+async def test_an_older_code_with_a_leading_zero_matches_until_it_expires(
+    svc: CallInService, engine: AsyncEngine, tenant: Tenant, sent: object
+) -> None:
+    await _stored_leading_zero_code(engine, tenant)
+    body = MatchIn.model_validate({"toPhoneNumber": POOL[0], "accessCode": sent})
+    with pytest.raises(NotFound):
+        await svc.match_request(body, now=NOW + 901)
+    assert (await svc.match_request(body, now=NOW + 1)).access_code == "047334"
+    with pytest.raises(NotFound):  # once
+        await svc.match_request(body, now=NOW + 2)
+    wrong = MatchIn.model_validate({"toPhoneNumber": POOL[0], "accessCode": 473340})
+    with pytest.raises(NotFound):
+        await svc.match_request(wrong, now=NOW + 1)
+
+
+async def test_a_new_code_never_equals_an_open_older_code_numerically(
+    svc: CallInService, engine: AsyncEngine, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dialback.callins import service as callin_service
+
+    await _stored_leading_zero_code(engine, tenant)
+    await svc.put_group("acme", "sales", group(numbers=[POOL[0]], accessCode={"length": 5}))
+    draws = iter(["47334", "51111"])
+    monkeypatch.setattr(callin_service, "access_code", lambda length: next(draws))
+    req = await svc.create_request(tenant, ask(), now=NOW)
+    assert req.access_code == "51111"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -81,9 +82,6 @@ def _tz(value: str | None) -> str:
         raise BadRequest(f"timezone: {exc}") from None
 
 
-@router.get(
-    "/callbacks/availability/{service_name}", responses={200: {"model": AnyEnvelope}, **ERRORS}
-)
 async def availability(
     service_name: ServicePath,
     c: ContainerDep,
@@ -98,20 +96,20 @@ async def availability(
     reportBusy: bool = False,
 ) -> EnvelopeResponse:
     """Slots where scheduled callbacks can be booked, with remaining capacity and total."""
+    tz = _tz(timezone)
     found = await c.callbacks.availability(
         tenant,
         service_name,
-        start=parse_time_param("start", start, startMS),
-        end=parse_time_param("end", end, endMS),
+        start=parse_time_param("start", start, startMS, tz),
+        end=parse_time_param("end", end, endMS, tz),
         number_of_days=numberOfDays,
-        timezone=_tz(timezone),
+        timezone=tz,
         max_slots=maxTimeSlots,
         report_busy=reportBusy,
     )
     return ok(views.availability(found))
 
 
-@router.get("/callbacks/open-for/{service_name}", responses={200: {"model": AnyEnvelope}, **ERRORS})
 async def open_for(
     service_name: ServicePath,
     c: ContainerDep,
@@ -120,8 +118,7 @@ async def open_for(
     timezone: Annotated[str | None, Query(max_length=64)] = None,
 ) -> EnvelopeResponse:
     """Seconds until the service closes (0 when closed)."""
-    _tz(timezone)
-    t = parse_time_param("start", start, None)
+    t = parse_time_param("start", start, None, _tz(timezone))
     return ok(views.open_for(await c.callbacks.open_for(tenant, service_name, t)))
 
 
@@ -135,6 +132,9 @@ async def queue_status(
     return ok(views.queue_status(await c.callbacks.queue_status(tenant, queue_name)))
 
 
+EwtMode = Literal["mode1", "mode2", "mode3"]
+
+
 @router.get("/estimated-wait-time", responses={200: {"model": AnyEnvelope}, **ERRORS})
 async def estimated_wait_time(
     c: ContainerDep,
@@ -142,7 +142,7 @@ async def estimated_wait_time(
     virtual_queues: Annotated[
         str, Query(alias="virtual-queues", min_length=1, max_length=2000), SafeText
     ],
-    mode: Literal["mode1", "mode2", "mode3"] = "mode2",
+    mode: EwtMode = "mode2",
 ) -> EnvelopeResponse:
     """Estimated wait time for each of a comma-separated list of virtual queues."""
     names = [n.strip() for n in virtual_queues.split(",") if n.strip()]
@@ -151,3 +151,37 @@ async def estimated_wait_time(
     if len(names) > 50:
         raise BadRequest("virtual-queues: at most 50 virtual queues per request")
     return ok(views.wait_times(await c.callbacks.estimated_wait_times(tenant, names, mode)))
+
+
+async def estimated_wait_time_of_queue(
+    vq: ServicePath, c: ContainerDep, tenant: TenantDep, mode: EwtMode = "mode2"
+) -> EnvelopeResponse:
+    """Estimated wait time of one virtual queue (the path before GES-492 moved the list to
+    the query string): the one ``EstimatedWaitTime`` item itself, as those clients read it."""
+    ((name, found),) = await c.callbacks.estimated_wait_times(tenant, [vq], mode)
+    return ok(views.wait_time(name, found))
+
+
+_DOCUMENTED = {200: {"model": AnyEnvelope}, **ERRORS}
+router.add_api_route(
+    "/callbacks/availability/{service_name}", availability, methods=["GET"], responses=_DOCUMENTED
+)
+router.add_api_route(
+    "/callbacks/open-for/{service_name}", open_for, methods=["GET"], responses=_DOCUMENTED
+)
+
+# Paths of earlier GES releases (the reference's path history, Genesys' raw-HTTP tutorials),
+# served by the same handlers so that they answer exactly as the current routes do.
+legacy_router = APIRouter(tags=["callbacks: historical paths"])
+
+
+def _alias(path: str, endpoint: Callable[..., Awaitable[EnvelopeResponse]]) -> None:
+    legacy_router.add_api_route(path, endpoint, methods=["GET"], responses=_DOCUMENTED)
+
+
+_alias("/engagement/v3/callbacks/openfor/{service_name}", open_for)  # GES-429: open-for
+# GES-371: /interactions/v3/callbacks/... -> /engagement/v3/callbacks/...
+_alias("/interactions/v3/callbacks/openfor/{service_name}", open_for)
+_alias("/interactions/v3/callbacks/availability/{service_name}", availability)
+# GES-492: the virtual queue moved from the path to the ``virtual-queues`` query parameter.
+_alias("/engagement/v3/estimated-wait-time/virtual-queues/{vq}", estimated_wait_time_of_queue)

@@ -6,6 +6,7 @@ import math
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
@@ -120,15 +121,22 @@ class RescheduleIn(BaseModel):
         return to_utc(v)
 
 
-def parse_time_param(name: str, iso_value: str | None, ms_value: str | None) -> float | None:
-    """Read an ISO-8601 or epoch-milliseconds query parameter; 400 naming it when malformed."""
+def parse_time_param(
+    name: str, iso_value: str | None, ms_value: str | None, timezone: str = "UTC"
+) -> float | None:
+    """Read an ISO-8601 or epoch-milliseconds query parameter; 400 naming it when malformed.
+
+    An ISO time without an offset is a wall-clock time in ``timezone`` (an IANA name already
+    checked), as GES documents for ``start`` with ``timezone``.
+    """
     if iso_value:
         try:
             dt = datetime.fromisoformat(iso_value.replace("Z", "+00:00"))
         except ValueError:
             raise BadRequest(f"{name}: not an ISO-8601 time (yyyy-MM-ddTHH:mm:ss.SSSZ)") from None
         if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=UTC)
+            # fold=0: a repeated wall-clock hour is its first occurrence.
+            dt = dt.replace(tzinfo=UTC if timezone == "UTC" else ZoneInfo(timezone))
         # Same bounds as the MS form: times near year 1 or 9999 overflow the slot arithmetic.
         if not 0 <= dt.timestamp() <= 32503680000:
             raise BadRequest(f"{name}: out of range (1970 to 3000)")

@@ -28,7 +28,7 @@ from dialback.kit.context import bind
 from dialback.kit.errors import BadRequest, Conflict, NotFound, TooManyRequests
 from dialback.kit.names import is_id
 from dialback.kit.phone import normalise_number
-from dialback.kit.timefmt import iso, local_iso, utc_iso
+from dialback.kit.timefmt import iso, utc_iso
 from dialback.observability.events import Events
 from dialback.routing.transport import RoutingTransport
 from dialback.services.calendar import Slot
@@ -68,6 +68,20 @@ class Availability:
     slots: list[FreeSlot]
     slot_minutes: int
     timezone: str
+
+
+# The EWT result codes of GES's EstimatedWaitTime model.
+EWT_VALID = 0
+EWT_NO_HISTORY = -1  # no interactions yet (or an unknown queue): the wait is unknown
+EWT_NO_AGENTS = -2  # nobody is logged in: no routing-engine consumer is alive
+
+
+@dataclass(frozen=True, slots=True)
+class WaitEstimate:
+    """An estimated wait in seconds (-1 when unknown) and why (an ``EWT_*`` code)."""
+
+    seconds: int
+    result_code: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,26 +323,33 @@ class CallbackService:
     async def _estimate(
         self, conn: AsyncConnection, svc: ServiceRecord, mode: str, position: int | None = None
     ) -> int:
-        """Estimated wait in seconds for a new (or the given-position) callback; -1 when unknown.
+        """Estimated wait in seconds for a new (or the given-position) callback; -1 when unknown."""
+        return (await self.wait_estimate(conn, svc, mode, position)).seconds
+
+    async def wait_estimate(
+        self, conn: AsyncConnection, svc: ServiceRecord, mode: str, position: int | None = None
+    ) -> WaitEstimate:
+        """The wait for a new (or the given-position) callback of ``svc`` and its result code.
 
         mode1: backlog / throughput of the last 32 routed completions.
-        mode2: as mode1, but -1 while no routing-engine consumer is active.
+        mode2: as mode1, but -1 (no agents) while no routing-engine consumer is active.
         mode3: mean queued->routed wait of the last 32 routed callbacks.
         """
+        unknown = WaitEstimate(-1, EWT_NO_HISTORY)
         comps = await repo.recent_completions(conn, svc.id, 32)
         if mode == "mode3":
             waits = [r.routed_at - r.queued_at for r in comps if r.queued_at and r.routed_at]
-            return round(sum(waits) / len(waits)) if waits else -1
+            return WaitEstimate(round(sum(waits) / len(waits)), EWT_VALID) if waits else unknown
         if mode == "mode2" and await self.transport.active_consumers() == 0:
-            return -1
+            return WaitEstimate(-1, EWT_NO_AGENTS)
         if len(comps) < 2:
-            return -1
+            return unknown
         span = comps[0].completed_at - comps[-1].completed_at
         if span <= 0:
-            return 0
+            return WaitEstimate(0, EWT_VALID)
         rate = (len(comps) - 1) / span
         ahead = position if position is not None else await repo.queued_count(conn, svc.id) + 1
-        return round(ahead / rate)
+        return WaitEstimate(round(ahead / rate), EWT_VALID)
 
     async def availability(
         self,
@@ -357,8 +378,13 @@ class CallbackService:
             usage = await repo.slot_usage(conn, svc.id, start - 3600, end)
         slots = []
         horizon = now + self.settings.booking_horizon_days * 86400
+        # A slot is offered only when booking its start books a scheduled callback into it:
+        # one under way (or starting within the immediate window) would be refused as "in
+        # the past" or booked as an immediate callback instead. An immediate callback (no
+        # desiredTime) is the way to be called back now.
+        bookable_from = now + self.settings.immediate_window_seconds
         for s in svc.calendar.iter_slots(start, end):
-            if s.end <= now:
+            if s.start < bookable_from:
                 continue
             if s.start > horizon:  # create would refuse it
                 break
@@ -391,13 +417,14 @@ class CallbackService:
 
     async def estimated_wait_times(
         self, tenant: Tenant, queues: list[str], mode: str
-    ) -> list[tuple[str, int | None]]:
-        """(name, EWT) for each named virtual queue; None for a queue that does not exist."""
-        out: list[tuple[str, int | None]] = []
+    ) -> list[tuple[str, WaitEstimate | None]]:
+        """(name, estimate) for each named virtual queue; None for a queue that does not exist."""
+        out: list[tuple[str, WaitEstimate | None]] = []
         async with self.engine.connect() as conn:
             for name in queues:
                 svc = await self.service_cache.get(tenant.id, name)
-                out.append((name, None if svc is None else await self._estimate(conn, svc, mode)))
+                found = None if svc is None else await self.wait_estimate(conn, svc, mode)
+                out.append((name, found))
         return out
 
     async def search(
@@ -481,23 +508,30 @@ def open_slot(svc: ServiceRecord, at: float, desired: float) -> Slot:
     return slot
 
 
+UNLIMITED_CAPACITY = "-1"
+
+
 async def propose_slots(
     conn: AsyncConnection, svc: ServiceRecord, after: float, now: float
-) -> dict[str, list[str]]:
-    """Up to PROPOSED_SLOTS free slots from ``after``, keyed by local date (a 429's data)."""
-    cfg = svc.config
+) -> dict[str, str]:
+    """Up to PROPOSED_SLOTS free slots from ``after`` (a 429's ``data.slots``): each slot's
+    ``utcTime`` -> its remaining capacity as a decimal string ("-1": the slot has no limit).
+
+    GES's SDKs type ``slots`` as HashData, a map of strings to strings.
+    """
     start = max(after, now)
     end = start + 14 * 86400
     usage = await repo.slot_usage(conn, svc.id, start - 3600, end)
-    out: dict[str, list[str]] = {}
-    found = 0
-    tz = cfg.business_hours.timezone
+    out: dict[str, str] = {}
     for s in svc.calendar.iter_slots(start, end):
         if s.start < start:
             continue
-        if s.total is None or usage.get(s.start, 0) < s.total:
-            out.setdefault(local_iso(s.start, tz)[:10], []).append(utc_iso(s.start))
-            found += 1
-            if found >= PROPOSED_SLOTS:
-                break
+        if s.total is None:
+            out[utc_iso(s.start)] = UNLIMITED_CAPACITY
+        elif (used := usage.get(s.start, 0)) < s.total:
+            out[utc_iso(s.start)] = str(s.total - used)
+        else:
+            continue
+        if len(out) >= PROPOSED_SLOTS:
+            break
     return out

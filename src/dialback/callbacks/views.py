@@ -6,11 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from dialback.callbacks.service import (
+    EWT_NO_AGENTS,
+    EWT_NO_HISTORY,
     Availability,
     CallbackDetail,
     CallbackPage,
     CallbackStatus,
     QueueStatus,
+    WaitEstimate,
 )
 from dialback.kit.timefmt import iso, local_iso, utc_iso
 
@@ -67,18 +70,30 @@ def queue_status(q: QueueStatus) -> dict[str, Any]:
     }
 
 
-def wait_times(estimates: list[tuple[str, int | None]]) -> list[dict[str, Any]]:
-    """EWT per virtual queue; an unknown queue answers -1 with a message."""
-    out = []
-    for name, ewt in estimates:
-        if ewt is None:
-            out.append(
-                {"virtualQueue": name, "estimatedWaitTime": -1, "message": "unknown virtual queue"}
-            )
-        else:
-            msg = "no estimate yet" if ewt < 0 else "ok"
-            out.append({"virtualQueue": name, "estimatedWaitTime": ewt, "message": msg})
-    return out
+_EWT_MESSAGES = {EWT_NO_HISTORY: "no estimate yet", EWT_NO_AGENTS: "no agents logged in"}
+
+
+def wait_time(name: str, found: WaitEstimate | None) -> dict[str, Any]:
+    """GES's ``EstimatedWaitTime`` of one virtual queue: seconds (-1 when unknown), a message
+    and the ``resultCode`` (0 valid, -1 no interactions yet or unknown queue, -2 no agents)."""
+    if found is None:
+        return {
+            "virtualQueue": name,
+            "estimatedWaitTime": -1,
+            "message": "unknown virtual queue",
+            "resultCode": EWT_NO_HISTORY,
+        }
+    return {
+        "virtualQueue": name,
+        "estimatedWaitTime": found.seconds,
+        "message": _EWT_MESSAGES.get(found.result_code, "ok"),
+        "resultCode": found.result_code,
+    }
+
+
+def wait_times(estimates: list[tuple[str, WaitEstimate | None]]) -> list[dict[str, Any]]:
+    """EWT per virtual queue, in the order asked."""
+    return [wait_time(name, found) for name, found in estimates]
 
 
 def admin_item(row: Any, tenant_name: str | None) -> dict[str, Any]:

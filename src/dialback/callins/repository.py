@@ -33,13 +33,14 @@ async def insert_request(conn: AsyncConnection, values: dict[str, Any]) -> None:
     await conn.execute(callin_requests.insert().values(**values))
 
 
-async def code_in_use(conn: AsyncConnection, to_number: str, code: str, now: float) -> bool:
-    """Whether an open (unexpired, unmatched) request already holds this number and code."""
+async def code_in_use(conn: AsyncConnection, to_number: str, codes: list[str], now: float) -> bool:
+    """Whether an open (unexpired, unmatched) request already holds this number and one of
+    ``codes``."""
     q = (
         sa.select(callin_requests.c.id)
         .where(
             callin_requests.c.to_phone_number == to_number,
-            callin_requests.c.access_code == code,
+            callin_requests.c.access_code.in_(codes),
             callin_requests.c.expires_at > now,
             callin_requests.c.matched_at.is_(None),
         )
@@ -53,18 +54,18 @@ async def find_open_request(
     to_number: str,
     now: float,
     *,
-    access_code: str | None,
+    access_codes: list[str] | None,
     from_number: str | None,
 ) -> Any | None:
-    """The newest open request for the dialled number with that code (or, without a code,
-    from that caller)."""
+    """The newest open request for the dialled number with one of ``access_codes`` (or,
+    without codes, from that caller)."""
     q = sa.select(callin_requests).where(
         callin_requests.c.to_phone_number == to_number,
         callin_requests.c.expires_at > now,
         callin_requests.c.matched_at.is_(None),
     )
-    if access_code is not None:
-        q = q.where(callin_requests.c.access_code == access_code)
+    if access_codes is not None:
+        q = q.where(callin_requests.c.access_code.in_(access_codes))
     else:
         q = q.where(
             callin_requests.c.access_code.is_(None),

@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import phonenumbers
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from dialback.callbacks.schemas import UserValue, clean_user_data
@@ -107,11 +114,28 @@ class CallInOut(BaseModel):
     toPhoneNumber: str
     groupName: str
     expirationTime: int = Field(description="Epoch seconds (UTC) after which the request expires")
-    accessCode: str | None = Field(
-        None, description="Digits to key in; null when the group has none"
+    accessCode: int | None = Field(
+        None,
+        description="Digits to key in, as a number (codes never start with 0); null when the "
+        "group has none",
     )
     fromPhoneNumber: str | None = None
     callbackServiceId: str | None = None
+
+
+def _code_digits(v: Any) -> Any:
+    """An access code sent as a JSON number or as a string of digits, as its digits."""
+    if isinstance(v, bool):
+        raise ValueError("must be a number or a string of 1 to 12 digits")
+    if isinstance(v, int):
+        if not 0 <= v < 10**12:
+            raise ValueError("must be a number or a string of 1 to 12 digits")
+        return str(v)
+    if isinstance(v, str) and not (1 <= len(v) <= 12 and v.isascii() and v.isdigit()):
+        raise ValueError("must be a number or a string of 1 to 12 digits")
+    if v is not None and not isinstance(v, str):
+        raise ValueError("must be a number or a string of 1 to 12 digits")
+    return v
 
 
 class MatchIn(Strict):
@@ -119,7 +143,11 @@ class MatchIn(Strict):
 
     to_phone_number: PhoneText = Field(alias="toPhoneNumber")
     from_phone_number: PhoneText | None = Field(None, alias="fromPhoneNumber")
-    access_code: str | None = Field(None, alias="accessCode", pattern=r"^[0-9]{1,12}$")
+    access_code: Annotated[str | None, BeforeValidator(_code_digits)] = Field(
+        None,
+        alias="accessCode",
+        description="The digits the caller keyed in, as a number or a string of digits",
+    )
     default_country: str | None = Field(
         None,
         alias="defaultCountry",

@@ -30,11 +30,25 @@ from dialback.throttle.counters import Counters
 ROTATION_TTL = 86_400
 CODE_ATTEMPTS = 20
 MATCH_ATTEMPTS = 3
+MAX_CODE_DIGITS = 12
 
 
 def access_code(length: int) -> str:
-    """A random numeric access code of ``length`` digits (leading zeros allowed)."""
-    return "".join(str(secrets.randbelow(10)) for _ in range(length))
+    """A random access code of ``length`` digits that does not start with 0."""
+    # The SDKs parse the code as a number: a leading zero would be lost on the way to the
+    # customer, so codes are drawn from [10^(length-1), 10^length).
+    low = 10 ** (length - 1)
+    return str(low + secrets.randbelow(9 * low))
+
+
+def code_spellings(code: str) -> list[str]:
+    """Every stored form of ``code``: itself without leading zeros, and with 1 to 12 of them.
+
+    Codes handed out before they were drawn without a leading zero may start with 0, and a
+    client that parsed one as a number sends it without; they match until they expire.
+    """
+    bare = code.lstrip("0") or "0"
+    return [bare] + ["0" * k + bare for k in range(1, MAX_CODE_DIGITS - len(bare) + 1)]
 
 
 def pick_number(numbers: list[str], counter: int) -> str:
@@ -103,7 +117,9 @@ async def _free_code(conn: AsyncConnection, to_number: str, length: int, now: fl
     # Two open requests with the same code on one number could not be told apart at dial-in.
     for _ in range(CODE_ATTEMPTS):
         code = access_code(length)
-        if not await repo.code_in_use(conn, to_number, code, now):
+        # Also refused: an older code of the same value with leading zeros, since a lookup
+        # by number could not tell the two apart.
+        if not await repo.code_in_use(conn, to_number, code_spellings(code), now):
             return code
     raise Conflict(
         f"groupName: no free access code on {to_number}; too many open requests for this "
@@ -211,7 +227,11 @@ class CallInService:
             t = time.time() if now is None else now
             async with self.engine.begin() as conn:
                 row = await repo.find_open_request(
-                    conn, to_number, t, access_code=body.access_code, from_number=from_number
+                    conn,
+                    to_number,
+                    t,
+                    access_codes=code_spellings(body.access_code) if body.access_code else None,
+                    from_number=from_number,
                 )
                 if row is None:
                     break

@@ -16,7 +16,8 @@ def created_out(req: CallInRequest) -> dict[str, Any]:
         "toPhoneNumber": req.to_phone_number,
         "groupName": req.group_name,
         "expirationTime": int(req.expires_at),
-        "accessCode": req.access_code,
+        # A JSON number, as the SDKs parse it (new codes never start with 0).
+        "accessCode": None if req.access_code is None else int(req.access_code),
         "fromPhoneNumber": req.from_phone_number,
         "callbackServiceId": req.callback_service_id,
     }

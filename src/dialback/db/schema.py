@@ -90,6 +90,16 @@ ix_callbacks_open_number = sa.Index(
     postgresql_where=callbacks.c.state.in_(OPEN_STATES),
     sqlite_where=callbacks.c.state.in_(OPEN_STATES),
 )
+# Completions per service over a recent window (statistics) and the last routed completions
+# (EWT): completed rows only, newest last per service, the reason in the index itself.
+ix_callbacks_completed = sa.Index(
+    "ix_callbacks_completed",
+    callbacks.c.service_id,
+    callbacks.c.completed_at,
+    callbacks.c.reason,
+    postgresql_where=callbacks.c.state == "COMPLETED",
+    sqlite_where=callbacks.c.state == "COMPLETED",
+)
 
 callback_events = sa.Table(
     "callback_events",

@@ -14,7 +14,12 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dialback.db.migrations import m001_initial, m002_book_callback, m003_open_number_index
+from dialback.db.migrations import (
+    m001_initial,
+    m002_book_callback,
+    m003_open_number_index,
+    m004_completed_index,
+)
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,11 @@ MIGRATIONS: list[Migration] = [
         3,
         "ix_callbacks_open_number: the booking count with a cached plan",
         m003_open_number_index.apply,
+    ),
+    Migration(
+        4,
+        "ix_callbacks_completed: completions per service by time (statistics, EWT)",
+        m004_completed_index.apply,
     ),
 ]
 

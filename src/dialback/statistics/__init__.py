@@ -1,0 +1,1 @@
+"""Statistics of dialback's own virtual queues, served where GES proxies Genesys statistics."""
