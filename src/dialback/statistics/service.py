@@ -13,13 +13,13 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dialback.callbacks import repository as repo
 from dialback.callbacks.lifecycle import OPEN_STATES
 from dialback.callbacks.service import CallbackService, WaitEstimate
 from dialback.routing.messages import COMPLETION_REASONS
 from dialback.routing.transport import RoutingTransport
 from dialback.services import repository as services_repo
 from dialback.services.repository import ServiceCache
-from dialback.statistics import repository as repo
 from dialback.tenants.repository import Tenant
 
 RETENTION_SECONDS = 300  # GES keeps statistics 5 minutes
