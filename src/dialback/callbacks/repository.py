@@ -302,6 +302,7 @@ class Claimed(NamedTuple):
     desired_time: float | None
     due_at: float
     user_data: str  # compact JSON text
+    params: dict[str, Any]  # the GES booking fields kept with it (CreateCallback.extra_params)
 
 
 _CLAIM_COLUMNS = (
@@ -315,6 +316,7 @@ _CLAIM_COLUMNS = (
     CB.desired_time,
     CB.due_at,
     CB.user_data,
+    CB.params,
 )
 
 # The due rows are locked by the inner SELECT (other replicas skip them) and updated through
@@ -330,7 +332,7 @@ WHERE id = ANY(ARRAY(
     FOR UPDATE SKIP LOCKED
 ))
 RETURNING id, tenant_id, service_name, phone_number, attempt, priority, language,
-    desired_time, due_at, user_data::text
+    desired_time, due_at, user_data::text, params::text
 """
 
 # The state change and its event rows in one statement (one round trip, atomic); only rows
@@ -353,6 +355,10 @@ def _compact(text: str) -> str:
     return orjson.dumps(orjson.loads(text)).decode()
 
 
+def _params(text: str | None) -> dict[str, Any]:
+    return orjson.loads(text) if text else {}
+
+
 def _due(c: Claimed) -> float:
     return c.due_at
 
@@ -364,7 +370,9 @@ async def claim_due(
     if conn.dialect.name == "postgresql":
         rows = await pg.run(conn, "fetch", _PG_CLAIM, owner, now + lease, now, limit)
         claimed = [
-            Claimed(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], _compact(r[9]))
+            Claimed(
+                r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], _compact(r[9]), _params(r[10])
+            )
             for r in rows
         ]
         claimed.sort(key=_due)
@@ -387,7 +395,17 @@ async def claim_due(
     )
     claimed = [
         Claimed(
-            r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], orjson.dumps(r[9] or {}).decode()
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            r[5],
+            r[6],
+            r[7],
+            r[8],
+            orjson.dumps(r[9] or {}).decode(),
+            r[10] or {},
         )
         for r in await conn.execute(stmt)
     ]
