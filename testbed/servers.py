@@ -68,6 +68,17 @@ def _pg_bin(name: str) -> str:
     return found[-1]
 
 
+def _read_pid(pidfile: Path, timeout: float = 5.0) -> int:
+    """The PID in ``pidfile`` once its writer has finished it (it may exist empty at first)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            return int(pidfile.read_text().splitlines()[0])
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no PID in {pidfile} after {timeout}s")
+        time.sleep(0.01)
+
+
 @dataclass
 class RedisServer:
     """One redis-server process without persistence."""
@@ -112,10 +123,7 @@ class RedisServer:
             check=True,
         )
         wait_port(self.port)
-        deadline = time.monotonic() + 5
-        while not pidfile.exists() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        self.pid = int(pidfile.read_text().strip())
+        self.pid = _read_pid(pidfile)
         return self
 
     def stop(self) -> None:
@@ -236,7 +244,7 @@ class PostgresServer:
         data = self.dir / "data"
         pidfile = data / "postmaster.pid"
         if pidfile.exists():
-            pid = int(pidfile.read_text().splitlines()[0])
+            pid = _read_pid(pidfile)
             try:
                 os.kill(pid, signal.SIGQUIT)
             except ProcessLookupError:

@@ -267,7 +267,7 @@ async def test_cancelling_a_scheduled_callback_frees_its_place(stack: Stack) -> 
     )
     cid = first.json()["data"]["id"]
     assert (await post(stack, key, "cancel", cid)).status_code == 200
-    assert_error(await post(stack, key, "cancel", cid), 409, "callback is COMPLETED (cancelled)")
+    assert_error(await post(stack, key, "cancel", cid), 400, "callback is COMPLETED (cancelled)")
     r = await create(stack, key, number=phone(2), desiredTime=desired)
     assert r.status_code == 200, r.text
     assert_error(

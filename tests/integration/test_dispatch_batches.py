@@ -159,6 +159,7 @@ async def test_claimed_rows_carry_compact_user_data_and_the_same_fields_as_sqlit
                 user_data=user_data,
                 priority=7,
                 id="00000000-0000-4000-8000-000000000001",
+                params={"routePoint": "RP1", "offerThreshold": 90, "pushTargets": [{"c": "t"}]},
             )
             async with rt.engine.begin() as conn:
                 [row] = await callbacks_repo.claim_due(conn, "me", time.time(), 30, 10)
@@ -178,6 +179,8 @@ async def test_claimed_rows_carry_compact_user_data_and_the_same_fields_as_sqlit
     assert f["desiredTime"] == "2026-09-21T14:12:20.250Z"
     assert f["publishedAt"] == "2026-09-21T14:15:00.500Z"
     assert f["priority"] == "7" and f["attempt"] == "1" and f["outcomeStream"] == "Out"
+    assert f["routePoint"] == "RP1" and f["offerThreshold"] == "90" and f["inboundVQ"] == ""
+    assert "pushTargets" not in f
 
 
 async def test_a_batch_whose_lease_ran_out_before_publishing_is_dropped_then_reclaimed_once(

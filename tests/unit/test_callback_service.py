@@ -155,6 +155,9 @@ async def test_immediate_create_wakes_the_monitor_and_is_retrievable(desk: Desk)
     assert len(desk.woken) == 1
     view = views.callback(await desk.service.retrieve(t, cid))
     assert view["callbackState"] == "SCHEDULED" and view["cbOfferType"] == "ASAP"
+    # GES: "by default, the desired time is the current time": when it was booked and due.
+    assert view["desiredTime"] is not None
+    assert view["desiredTime"] == view["createdTime"] == view["dueTime"]
     assert view["phoneNumber"] == "+14155550123"
     assert "positionInQueue" not in view and "callbackReason" not in view
     assert desk.alarm("ges_callbacks_created", tenant="acme", service="sales") == 1
@@ -286,9 +289,9 @@ async def test_cancel_frees_the_place_and_announces_dispatched_attempts(desk: De
     with pytest.raises(TooManyRequests):
         await desk.create(t, number=phone(2), desiredTime=desired)
     assert await desk.service.cancel(t, first) == first
-    with pytest.raises(Conflict) as exc:
+    with pytest.raises(BadRequest) as bad:  # GES documents 400 and 404 for cancel, never 409
         await desk.service.cancel(t, first)
-    refused(exc, "callback is COMPLETED (cancelled) and can no longer be cancelled")
+    refused(bad, "callback is COMPLETED (cancelled) and can no longer be cancelled")
     second = await desk.create(t, number=phone(2), desiredTime=desired)
     assert await desk.transport.read_dispatches("re", 10, 1) == []  # SCHEDULED: nothing to say
     async with desk.engine.begin() as conn:
@@ -300,6 +303,22 @@ async def test_cancel_frees_the_place_and_announces_dispatched_attempts(desk: De
     assert cancel == {"type": "cancel", "id": second, "attempt": "1"}
     with pytest.raises(NotFound):
         await desk.service.cancel(await desk.tenant("other"), first)
+
+
+async def test_cancel_of_a_processing_callback_is_400_public_and_409_admin(desk: Desk) -> None:
+    t = await desk.tenant()
+    cid = await desk.create(t, desiredTime=time.time() + 3600)
+    async with desk.engine.begin() as conn:
+        await conn.execute(
+            callbacks.update().where(callbacks.c.id == cid).values(state="PROCESSING")
+        )
+    with pytest.raises(BadRequest) as bad:
+        await desk.service.cancel(t, cid)
+    assert bad.value.status == 400
+    refused(bad, "callback is PROCESSING and can no longer be cancelled")
+    with pytest.raises(Conflict) as conflict:  # the admin API's own rule for state conflicts
+        await desk.service.admin_cancel(cid)
+    refused(conflict, "callback is PROCESSING and can no longer be cancelled")
 
 
 # --- throttles -----------------------------------------------------------------------------------

@@ -105,12 +105,35 @@ async def slot_usage(
     return {float(s): int(b) for s, b in (await conn.execute(q)).all()}
 
 
-async def lock_callback(conn: AsyncConnection, tenant_id: str, callback_id: str) -> Any | None:
-    """A tenant's callback, row-locked for update on PostgreSQL."""
-    q = sa.select(callbacks).where(CB.id == callback_id, CB.tenant_id == tenant_id)
+async def _sqlite_write_lock(conn: AsyncConnection) -> None:
+    """SQLite has no row locks: take the database write lock before a read that a write will
+    depend on, unless this transaction already holds it.
+
+    Without it the read runs outside any transaction (the driver begins one only at the first
+    write), so a transition could be decided on a row another connection changes before the
+    write: an outcome that read SCHEDULED while ``mark_queued`` committed QUEUED recorded
+    SCHEDULED -> QUEUED a second time.
+    """
+    raw = await conn.get_raw_connection()
+    if not raw.driver_connection.in_transaction:  # type: ignore[union-attr]
+        await conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+async def _locked(conn: AsyncConnection, q: sa.Select[Any]) -> Any | None:
+    """The first row of ``q``, locked until the transaction ends (PostgreSQL: the row,
+    SQLite: the database for writes)."""
     if conn.dialect.name == "postgresql":
         q = q.with_for_update()
+    elif conn.dialect.name == "sqlite":
+        await _sqlite_write_lock(conn)
     return (await conn.execute(q)).first()
+
+
+async def lock_callback(conn: AsyncConnection, tenant_id: str, callback_id: str) -> Any | None:
+    """A tenant's callback, locked for update until the transaction ends."""
+    return await _locked(
+        conn, sa.select(callbacks).where(CB.id == callback_id, CB.tenant_id == tenant_id)
+    )
 
 
 async def apply(conn: AsyncConnection, row: Any, t: Transition) -> None:
@@ -249,10 +272,11 @@ async def callback_history(conn: AsyncConnection, callback_id: str) -> list[Any]
 async def find_callback(
     conn: AsyncConnection, callback_id: str, *, lock: bool = False
 ) -> Any | None:
-    """A callback by id whatever its tenant (admin API); row-locked on PostgreSQL when ``lock``."""
+    """A callback by id whatever its tenant (admin API, outcomes); locked for update until the
+    transaction ends when ``lock``."""
     q = sa.select(callbacks).where(CB.id == callback_id)
-    if lock and conn.dialect.name == "postgresql":
-        q = q.with_for_update()
+    if lock:
+        return await _locked(conn, q)
     return (await conn.execute(q)).first()
 
 
@@ -278,6 +302,7 @@ class Claimed(NamedTuple):
     desired_time: float | None
     due_at: float
     user_data: str  # compact JSON text
+    params: dict[str, Any]  # the GES booking fields kept with it (CreateCallback.extra_params)
 
 
 _CLAIM_COLUMNS = (
@@ -291,6 +316,7 @@ _CLAIM_COLUMNS = (
     CB.desired_time,
     CB.due_at,
     CB.user_data,
+    CB.params,
 )
 
 # The due rows are locked by the inner SELECT (other replicas skip them) and updated through
@@ -306,7 +332,7 @@ WHERE id = ANY(ARRAY(
     FOR UPDATE SKIP LOCKED
 ))
 RETURNING id, tenant_id, service_name, phone_number, attempt, priority, language,
-    desired_time, due_at, user_data::text
+    desired_time, due_at, user_data::text, params::text
 """
 
 # The state change and its event rows in one statement (one round trip, atomic); only rows
@@ -329,6 +355,10 @@ def _compact(text: str) -> str:
     return orjson.dumps(orjson.loads(text)).decode()
 
 
+def _params(text: str | None) -> dict[str, Any]:
+    return orjson.loads(text) if text else {}
+
+
 def _due(c: Claimed) -> float:
     return c.due_at
 
@@ -340,7 +370,9 @@ async def claim_due(
     if conn.dialect.name == "postgresql":
         rows = await pg.run(conn, "fetch", _PG_CLAIM, owner, now + lease, now, limit)
         claimed = [
-            Claimed(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], _compact(r[9]))
+            Claimed(
+                r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], _compact(r[9]), _params(r[10])
+            )
             for r in rows
         ]
         claimed.sort(key=_due)
@@ -363,7 +395,17 @@ async def claim_due(
     )
     claimed = [
         Claimed(
-            r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], orjson.dumps(r[9] or {}).decode()
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            r[5],
+            r[6],
+            r[7],
+            r[8],
+            orjson.dumps(r[9] or {}).decode(),
+            r[10] or {},
         )
         for r in await conn.execute(stmt)
     ]

@@ -2,42 +2,143 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NoReturn
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+import orjson
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from dialback.kit.errors import BadRequest
 from dialback.kit.text import SafeStr, SafeText, check_text
 
 _JS_IDENT = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
 
+# The bounds of userData (docs/api.md): GES types it {String: Object}.
+USER_DATA_MAX_DEPTH = 5  # objects/arrays nested inside userData's own values
+USER_DATA_MAX_KEYS = 100  # per object
+USER_DATA_MAX_ITEMS = 100  # per array
+USER_DATA_MAX_STRING = 4096  # characters per string value
+USER_DATA_MAX_KEY = 256  # characters per key below the top level (top level: 64, an identifier)
+USER_DATA_MAX_BYTES = 16384  # the whole userData as compact JSON (UTF-8)
+# JavaScript clients (and the routing engines that read the dispatch) hold numbers as doubles:
+# a larger integer would silently change; orjson and PostgreSQL's jsonb disagree beyond 64 bits.
+MAX_SAFE_INTEGER = 2**53 - 1
 
-def clean_user_data(v: dict[str, Any]) -> dict[str, Any]:
-    """GES userData rules: drop keys that are not JavaScript identifiers, cap string values."""
-    out = {k: val for k, val in v.items() if _JS_IDENT.fullmatch(k) and len(k) <= 64}
-    for k, val in out.items():
-        if isinstance(val, str) and len(val) > 4096:
-            raise ValueError(f"value of {k!r} is longer than 4096 characters")
+
+def _refuse(path: str, problem: str) -> NoReturn:
+    # Raised as a BadRequest (not a ValueError) so the message names the exact path inside
+    # userData; pydantic passes it through untouched.
+    raise BadRequest(f"{path}: {problem}")
+
+
+def _scalar(value: Any, path: str) -> int:
+    """Check one non-container value; its serialized size (an upper bound for numbers)."""
+    kind = type(value)
+    if kind is str:
+        if len(value) > USER_DATA_MAX_STRING:
+            _refuse(path, f"is longer than {USER_DATA_MAX_STRING} characters")
+        try:
+            check_text(value)
+        except ValueError as exc:
+            _refuse(path, str(exc))
+        return len(value) + 2
+    if kind is int:
+        if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            _refuse(path, "integer beyond +/-(2^53-1) = 9007199254740991 (send it as a string)")
+        return 17
+    if kind is float:
+        if not math.isfinite(value):
+            _refuse(path, "must be a finite number")
+        return 24
+    if kind is bool or value is None:
+        return 5
+    _refuse(path, "must be a string, number, boolean, null, object or array")
+
+
+def _nested(value: Any, path: str, depth: int) -> int:
+    """Check a value below the top level; its serialized size (bounded above)."""
+    kind = type(value)
+    if kind is dict:
+        if depth > USER_DATA_MAX_DEPTH:
+            _refuse(path, f"nested deeper than {USER_DATA_MAX_DEPTH} levels")
+        if len(value) > USER_DATA_MAX_KEYS:
+            _refuse(path, f"has more than {USER_DATA_MAX_KEYS} keys")
+        size = 2
+        for k, v in value.items():
+            if len(k) > USER_DATA_MAX_KEY:
+                _refuse(path, f"key longer than {USER_DATA_MAX_KEY} characters")
+            try:
+                check_text(k)
+            except ValueError as exc:
+                _refuse(path, f"key {exc}")
+            size += len(k) + 4 + _nested(v, f"{path}.{k}", depth + 1)
+            if size > USER_DATA_MAX_BYTES:
+                break
+        return size
+    if kind is list:
+        if depth > USER_DATA_MAX_DEPTH:
+            _refuse(path, f"nested deeper than {USER_DATA_MAX_DEPTH} levels")
+        if len(value) > USER_DATA_MAX_ITEMS:
+            _refuse(path, f"has more than {USER_DATA_MAX_ITEMS} items")
+        size = 2
+        for i, v in enumerate(value):
+            size += 1 + _nested(v, f"{path}.{i}", depth + 1)
+            if size > USER_DATA_MAX_BYTES:
+                break
+        return size
+    return _scalar(value, path)
+
+
+def clean_user_data(value: Any) -> dict[str, Any]:
+    """GES userData: an object (or, as the Java SDK types it, a string holding one) whose keys
+    that are not JavaScript identifiers are dropped; values of any JSON type within the bounds
+    above. 400 naming the path of the first value that breaks them."""
+    if isinstance(value, str):  # the Java SDK's ``String userData``
+        if not value.strip():
+            return {}
+        try:
+            value = json.loads(value)
+        except (ValueError, RecursionError):
+            _refuse("userData", "must be an object (or a string holding a JSON object)")
+    if type(value) is not dict:
+        _refuse("userData", "must be an object (or a string holding a JSON object)")
+    if len(value) > USER_DATA_MAX_KEYS:
+        _refuse("userData", f"has more than {USER_DATA_MAX_KEYS} keys")
+    out: dict[str, Any] = {}
+    size = 2
+    for k, v in value.items():
+        if len(k) > 64 or not _JS_IDENT.fullmatch(k):
+            continue
+        # The common case, a flat object of strings, stays one type test per value.
+        kind = type(v)
+        if kind is dict or kind is list:
+            size += len(k) + 4 + _nested(v, f"userData.{k}", 1)
+        else:
+            size += len(k) + 4 + _scalar(v, f"userData.{k}")
+        out[k] = v
+    if size > USER_DATA_MAX_BYTES and len(orjson.dumps(out)) > USER_DATA_MAX_BYTES:
+        _refuse("userData", f"is larger than {USER_DATA_MAX_BYTES} bytes as JSON")
     return out
 
 
+UserData = Annotated[dict[str, Any], BeforeValidator(clean_user_data)]
+"""A request's ``userData`` (callbacks and Click-To-Call-In alike)."""
+
 ShortText = Annotated[str, Field(max_length=256), SafeText]
 
-
-def _user_value(value: Any) -> Any:
-    if not isinstance(value, str | int | float | bool | None):
-        raise ValueError("must be a string, number, boolean or null (not an object or array)")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError("must be a finite number")
-    return check_text(value)
+OFFER_TYPES = ("ASAP", "SCHEDULED", "COMBINED_SCHEDULED_AND_ASAP")
 
 
-# Checked before the union so a refused value gets one clear error, not one per member.
-UserValue = Annotated[str | int | float | bool | None, BeforeValidator(_user_value)]
+def known_offer_type(value: Any) -> Any:
+    """A known ``cbOfferType`` in upper case; any other string reads as absent (derived)."""
+    if isinstance(value, str):
+        known = value.strip().upper()
+        return known if known in OFFER_TYPES else None
+    return value
 
 
 def to_utc(value: datetime) -> datetime:
@@ -48,6 +149,19 @@ def to_utc(value: datetime) -> datetime:
         raise ValueError("is out of range (years 1-9999 in UTC)") from None
 
 
+PushTargetText = Annotated[str, Field(min_length=1, max_length=4096), SafeText]
+MAX_PUSH_TARGETS = 10
+
+
+class PushTarget(BaseModel):
+    """One push-notification recipient (the Java SDK's ``PushTarget``): kept, not yet used."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    channel: Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")]
+    target: PushTargetText
+
+
 class CreateCallback(BaseModel):
     """``CreateCallbackParms``: book an immediate (no desiredTime) or scheduled callback."""
 
@@ -56,12 +170,13 @@ class CreateCallback(BaseModel):
     serviceName: SafeStr = Field(min_length=1, max_length=100)
     phoneNumber: SafeStr = Field(min_length=1, max_length=32)
     desiredTime: datetime | None = None
-    cbOfferType: Literal["ASAP", "SCHEDULED", "COMBINED_SCHEDULED_AND_ASAP"] | None = None
+    # Reporting only, any string: the SDKs send a sentence as their default.
+    cbOfferType: Annotated[str | None, BeforeValidator(known_offer_type)] = None
     language: str = Field(
         "en-US", min_length=2, max_length=20, pattern=r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$"
     )
     priority: int = Field(0, ge=0, le=1_000_000)
-    userData: dict[str, UserValue] = Field(default_factory=dict, max_length=100)
+    userData: UserData = Field(default_factory=dict)
     alwaysCheckCapacity: bool = False
     inboundVQ: ShortText | None = None
     offerThreshold: int | None = Field(None, ge=0, le=86_400 * 30)
@@ -72,12 +187,30 @@ class CreateCallback(BaseModel):
     routePoint: ShortText | None = None
     captchaToken: Annotated[str, Field(max_length=4096), SafeText] | None = None
     pushChannel: ShortText | None = None
-    pushTarget: Annotated[str, Field(max_length=4096), SafeText] | None = None
+    pushTarget: PushTargetText | None = None
+    pushTargets: list[PushTarget] | None = Field(None, max_length=MAX_PUSH_TARGETS)
 
-    @field_validator("userData")
-    @classmethod
-    def _user_data(cls, v: dict[str, UserValue]) -> dict[str, UserValue]:
-        return clean_user_data(v)
+    @model_validator(mode="after")
+    def _push_pair(self) -> CreateCallback:
+        # The JS SDK's pair: one without the other names no recipient.
+        if self.pushChannel is not None and self.pushTarget is None:
+            raise BadRequest("pushTarget: required with pushChannel")
+        if self.pushTarget is not None and self.pushChannel is None:
+            raise BadRequest("pushChannel: required with pushTarget")
+        return self
+
+    def stored_offer_type(self) -> str:
+        """``cbOfferType`` as stored: the known type sent, else derived from ``desiredTime``."""
+        if self.cbOfferType is not None:
+            return self.cbOfferType
+        return "ASAP" if self.desiredTime is None else "SCHEDULED"
+
+    def push_targets(self) -> list[dict[str, str]]:
+        """Where push notifications go: the Java SDK's list and the JS SDK's pair, in one list."""
+        out = [{"channel": p.channel, "target": p.target} for p in self.pushTargets or ()]
+        if self.pushChannel is not None and self.pushTarget is not None:
+            out.append({"channel": self.pushChannel, "target": self.pushTarget})
+        return out
 
     @field_validator("desiredTime")
     @classmethod
@@ -94,10 +227,11 @@ class CreateCallback(BaseModel):
             "cbOriginationIxnId",
             "surveyRP",
             "routePoint",
-            "pushChannel",
-            "pushTarget",
         )
-        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+        params = {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+        if self.pushTargets is not None or self.pushChannel is not None:
+            params["pushTargets"] = self.push_targets()
+        return params
 
 
 class CallbackId(BaseModel):

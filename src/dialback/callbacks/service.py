@@ -245,7 +245,7 @@ class CallbackService:
                     service_id=svc.id,
                     service_name=svc.name,
                     phone_number=phone,
-                    offer_type=req.cbOfferType or ("ASAP" if immediate else "SCHEDULED"),
+                    offer_type=req.stored_offer_type(),
                     desired_time=desired,
                     due_at=due,
                     priority=req.priority,
@@ -290,8 +290,19 @@ class CallbackService:
             )
         return cid
 
-    async def cancel(self, tenant: Tenant, callback_id: str, *, source: str = "api") -> str:
-        """Cancel a callback no agent handles yet (``source`` goes to its history)."""
+    async def cancel(self, tenant: Tenant, callback_id: str) -> str:
+        """Public cancel of a callback no agent handles yet; 400 once an agent has it.
+
+        GES documents only 400 and 404 for cancel (its clients model no 409), see docs/api.md.
+        """
+        try:
+            return await self._cancel(tenant, callback_id, source="api")
+        except Conflict as exc:
+            raise BadRequest(exc.message) from None
+
+    async def _cancel(self, tenant: Tenant, callback_id: str, *, source: str) -> str:
+        """Cancel a callback no agent handles yet (``source`` goes to its history); 409 when
+        it is PROCESSING or COMPLETED."""
         now = time.time()
         async with self.engine.begin() as conn:
             row = await repo.lock_callback(conn, tenant.id, callback_id)
@@ -460,7 +471,7 @@ class CallbackService:
             tenant = await tenants_repo.get_tenant(conn, row.tenant_id) if row is not None else None
         if row is None or tenant is None:
             raise NotFound(f"no callback with id {callback_id!r}")
-        await self.cancel(tenant, callback_id, source="admin")
+        await self._cancel(tenant, callback_id, source="admin")
         return await self.detail(callback_id)
 
     async def reschedule(self, callback_id: str, desired: float) -> CallbackDetail:

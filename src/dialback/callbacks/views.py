@@ -16,16 +16,36 @@ from dialback.callbacks.service import (
     WaitEstimate,
 )
 from dialback.kit.timefmt import iso, local_iso, utc_iso
+from dialback.routing.messages import DISPATCH_BOOKING_FIELDS
+
+
+def booking_fields(row: Any) -> dict[str, Any]:
+    """The GES booking fields as given at create (null when absent)."""
+    params = row.params or {}
+    return {name: params.get(name) for name in DISPATCH_BOOKING_FIELDS}
+
+
+def push_targets(row: Any) -> list[dict[str, str]]:
+    """Where push notifications are to go (kept; not delivered yet)."""
+    params = row.params or {}
+    if "pushTargets" in params:
+        return list(params["pushTargets"])
+    if params.get("pushChannel") and params.get("pushTarget"):  # stored before pushTargets
+        return [{"channel": params["pushChannel"], "target": params["pushTarget"]}]
+    return []
 
 
 def callback(status: CallbackStatus) -> dict[str, Any]:
     """The GES ``Callback`` view of one callback."""
     row = status.row
+    # GES: "by default, the desired time is the current time": an immediate callback's is
+    # the time it was booked, which is when it became due.
+    desired = row.desired_time if row.desired_time is not None else row.created_at
     data: dict[str, Any] = {
         "id": row.id,
         "serviceName": row.service_name,
         "phoneNumber": row.phone_number,
-        "desiredTime": iso(row.desired_time),
+        "desiredTime": iso(desired),
         "callbackState": row.state,
         "cbOfferType": row.offer_type,
         "priority": row.priority,
@@ -33,6 +53,7 @@ def callback(status: CallbackStatus) -> dict[str, Any]:
         "attempt": row.attempt,
         "createdTime": iso(row.created_at),
         "dueTime": iso(row.due_at),
+        **booking_fields(row),
     }
     if row.state == "COMPLETED":
         data["callbackReason"] = row.reason
@@ -142,6 +163,8 @@ def admin_detail(d: CallbackDetail) -> dict[str, Any]:
         "lastReason": row.last_reason,
         "updatedTime": iso(row.updated_at),
         "completedTime": iso(row.completed_at),
+        **booking_fields(row),
+        "pushTargets": push_targets(row),
         "userData": row.user_data,
         "history": [history_item(ev) for ev in d.history],
     }

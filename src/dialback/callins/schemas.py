@@ -15,7 +15,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from dialback.callbacks.schemas import UserValue, clean_user_data
+from dialback.callbacks.schemas import UserData
 from dialback.kit.errors import BadRequest
 from dialback.kit.phone import normalise_number
 from dialback.kit.text import SafeStr, SafeText
@@ -98,13 +98,8 @@ class CreateCallIn(BaseModel):
 
     groupName: SafeStr = Field(min_length=1, max_length=100)
     fromPhoneNumber: PhoneText | None = None
-    userData: dict[str, UserValue] = Field(default_factory=dict, max_length=100)
+    userData: UserData = Field(default_factory=dict)
     callbackServiceId: Annotated[str, Field(min_length=1, max_length=100), SafeText] | None = None
-
-    @field_validator("userData")
-    @classmethod
-    def _user_data(cls, v: dict[str, UserValue]) -> dict[str, UserValue]:
-        return clean_user_data(v)
 
 
 class CallInOut(BaseModel):

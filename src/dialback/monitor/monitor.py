@@ -31,7 +31,7 @@ from dialback.kit.errors import is_dependency_error
 from dialback.kit.timefmt import utc_iso
 from dialback.observability.events import Events
 from dialback.observability.logging import TRACE
-from dialback.routing.messages import Dispatch, Outcome
+from dialback.routing.messages import DISPATCH_BOOKING_FIELDS, Dispatch, Outcome
 from dialback.routing.transport import GroupMissing, RoutingTransport
 from dialback.settings import Settings
 
@@ -49,7 +49,8 @@ def dispatch_fields(
     """The stream entry for one claimed callback (schema in docs/routing.md)."""
     due = utc_iso(row.due_at)
     desired = row.desired_time
-    return {
+    params = row.params
+    fields = {
         "type": "callback",
         "id": row.id,
         "attempt": str(row.attempt),
@@ -64,6 +65,10 @@ def dispatch_fields(
         "userData": row.user_data,
         "outcomeStream": outcome_stream,
     }
+    for name in DISPATCH_BOOKING_FIELDS:
+        value = params.get(name)
+        fields[name] = "" if value is None else str(value)
+    return fields
 
 
 class _Batch:

@@ -8,6 +8,16 @@ from typing import Literal
 OutcomeEventName = Literal["ROUTING", "PROCESSING", "COMPLETED"]
 OUTCOME_EVENTS = ("ROUTING", "PROCESSING", "COMPLETED")
 COMPLETION_REASONS = ("answered", "no-answer", "busy", "failed", "cancelled")
+# The GES booking fields a dispatch carries as given at create ("" when absent), in this order.
+DISPATCH_BOOKING_FIELDS = (
+    "routePoint",
+    "surveyRP",
+    "inboundVQ",
+    "channel",
+    "offerTiming",
+    "cbOriginationIxnId",
+    "offerThreshold",
+)
 
 
 @dataclass(frozen=True)
