@@ -165,6 +165,21 @@ def test_schema_rejects_an_unknown_log_level_and_a_misspelt_key(helm: HelmRun) -
     assert "loging" in typo.stderr
 
 
+@pytest.mark.parametrize(
+    ("given", "canonical"),
+    [("DEBUG", "debug"), ("WARNING", "warn"), ("Info", "info"), ("TRACE", "trace")],
+)
+def test_ges_spelt_log_levels_pass_the_schema_and_reach_the_pod(
+    render: Render, monkeypatch: pytest.MonkeyPatch, given: str, canonical: str
+) -> None:
+    from dialback.settings import Settings
+
+    data = one(render(f"logging.level={given}"), "ConfigMap")["data"]
+    assert data["DIALBACK_LOG_LEVEL"] == given
+    monkeypatch.setenv("DIALBACK_LOG_LEVEL", data["DIALBACK_LOG_LEVEL"])
+    assert Settings().log_level == canonical
+
+
 # --- what is rendered -----------------------------------------------------------------------
 
 
