@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import SecretStr
+from pydantic import BeforeValidator, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-LogLevel = Literal["trace", "debug", "info", "warn", "error"]
+LOG_LEVELS = ("trace", "debug", "info", "warn", "error")
+# Other spellings of the same levels (GES's Helm sample is "DEBUG"; Python and log4js say
+# WARNING, CRITICAL, FATAL): read case-insensitively, answered as the canonical name.
+_LEVEL_ALIASES = {"warning": "warn", "critical": "error", "fatal": "error"}
+
+
+def canonical_log_level(value: Any) -> Any:
+    """The canonical lower-case level for any accepted spelling; anything else unchanged."""
+    if not isinstance(value, str):
+        return value
+    name = value.strip().lower()
+    return _LEVEL_ALIASES.get(name, name)
+
+
+LogLevel = Annotated[
+    Literal["trace", "debug", "info", "warn", "error"], BeforeValidator(canonical_log_level)
+]
 
 
 class Settings(BaseSettings):

@@ -165,6 +165,21 @@ def test_schema_rejects_an_unknown_log_level_and_a_misspelt_key(helm: HelmRun) -
     assert "loging" in typo.stderr
 
 
+@pytest.mark.parametrize(
+    ("given", "canonical"),
+    [("DEBUG", "debug"), ("WARNING", "warn"), ("Info", "info"), ("TRACE", "trace")],
+)
+def test_ges_spelt_log_levels_pass_the_schema_and_reach_the_pod(
+    render: Render, monkeypatch: pytest.MonkeyPatch, given: str, canonical: str
+) -> None:
+    from dialback.settings import Settings
+
+    data = one(render(f"logging.level={given}"), "ConfigMap")["data"]
+    assert data["DIALBACK_LOG_LEVEL"] == given
+    monkeypatch.setenv("DIALBACK_LOG_LEVEL", data["DIALBACK_LOG_LEVEL"])
+    assert Settings().log_level == canonical
+
+
 # --- what is rendered -----------------------------------------------------------------------
 
 
@@ -600,6 +615,67 @@ def test_prometheus_rule_switch_ships_the_rules_file(render: Render, enabled: bo
                     assert isinstance(v, str), f"{r.get('alert') or r.get('record')}: {field}.{k}"
 
 
+def _alert_labels(docs: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    spec = one(docs, "PrometheusRule")["spec"]
+    return {r["alert"]: r["labels"] for g in spec["groups"] for r in g["rules"] if "alert" in r}
+
+
+def test_alerts_carry_ges_service_label_by_default_as_the_tested_file_does(
+    render: Render,
+) -> None:
+    labels = _alert_labels(render("monitoring.prometheusRule.enabled=true"))
+    assert len(labels) > 30
+    for name, lbls in labels.items():
+        assert set(lbls) - {"slo"} == {"severity", "action", "service"}, name
+        assert lbls["service"] == "GES", name
+    source = yaml.safe_load(RULES_FILE.read_text(encoding="utf-8"))
+    for g in source["groups"]:
+        for r in g["rules"]:
+            if "alert" in r:
+                assert r["labels"]["service"] == "GES", r["alert"]
+
+
+def test_the_alert_label_set_is_a_chart_value(render: Render) -> None:
+    docs = render(
+        "monitoring.prometheusRule.enabled=true",
+        "monitoring.prometheusRule.alertLabels.service=dialback",
+        "monitoring.prometheusRule.alertLabels.team=contact-centre",
+        "monitoring.prometheusRule.alertLabels.odd=a: $1 'b'",
+    )
+    source = yaml.safe_load(RULES_FILE.read_text(encoding="utf-8"))
+    spec = one(docs, "PrometheusRule")["spec"]
+    # Only the alert labels differ from the tested file.
+    for group, shipped in zip(source["groups"], spec["groups"], strict=True):
+        for r, s in zip(group["rules"], shipped["rules"], strict=True):
+            if "alert" in r:
+                want = {k: v for k, v in r["labels"].items() if k != "service"}
+                want |= {"service": "dialback", "team": "contact-centre", "odd": "a: $1 'b'"}
+                assert s["labels"] == want, r["alert"]
+                r = {**r, "labels": s["labels"]}
+            assert s == r
+    # Without a service label at all.
+    docs = render(
+        "monitoring.prometheusRule.enabled=true", "monitoring.prometheusRule.alertLabels=null"
+    )
+    for name, lbls in _alert_labels(docs).items():
+        assert set(lbls) - {"slo"} == {"severity", "action"}, name
+
+
+def test_alert_labels_cannot_override_severity_or_action(helm: HelmRun) -> None:
+    for key in ("severity", "action"):
+        bad = helm(
+            "template",
+            "x",
+            str(CHART),
+            "--set",
+            "monitoring.prometheusRule.enabled=true",
+            "--set",
+            f"monitoring.prometheusRule.alertLabels.{key}=x",
+            check=False,
+        )
+        assert bad.returncode != 0 and key in bad.stderr
+
+
 def test_shipped_rules_pass_promtool(render: Render, tmp_path: Path) -> None:
     promtool = shutil.which("promtool")
     assert promtool, (
@@ -623,6 +699,18 @@ def test_a_broken_rules_file_fails_the_render(helm: HelmRun, tmp_path: Path) -> 
     )
     assert proc.returncode != 0
     assert "dialback-rules.yaml" in proc.stderr
+
+
+def test_an_alert_without_the_service_line_fails_the_render(helm: HelmRun, tmp_path: Path) -> None:
+    chart = tmp_path / "dialback"
+    shutil.copytree(CHART, chart)
+    rules = chart / "rules" / "dialback-rules.yaml"
+    rules.write_text(rules.read_text().replace("          service: GES\n", "", 1))
+    proc = helm(
+        "template", "x", str(chart), "--set", "monitoring.prometheusRule.enabled=true", check=False
+    )
+    assert proc.returncode != 0
+    assert "service: GES" in proc.stderr
 
 
 @pytest.mark.parametrize("enabled", [True, False])

@@ -283,7 +283,7 @@ def test_alarm_table_push_split_and_probe_exclusion() -> None:
     for _uid, title, expr in dashboard_queries():
         exprs.setdefault(title, []).append(expr)
     assert exprs["Alarms (firing and pending)"] == [
-        'ALERTS{service="dialback", alertstate=~"firing|pending"}'
+        'ALERTS{alertname=~"GES_.+|GES-.+|DIALBACK_.+", alertstate=~"firing|pending"}'
     ]
     split = exprs["Push notifications: success vs failure (range)"]
     assert any('result="success"' in e for e in split)
@@ -352,9 +352,9 @@ def synthetic_openmetrics(end: int) -> str:
                     t = start + i * STEP
                     lines.extend(_samples(m, labels, i, t, k, start))
     alert = {
-        "alertname": "DialbackRedisDown",
+        "alertname": "GES_REDIS_DOWN",
         "alertstate": "firing",
-        "service": "dialback",
+        "service": "GES",
         "severity": "critical",
         "pod": PODS[0],
     }

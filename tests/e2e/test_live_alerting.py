@@ -184,21 +184,32 @@ def _resolved(live: Live, alert: str, **labels: str) -> bool:
     return bool(live.webhook.alerts(alert, "resolved", **labels))
 
 
+def _rule_firing(live: Live, group: str, alert: str) -> bool:
+    """Whether the rule ``alert`` of rule group ``group`` is firing in Prometheus. dialback's
+    rule and the seed's share GES's name and labels (service: GES), so Alertmanager sees one
+    alert; Prometheus tells the two rules apart."""
+    r = httpx.get(f"{live.prometheus.url}/api/v1/rules", params={"type": "alert"}, timeout=10)
+    for g in r.json()["data"]["groups"]:
+        if g["name"] == group:
+            return any(rule["name"] == alert and rule["state"] == "firing" for rule in g["rules"])
+    return False
+
+
 def test_b_redis_down_alert_is_delivered_and_resolved(live: Live) -> None:
     live.redis.stop()
     try:
         wait_until(
-            lambda: _fired(live, "GES_REDIS_DOWN", service="dialback", pod=POD),
+            lambda: _fired(live, "GES_REDIS_DOWN", service="GES", pod=POD),
             40,
             "GES_REDIS_DOWN firing",
         )
-        [alert] = live.webhook.alerts("GES_REDIS_DOWN", "firing", service="dialback")[:1]
+        [alert] = live.webhook.alerts("GES_REDIS_DOWN", "firing", service="GES")[:1]
         assert alert["labels"]["severity"] == "critical" and alert["labels"]["action"] == "page"
         assert alert["annotations"]["runbook_url"].endswith("#ges_redis_down")
     finally:
         live.redis.start()
     wait_until(
-        lambda: _resolved(live, "GES_REDIS_DOWN", service="dialback"), 40, "GES_REDIS_DOWN resolved"
+        lambda: _resolved(live, "GES_REDIS_DOWN", service="GES"), 40, "GES_REDIS_DOWN resolved"
     )
 
 
@@ -206,9 +217,9 @@ def test_c_routing_redis_down_alert_and_the_seed_rule(live: Live) -> None:
     live.routing.stop()
     try:
         wait_until(
-            lambda: _fired(live, "GES_ORS_REDIS_DOWN", service="dialback"), 40, "GES_ORS_REDIS_DOWN"
+            lambda: _fired(live, "GES_ORS_REDIS_DOWN", service="GES"), 40, "GES_ORS_REDIS_DOWN"
         )
-        wait_until(lambda: _fired(live, "GES_HEALTH", service="dialback"), 20, "GES_HEALTH")
+        wait_until(lambda: _fired(live, "GES_HEALTH", service="GES"), 20, "GES_HEALTH")
         # (e) the seed's own example rule, verbatim but for `for:`.
         wait_until(
             lambda: _fired(live, "GES_ORIS_REDIS_DOWN", service="GES"),
@@ -218,7 +229,7 @@ def test_c_routing_redis_down_alert_and_the_seed_rule(live: Live) -> None:
     finally:
         live.routing.start()
     wait_until(
-        lambda: _resolved(live, "GES_ORS_REDIS_DOWN", service="dialback"),
+        lambda: _resolved(live, "GES_ORS_REDIS_DOWN", service="GES"),
         40,
         "GES_ORS_REDIS_DOWN resolved",
     )
@@ -242,13 +253,18 @@ def test_d_provisioning_errors_over_tolerance_fire_rbac_alert_and_the_seed_rule(
                     resp.status_code == 201 and resp.json()["data"]["routingProvisioned"] is False
                 )
         wait_until(
-            lambda: _fired(live, "GES_RBAC_CREATE_VQ_PROXY_ERROR", service="dialback"),
+            lambda: _fired(live, "GES_RBAC_CREATE_VQ_PROXY_ERROR", service="GES"),
             40,
-            "RBAC alert (dialback)",
+            "RBAC alert delivered",
+        )
+        wait_until(
+            lambda: _rule_firing(live, "ges-business-logic", "GES_RBAC_CREATE_VQ_PROXY_ERROR"),
+            20,
+            "RBAC alert (dialback's rule)",
         )
         # (e) the seed's first example: increase(RBAC_CREATE_VQ_PROXY_ERROR[10m]) > 5, verbatim.
         wait_until(
-            lambda: _fired(live, "GES_RBAC_CREATE_VQ_PROXY_ERROR", service="GES"),
+            lambda: _rule_firing(live, "seed-examples", "GES_RBAC_CREATE_VQ_PROXY_ERROR"),
             20,
             "seed RBAC rule",
         )

@@ -150,3 +150,62 @@ async def test_new_tenant_and_service_series_exist_at_zero(stack: Stack) -> None
     assert value(samples, "CB_TTL_LIMIT_REACHED", tenant="fresh") == 0
     assert value(samples, "CB_ENQUEUE_LIMIT_REACHED", tenant="fresh") == 0
     assert value(samples, "ges_callbacks_created", tenant="fresh", service="care") == 0
+
+
+async def test_a_routing_outage_counts_each_callback_once_and_no_provisioning_error(
+    pg_url: str, redis_url: str
+) -> None:
+    """CB_SUBMIT_FAILED counts a callback once however often its publish is retried, and an
+    unreachable routing Redis is not a provisioning failure (RBAC_CREATE_VQ_PROXY_ERROR)."""
+    import sqlalchemy as sa
+    from testbed.servers import RedisServer
+
+    from dialback.db.schema import callbacks
+    from tests.support.factories import tenant_and_service
+    from tests.support.stack import make_settings
+
+    routing = RedisServer().start()
+    try:
+        settings = make_settings(
+            database_url=pg_url,
+            redis_url=redis_url,
+            routing_redis_url=routing.url,
+            simulator="on",
+            health_check_min_seconds=0.2,
+            health_check_max_seconds=0.3,
+        )
+        async with started_stack(settings) as stack:
+            engine = stack.rt.engine
+            tenant_id, service_id = await tenant_and_service(engine, "outage")
+            submit0 = await alarm(stack, "CB_SUBMIT_FAILED")
+            rbac0 = await alarm(stack, "RBAC_CREATE_VQ_PROXY_ERROR")
+            routing.stop()
+            ids = await insert_due_callbacks(engine, tenant_id, service_id, 25)
+            cycles0 = value(await scrape(stack), "ges_monitor_cycle_duration_seconds_count")
+
+            async def retried_for_a_while() -> bool:
+                samples = await scrape(stack)
+                cycles = value(samples, "ges_monitor_cycle_duration_seconds_count")
+                return value(samples, "CB_SUBMIT_FAILED") > submit0 and cycles >= cycles0 + 6
+
+            await wait_for(retried_for_a_while, timeout=20)
+            # Every publish of the batch failed, again and again: each callback counted once.
+            assert await alarm(stack, "CB_SUBMIT_FAILED") == submit0 + 25
+            # The outcome loop kept failing to read for seconds; it provisioned nothing.
+            assert await alarm(stack, "RBAC_CREATE_VQ_PROXY_ERROR") == rbac0
+            routing.start()  # empty: its groups are gone and are provisioned again
+
+            async def all_dispatched() -> bool:
+                async with engine.connect() as conn:
+                    left = await conn.scalar(
+                        sa.select(sa.func.count())
+                        .select_from(callbacks)
+                        .where(callbacks.c.id.in_(ids), callbacks.c.state == "SCHEDULED")
+                    )
+                return left == 0
+
+            await wait_for(all_dispatched, timeout=30)
+            assert await alarm(stack, "CB_SUBMIT_FAILED") == submit0 + 25
+            assert await alarm(stack, "RBAC_CREATE_VQ_PROXY_ERROR") == rbac0
+    finally:
+        routing.discard()

@@ -103,6 +103,12 @@ async def test_log_level_changes_at_run_time(
     assert [ln["level"] for ln in info_lines] == ["info"]  # just the request line
     r = await stack.internal.put("/admin/v1/logging", json={"level": "loud"})
     assert r.status_code == 400 and "level" in r.json()["status"]["message"]
+    # GES's spelling, any case: answered with the canonical name.
+    for given, canonical in (("DEBUG", "debug"), ("WARNING", "warn"), ("Info", "info")):
+        r = await stack.internal.put("/admin/v1/logging", json={"level": given})
+        assert r.status_code == 200, r.text
+        assert r.json()["data"]["level"] == canonical
+        assert (await stack.internal.get("/admin/v1/logging")).json()["data"]["level"] == canonical
     r = await stack.internal.put(
         "/admin/v1/logging", json={"level": "debug"}, headers={"authorization": "Bearer nope"}
     )

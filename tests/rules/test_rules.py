@@ -186,7 +186,7 @@ def test_alert_labels_and_annotations(name: str) -> None:
     assert labels["action"] in {"page", "email"}
     # Only critical alerts page; warnings and info go by email.
     assert (labels["action"] == "page") == (labels["severity"] == "critical")
-    assert labels["service"] == "dialback"
+    assert labels["service"] == "GES"  # GES's Alarms panel and routes key on it
     for key in ("summary", "description", "dashboard", "runbook_url"):
         assert annotations.get(key, "").strip(), f"{name}: no {key}"
     assert annotations["dashboard"].startswith("dialback — ")

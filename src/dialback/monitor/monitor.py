@@ -41,6 +41,15 @@ log = logging.getLogger("dialback.monitor")
 _STATS_MAX_DEFER_SECONDS = 60.0
 # How long ``stop`` waits for the loops to finish their cycle before cancelling them.
 _STOP_TIMEOUT_SECONDS = 10.0
+# Provisioning the routing consumer groups is retried after 1 s, 2 s, 4 s ... at most 60 s
+# apart: a lasting failure counts about six RBAC_CREATE_VQ_PROXY_ERROR in its first half
+# minute and one a minute after, so GES's `increase(...[10m]) > 5` fires within ~30 s and
+# holds while it lasts (docs/metrics.md).
+PROVISION_RETRY_FIRST_SECONDS = 1.0
+PROVISION_RETRY_MAX_SECONDS = 60.0
+# Reading outcomes from an unreachable routing Redis is retried 1 s, 2 s ... at most 10 s apart.
+OUTCOME_RETRY_FIRST_SECONDS = 1.0
+OUTCOME_RETRY_MAX_SECONDS = 10.0
 
 
 def dispatch_fields(
@@ -283,12 +292,15 @@ class CallbackMonitor:
             Dispatch(r.id, r.attempt, dispatch_fields(r, stream, publish_time, published))
             for r in claimed
         ]
+        attempts = [(r.id, r.attempt) for r in claimed]
         try:
             await self.transport.publish(dispatches)
         except Exception:
-            self.events.submit_failed(len(claimed))
+            # Once per attempt until it is published, not once per retry of the batch.
+            self.events.submit_failed(attempts)
             await self._release_quietly(batch)
             raise
+        self.events.submitted(attempts)
         if log.isEnabledFor(TRACE):
             for r in claimed:
                 with bound(tenantId=r.tenant_id, callbackId=r.id):
@@ -316,19 +328,32 @@ class CallbackMonitor:
         for r in claimed:
             dispatched(r.tenant_id, published_at - r.due_at)
 
-    async def _outcome_loop(self) -> None:
-        transport = self.transport
+    async def _provision(self) -> None:
+        """Create the routing consumer groups, retrying with a growing pause; each failed
+        attempt counts once in RBAC_CREATE_VQ_PROXY_ERROR."""
+        delay = PROVISION_RETRY_FIRST_SECONDS
         while not self._stopping.is_set():
             try:
-                await transport.ensure_groups()
-                break
+                await self.transport.ensure_groups()
+                return
             except Exception:
                 self.events.provisioning_failed()
-                log.warning("cannot create the routing consumer groups yet", exc_info=True)
-                await self._sleep(2.0)
+                log.warning(
+                    "cannot create the routing consumer groups yet; retrying in %.0f s",
+                    delay,
+                    exc_info=True,
+                )
+                await self._sleep(delay)
+                delay = min(delay * 2, PROVISION_RETRY_MAX_SECONDS)
+
+    async def _outcome_loop(self) -> None:
+        transport = self.transport
+        await self._provision()
+        pause = OUTCOME_RETRY_FIRST_SECONDS
         while not self._stopping.is_set():
             try:
                 entries = await transport.read_outcomes(self.owner, 200, 500)
+                pause = OUTCOME_RETRY_FIRST_SECONDS
                 if not entries:
                     continue
                 await self.apply_outcomes(entries)
@@ -340,12 +365,13 @@ class CallbackMonitor:
                     log.exception("outcome processing failed")
                     if not isinstance(exc, GroupMissing):
                         self.events.uncaught_exception("monitor")
-                await self._sleep(1.0)
-                # A routing Redis that restarted empty has lost its groups: provision again.
-                try:
-                    await transport.ensure_groups()
-                except Exception:
-                    self.events.provisioning_failed()
+                await self._sleep(pause)
+                pause = min(pause * 2, OUTCOME_RETRY_MAX_SECONDS)
+                if isinstance(exc, GroupMissing):
+                    # A routing Redis that restarted empty has lost its groups: provision
+                    # again. An unreachable one is not a provisioning failure (its health
+                    # gauge says so): only a missing group calls for provisioning.
+                    await self._provision()
 
     async def _stats_loop(self) -> None:
         last_full = 0.0

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from typing import Literal
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from dialback.observability.logging import current_level, set_level
+from dialback.settings import LogLevel
 from dialback.web.envelope import EnvelopeResponse, ok
 
 router = APIRouter(tags=["admin: logging"])
@@ -20,7 +20,10 @@ class LoggingIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    level: Literal["trace", "debug", "info", "warn", "error"]
+    level: LogLevel = Field(
+        description="trace, debug, info, warn or error, in any case (WARNING, CRITICAL and "
+        "FATAL are accepted too); answered as the canonical lower-case name."
+    )
 
 
 @router.get("/logging")

@@ -42,14 +42,20 @@ class MetricDef:
 
 
 def _alarm(
-    name: str, help: str, labels: tuple[str, ...] = (), query: str = "", note: str = ""
+    name: str,
+    help: str,
+    unit: str,
+    labels: tuple[str, ...] = (),
+    query: str = "",
+    note: str = "",
 ) -> MetricDef:
+    """An alarm counter; ``unit`` says what one increment is, so a threshold reads right."""
     return MetricDef(
         name,
         "counter",
         "untyped",
         "alarm",
-        help,
+        f"{help} Counts one per {unit}.",
         labels,
         query=query or f"increase({name}[5m])",
         note=note,
@@ -279,45 +285,83 @@ CATALOGUE: tuple[MetricDef, ...] = (
         ges=False,
         query="max by (dependency) (ges_dependency_check_duration_seconds)",
     ),
-    # Alarms (counters that exist at 0 from start)
+    # Alarms (counters that exist at 0 from start). Each help says what one increment is.
     _alarm(
         "RBAC_CREATE_VQ_PROXY_ERROR",
-        "Provisioning a service's routing objects (stream, consumer groups) failed.",
+        "Provisioning the routing objects (stream, consumer groups) failed.",
+        "failed provisioning attempt: the monitor retries after 1 s, 2 s, 4 s ... at most "
+        "60 s apart (a lasting failure counts about 6 in its first 30 s, then 1 a minute, so "
+        "`increase(...[10m]) > 5` fires within ~30 s and holds while it lasts), and each "
+        "service created or updated through the admin API while provisioning fails counts 1",
         query="increase(RBAC_CREATE_VQ_PROXY_ERROR[10m]) > 5",
     ),
-    _alarm("DNS_FAILURE", "A dependency's host name could not be resolved."),
+    _alarm(
+        "DNS_FAILURE",
+        "A dependency's host name could not be resolved (the name GES's rule queries).",
+        "dependency check that failed to resolve its host (each unresolvable dependency "
+        "about every 15-20 s)",
+        note="Same count as GES_DNS_FAILURE",
+    ),
+    _alarm(
+        "GES_DNS_FAILURE",
+        "A dependency's host name could not be resolved (the name GES's documentation uses).",
+        "dependency check that failed to resolve its host (each unresolvable dependency "
+        "about every 15-20 s)",
+        note="Same count as DNS_FAILURE",
+    ),
     _alarm(
         "UNCAUGHT_EXCEPTION",
         "An unexpected exception reached a top-level boundary (request, loop, task).",
+        "exception: a request answered 500, a failed monitor or health cycle (cycles back "
+        "off up to 5 s), a dead loop",
     ),
     _alarm(
         "INVALID_CONTENT_LENGTH",
         "Requests refused for an oversized body or a malformed Content-Length.",
+        "refused request",
     ),
-    _alarm("LOGGING_FAILURE", "Log lines that could not be written."),
+    _alarm("LOGGING_FAILURE", "Log lines that could not be written.", "lost log line"),
     _alarm(
         "MONITOR_LAGGING_BEHIND",
         "Callbacks dispatched later than the lagging threshold after their due time.",
+        "late callback, when it is dispatched",
         query="increase(MONITOR_LAGGING_BEHIND[1m]) > 100",
     ),
     _alarm(
         "CB_TTL_LIMIT_REACHED",
         "Bookings refused by a tenant's callbacks-per-window limit.",
+        "refused booking",
         ("tenant",),
     ),
     _alarm(
-        "CB_ENQUEUE_LIMIT_REACHED", "Bookings refused by a per-phone-number limit.", ("tenant",)
+        "CB_ENQUEUE_LIMIT_REACHED",
+        "Bookings refused by a per-phone-number limit.",
+        "refused booking",
+        ("tenant",),
     ),
-    _alarm("CB_SUBMIT_FAILED", "Callbacks that could not be published to the routing stream."),
-    _alarm("GWS_SERVER_ERROR", "Server or connection errors from a GWS-style HTTP dependency."),
+    _alarm(
+        "CB_SUBMIT_FAILED",
+        "Callbacks that could not be published to the routing stream.",
+        "callback attempt whose publish failed, once however often the pod retries it until "
+        "it is published (a 5-minute routing outage counts the callbacks the pod tried to "
+        "dispatch, not its retries; due callbacks it did not reach yet show in "
+        "`ges_due_backlog`), and per cancel that could not be announced to the routing engine",
+    ),
+    _alarm(
+        "GWS_SERVER_ERROR",
+        "Server or connection errors from a GWS-style HTTP dependency.",
+        "failed health check of that dependency (about every 15-20 s while it fails)",
+    ),
     _alarm(
         "GWS_INCORRECT_CLIENT_CREDENTIALS",
         "A GWS-style HTTP dependency rejected dialback's credentials.",
+        "health check answered 401/403 (about every 15-20 s while it lasts)",
     ),
     _alarm(
         "NEXUS_ACCESS_FAILURE",
         "Failures reaching the digital channel (Nexus); dialback has no such "
         "integration yet, so it stays 0.",
+        "failed Nexus request",
         query="increase(NEXUS_ACCESS_FAILURE[30m]) > 60",
     ),
     # Thresholds

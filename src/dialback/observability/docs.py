@@ -32,8 +32,10 @@ exactly like counters, and `promtool check metrics` accepts them, which it would
 `httpCode`, kept for compatibility (a test pins this).
 
 **Labels** are bounded: `tenant` is the tenant *name*, `service` the service name, `path` and
-`route` are route templates (`/engagement/v3/callbacks/availability/{service_name}`, or
-`unmatched`), `method` is one of the HTTP methods or `OTHER`. Never a phone number, callback
+`route` are the full route template as served
+(`/engagement/v3/callbacks/availability/{service_name}`, `/admin/v1/tenants/{tenant}`), also for requests the middleware answers before routing (413,
+a bad corrId or Content-Length: the template the router would have chosen for the raw path),
+and `unmatched` for a path no route serves; `method` is one of the HTTP methods or `OTHER`. Never a phone number, callback
 id or raw path. Requests without an authenticated tenant carry `tenant="undefined"`, as in
 GES. When Prometheus's target has its own `tenant` label the series shows `exported_tenant`,
 which is what GES's dashboards query.

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from typing import Any
 
 from dialback.observability.metrics import MONITOR_TYPES, Metrics
@@ -24,9 +24,14 @@ log = logging.getLogger("dialback.events")
 class Events:
     """Receives domain events and updates the metrics."""
 
+    # Callback attempts remembered as failing to publish; past this many (a long outage with a
+    # huge backlog) the memory is dropped and a later retry may count again.
+    MAX_FAILING_SUBMITS = 10_000
+
     def __init__(self, metrics: Metrics | None = None, lagging_threshold: float = 5.0) -> None:
         self.metrics = metrics or Metrics()
         self.lagging_threshold = lagging_threshold
+        self._failing_submits: set[Hashable] = set()
 
     def callback_created(self, tenant: Any, service: str, immediate: bool) -> None:
         """A callback was committed."""
@@ -44,9 +49,21 @@ class Events:
         """A per-number limit refused a booking (GES CB_ENQUEUE_LIMIT_REACHED)."""
         self.metrics.CB_ENQUEUE_LIMIT_REACHED.inc((tenant.name,))
 
-    def submit_failed(self, n: int) -> None:
-        """Publishing to the routing stream failed (GES CB_SUBMIT_FAILED)."""
-        self.metrics.CB_SUBMIT_FAILED.inc((), n)
+    def submit_failed(self, attempts: Iterable[Hashable]) -> None:
+        """Publishing these callback attempts failed (GES CB_SUBMIT_FAILED): each counts once,
+        however often its publish is retried, until it is published."""
+        failing = self._failing_submits
+        new = [a for a in attempts if a not in failing]
+        if len(failing) + len(new) > self.MAX_FAILING_SUBMITS:
+            failing.clear()
+        failing.update(new)
+        if new:
+            self.metrics.CB_SUBMIT_FAILED.inc((), len(new))
+
+    def submitted(self, attempts: Iterable[Hashable]) -> None:
+        """These callback attempts reached the routing stream (a failure before counts again)."""
+        if self._failing_submits:
+            self._failing_submits.difference_update(attempts)
 
     def dispatched(self, tenant_id: str, lateness: float) -> None:
         """A callback reached the routing stream ``lateness`` seconds after it was due."""
@@ -83,7 +100,8 @@ class Events:
         self.metrics.UNCAUGHT_EXCEPTION.inc()
 
     def cancel_notify_failed(self) -> None:
-        """A committed cancel could not be announced to the routing engine."""
+        """A committed cancel could not be announced to the routing engine (CB_SUBMIT_FAILED:
+        one per cancel)."""
         self.metrics.CB_SUBMIT_FAILED.inc()
 
     def oversize_body(self) -> None:
@@ -91,7 +109,8 @@ class Events:
         self.metrics.INVALID_CONTENT_LENGTH.inc()
 
     def provisioning_failed(self) -> None:
-        """Creating routing objects (stream, consumer groups) failed (RBAC_CREATE_VQ_PROXY_ERROR)."""
+        """An attempt to create the routing objects (stream, consumer groups) failed
+        (RBAC_CREATE_VQ_PROXY_ERROR: one per attempt; the monitor backs its retries off)."""
         self.metrics.RBAC_CREATE_VQ_PROXY_ERROR.inc()
 
     def logging_failed(self) -> None:
@@ -113,7 +132,9 @@ class Events:
         self.metrics.GES_HEALTH.set((), down)
 
     def dns_failure(self) -> None:
-        """A dependency's host name could not be resolved (DNS_FAILURE)."""
+        """A dependency's host name could not be resolved (GES_DNS_FAILURE, as GES's docs name
+        it, and DNS_FAILURE, as GES's rule queries it: the same count)."""
+        self.metrics.GES_DNS_FAILURE.inc()
         self.metrics.DNS_FAILURE.inc()
 
     def gws_server_error(self) -> None:

@@ -19,6 +19,7 @@ import orjson
 
 from dialback.kit.context import corr_id_var, log_context
 from dialback.kit.timefmt import utc_iso
+from dialback.settings import LOG_LEVELS, canonical_log_level
 
 TRACE = 5
 logging.addLevelName(TRACE, "TRACE")
@@ -334,9 +335,10 @@ def set_on_failure(on_failure: Callable[[], None]) -> None:
 
 
 def set_level(level: str) -> None:
-    """Change the level of every logger at run time."""
+    """Change the level of every logger at run time (any case, ``WARNING`` and the like too)."""
+    level = canonical_log_level(level)
     if level not in LEVELS:
-        raise ValueError(f"level must be one of {', '.join(LEVELS)}")
+        raise ValueError(f"level must be one of {', '.join(LOG_LEVELS)} (any case)")
     logging.getLogger().setLevel(LEVELS[level])
     quiet = max(LEVELS[level], logging.WARNING)
     for noisy in ("asyncio", "uvicorn.error", "httpx", "httpcore"):

@@ -105,6 +105,7 @@ class Metrics:
     ges_dependency_check_duration_seconds: Family
     RBAC_CREATE_VQ_PROXY_ERROR: Family
     DNS_FAILURE: Family
+    GES_DNS_FAILURE: Family
     UNCAUGHT_EXCEPTION: Family
     INVALID_CONTENT_LENGTH: Family
     LOGGING_FAILURE: Family

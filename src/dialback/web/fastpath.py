@@ -13,11 +13,13 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
+from fastapi import routing as fastapi_routing
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute, APIRouter
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 
@@ -81,6 +83,31 @@ def install_direct_routes(app: FastAPI, routers: Sequence[APIRouter]) -> None:
         return stack
 
     app.build_middleware_stack = build_with_direct_routes  # type: ignore[method-assign]
+
+
+def served_routes(app: Any) -> list[tuple[BaseRoute, str, frozenset[str]]]:
+    """Every route ``app`` serves, in matching order: the route object a routed request's
+    ``scope["route"]`` names, the full path template it is served at, and its methods.
+
+    FastAPI from 0.16x includes routers lazily: ``scope["route"]`` is then the route as
+    declared in its router (its path without the prefixes it was included under), and only
+    the route contexts know the full template. Earlier versions copy each included route
+    with its full path into ``app.routes``.
+    """
+    routes = getattr(app, "routes", None) or []
+    iter_contexts = getattr(fastapi_routing, "iter_route_contexts", None)
+    served: list[tuple[BaseRoute, str, frozenset[str]]] = []
+    if iter_contexts is not None:
+        for context in iter_contexts(routes):
+            path = context.path
+            if isinstance(path, str):
+                served.append((context.original_route, path, frozenset(context.methods or ())))
+        return served
+    for route in routes:
+        path = getattr(route, "path", None)
+        if isinstance(path, str):
+            served.append((route, path, frozenset(getattr(route, "methods", None) or ())))
+    return served
 
 
 def _is_json(content_type: str) -> bool:
