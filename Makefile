@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## Create .venv and install dialback with its dev tools (once)
 
-run: $(RUN_STAMP) ## Start dialback on the embedded default (SQLite in ./var, no Redis, demo tenant)
+run: $(RUN_STAMP) ## Start dialback on the embedded default (SQLite in ./var, no Redis, demo tenant; runtime only)
 	DIALBACK_DEMO=true $(VENV)/bin/dialback serve
 
 system-deps: ## Install missing Debian packages the tests need (as root), or say which
