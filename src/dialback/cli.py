@@ -148,8 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument(
         "--url",
         default=None,
-        help="public API base URL (default: http://127.0.0.1:$DIALBACK_PUBLIC_PORT, port 3005 "
-        "when unset)",
+        help="public API base URL (default: the local one, from DIALBACK_HOST and "
+        "DIALBACK_PUBLIC_PORT: http://127.0.0.1:3005 when unset)",
     )
     d.add_argument(
         "--api-key",
