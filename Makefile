@@ -3,7 +3,12 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+# Stamp files: an install step runs again only when pyproject.toml changes. `run` needs the
+# runtime only; every development target needs the dev tools as well (which include it).
+DEPS_HASH := $(shell sha1sum pyproject.toml | cut -c1-12)
+RUN_STAMP := $(VENV)/.installed-run-$(DEPS_HASH)
+STAMP := $(VENV)/.installed-dev-$(DEPS_HASH)
+PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check
 PYTEST_ARGS ?=
 
 .PHONY: help run test test-unit lint fmt docs system-deps clean venv
@@ -12,14 +17,19 @@ PYTEST_ARGS ?=
 help: ## Show the targets
 	@grep -hE '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
+$(RUN_STAMP): pyproject.toml
+	@scripts/ensure-python.sh $(VENV)
+	$(PIP_INSTALL) -e .
+	@rm -f $(VENV)/.installed-run-* && touch $(RUN_STAMP)
+
 $(STAMP): pyproject.toml
 	@scripts/ensure-python.sh $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
-	@rm -f $(VENV)/.installed-* && touch $(STAMP)
+	$(PIP_INSTALL) -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $(RUN_STAMP) $(STAMP)
 
 venv: $(STAMP) ## Create .venv and install dialback with its dev tools (once)
 
-run: $(STAMP) ## Start dialback on the embedded default (SQLite in ./var, no Redis, demo tenant)
+run: $(RUN_STAMP) ## Start dialback on the embedded default (SQLite in ./var, no Redis, demo tenant; runtime only)
 	DIALBACK_DEMO=true $(VENV)/bin/dialback serve
 
 system-deps: ## Install missing Debian packages the tests need (as root), or say which

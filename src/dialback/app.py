@@ -4,8 +4,12 @@ one ``/admin/v1`` router."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
-from fastapi import APIRouter, Depends, FastAPI
+import fastapi_offline
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse
 
 from dialback import __version__
 from dialback.callbacks import admin_endpoints as callbacks_admin
@@ -13,6 +17,7 @@ from dialback.callbacks import endpoints as callbacks_public
 from dialback.callins import admin_endpoints as callins_admin
 from dialback.callins import endpoints as callins_public
 from dialback.container import Container
+from dialback.kit.errors import NotFound
 from dialback.observability import admin_endpoints as logging_admin
 from dialback.observability.http_metrics import RequestObservability
 from dialback.services import admin_endpoints as services_admin
@@ -28,6 +33,16 @@ from dialback.web.middleware import CorrelationAndLimits
 log = logging.getLogger("dialback.app")
 
 ADMIN_PREFIX = "/admin/v1"
+DOCS_URL = "/docs"
+DOCS_ASSETS = f"{DOCS_URL}/assets"
+# The Swagger UI files the installed fastapi-offline package ships: /docs fetches nothing from
+# the internet (an operator's browser may have no route to a CDN, and none should be trusted).
+_SWAGGER_DIR = Path(fastapi_offline.__file__).parent / "static"
+_SWAGGER_FILES = {
+    "swagger-ui-bundle.js": "text/javascript",
+    "swagger-ui.css": "text/css",
+    "favicon.png": "image/png",
+}
 
 
 def admin_router() -> APIRouter:
@@ -45,10 +60,11 @@ def _base_app(c: Container, title: str, description: str) -> FastAPI:
         title=title,
         version=__version__,
         description=description,
-        docs_url="/docs",
+        docs_url=None,
         redoc_url=None,
     )
     app.state.container = c
+    _install_docs_page(app)
 
     def on_unhandled(exc: BaseException) -> None:
         c.events.uncaught_exception("http")
@@ -62,6 +78,30 @@ def _base_app(c: Container, title: str, description: str) -> FastAPI:
         observe=RequestObservability(c.metrics),
     )
     return app
+
+
+def _install_docs_page(app: FastAPI) -> None:
+    """Swagger UI at ``/docs`` with its assets served by this app (``validatorUrl`` off: the
+    badge would call an external validator)."""
+
+    @app.get(DOCS_URL, include_in_schema=False)
+    async def docs_page(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
+            swagger_ui_parameters={"validatorUrl": None},
+        )
+
+    @app.get(DOCS_ASSETS + "/{name}", include_in_schema=False)
+    async def docs_asset(name: str) -> FileResponse:
+        media_type = _SWAGGER_FILES.get(name)
+        if media_type is None:
+            raise NotFound(f"no documentation asset named {name!r}")
+        return FileResponse(_SWAGGER_DIR / name, media_type=media_type)
 
 
 def create_public_app(c: Container, *, fast_routes: bool = True) -> FastAPI:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import sys
 
 from dialback.observability.logging import setup_logging
@@ -95,11 +96,21 @@ def cmd_router_sim(args: argparse.Namespace) -> int:
     return 0
 
 
+def local_public_url() -> str:
+    """The public API of a dialback started here: ``DIALBACK_HOST`` and ``DIALBACK_PUBLIC_PORT``."""
+    host = os.environ.get("DIALBACK_HOST", "127.0.0.1")
+    if host in ("", "0.0.0.0", "::"):  # a wildcard listener is reached on loopback
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{os.environ.get('DIALBACK_PUBLIC_PORT', '3005')}"
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Book a callback on a running dialback and follow it to COMPLETED."""
     from dialback.demo import run_demo
 
-    return run_demo(args.url, args.api_key, args.phone, args.timeout)
+    return run_demo(args.url or local_public_url(), args.api_key, args.phone, args.timeout)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,16 +123,48 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("migrate", help="apply pending database migrations")
     m.set_defaults(func=cmd_migrate)
     r = sub.add_parser("router-sim", help="run the routing simulator on the routing Redis")
-    r.add_argument("--agents", type=int, default=None)
-    r.add_argument("--handle-seconds", type=float, default=None)
-    r.add_argument("--answer-probability", type=float, default=None)
-    r.add_argument("--consumer", default="router-sim-1")
+    r.add_argument(
+        "--agents", type=int, default=None, help="simulated agents (default: DIALBACK_SIM_AGENTS)"
+    )
+    r.add_argument(
+        "--handle-seconds",
+        type=float,
+        default=None,
+        help="mean handle time in seconds (default: DIALBACK_SIM_HANDLE_SECONDS)",
+    )
+    r.add_argument(
+        "--answer-probability",
+        type=float,
+        default=None,
+        help="share of customers who answer, 0-1 (default: DIALBACK_SIM_ANSWER_PROBABILITY)",
+    )
+    r.add_argument(
+        "--consumer",
+        default="router-sim-1",
+        help="consumer name in the routing group (default: %(default)s)",
+    )
     r.set_defaults(func=cmd_router_sim)
     d = sub.add_parser("demo", help="book a callback on a running dialback and follow it")
-    d.add_argument("--url", default="http://127.0.0.1:3005")
-    d.add_argument("--api-key", required=True)
-    d.add_argument("--phone", default="+14155550123")
-    d.add_argument("--timeout", type=float, default=60.0)
+    d.add_argument(
+        "--url",
+        default=None,
+        help="public API base URL (default: the local one, from DIALBACK_HOST and "
+        "DIALBACK_PUBLIC_PORT: http://127.0.0.1:3005 when unset)",
+    )
+    d.add_argument(
+        "--api-key",
+        required=True,
+        help="the tenant's x-api-key: the demo key `dialback serve --demo` printed",
+    )
+    d.add_argument(
+        "--phone", default="+14155550123", help="number to call back (default: %(default)s)"
+    )
+    d.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="seconds to wait for COMPLETED (default: %(default)s)",
+    )
     d.set_defaults(func=cmd_demo)
     return p
 

@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import gc
 import logging
+import shutil
 import signal
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import uvicorn
 
@@ -27,6 +29,17 @@ class _Server(uvicorn.Server):
         yield
 
 
+def dialback_command() -> str:
+    """How to run ``dialback`` from here: bare when on PATH, else its script (``.venv/bin/dialback``)."""
+    script = Path(sys.executable).parent / "dialback"
+    on_path = shutil.which("dialback")
+    if not script.exists() or (on_path and Path(on_path).resolve() == script.resolve()):
+        return "dialback"
+    with contextlib.suppress(ValueError):
+        return str(script.relative_to(Path.cwd()))
+    return str(script)
+
+
 def _banner(rt: Container) -> None:
     s = rt.settings
     lines = [
@@ -35,8 +48,20 @@ def _banner(rt: Container) -> None:
     ]
     if rt.demo:
         lines.append(f"demo tenant ready. API key (x-api-key): {rt.demo.api_key}")
+        if s.demo_api_key is None:
+            lines.append(
+                "  (generated: a new key on every start, the previous one revoked; "
+                "set DIALBACK_DEMO_API_KEY to keep one)"
+            )
         if rt.demo.admin_token:
             lines.append(f"admin token (Authorization: Bearer): {rt.demo.admin_token}")
+            lines.append(
+                "  (generated: a new token on every start; set DIALBACK_ADMIN_TOKENS to keep one)"
+            )
+        host = "127.0.0.1" if s.host in ("", "0.0.0.0", "::") else s.host
+        local = (host, s.public_port) == ("127.0.0.1", 3005)  # `dialback demo`'s default
+        url = "" if local else f" --url http://{host}:{s.public_port}"
+        lines.append(f"try it: {dialback_command()} demo{url} --api-key {rt.demo.api_key}")
     print("\n".join(lines), file=sys.stderr, flush=True)
 
 

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 import os
+import re
+import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+from testbed.servers import free_port
+
+from dialback.cli import build_parser
 from dialback.db.migrations import MIGRATIONS
 from tests.support.process import DialbackProcess
 
@@ -114,3 +121,89 @@ def test_router_sim_process_completes_callbacks_booked_by_demo(
         sim.wait(timeout=10)
         sim_log.close()
         server.stop()
+
+
+def test_every_option_of_every_command_has_help() -> None:
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    missing = [
+        f"{name} {'/'.join(action.option_strings)}"
+        for name, sub in subparsers.choices.items()
+        for action in sub._actions
+        if action.option_strings and not action.help
+    ]
+    assert missing == []
+
+
+def _banner(proc: DialbackProcess, fragment: str, timeout: float = 10) -> str:
+    """The server's log once its start-up banner (which holds ``fragment``) is written."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = proc.log_path.read_text()
+        if fragment in text:
+            return text
+        time.sleep(0.05)
+    raise AssertionError(f"no {fragment!r} in the banner: {proc.log_path.read_text()[-2000:]}")
+
+
+def _demo(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dialback", "demo", *args],
+        env=_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_demo_on_a_server_that_is_down_says_so_in_one_line() -> None:
+    port = str(free_port())
+    out = _demo("--api-key", "anything", "--timeout", "5", DIALBACK_PUBLIC_PORT=port)
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert f"cannot reach http://127.0.0.1:{port}/engagement/v3/callbacks/create" in out.stderr
+    assert "Connection refused" in out.stderr
+
+
+def test_generated_demo_key_rotates_and_the_banner_says_how_to_use_it(tmp_path: Path) -> None:
+    env = {
+        "DIALBACK_DEMO": "true",
+        "DIALBACK_SIM_HANDLE_SECONDS": "0.3",
+        "DIALBACK_SIM_ANSWER_PROBABILITY": "1",
+    }
+    first = DialbackProcess(env, tmp_path / "first.log", cwd=tmp_path).start()
+    try:
+        old_key = re.search(r"API key \(x-api-key\): (\S+)", _banner(first, "try it:"))
+    finally:
+        first.stop()
+    assert old_key
+    second = DialbackProcess(env, tmp_path / "second.log", cwd=tmp_path).start()
+    try:
+        banner = _banner(second, "try it:")
+        assert "a new key on every start, the previous one revoked" in banner
+        assert "set DIALBACK_DEMO_API_KEY to keep one" in banner
+        assert "set DIALBACK_ADMIN_TOKENS to keep one" in banner
+        new_key = re.search(r"API key \(x-api-key\): (\S+)", banner)
+        assert new_key and new_key.group(1) != old_key.group(1)
+
+        # The previous start's key is revoked: the demo explains instead of a traceback, and
+        # finds the server through DIALBACK_PUBLIC_PORT without --url.
+        refused = _demo("--api-key", old_key.group(1), DIALBACK_PUBLIC_PORT=str(second.public_port))
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr
+        assert refused.stderr.strip().splitlines() == [
+            "dialback demo: the API key was refused (invalid x-api-key): use the key `dialback "
+            "serve` printed at its last start (a generated demo key changes on every restart)"
+        ]
+
+        # The command the banner prints works as printed, from where the server was started.
+        command = re.search(r"try it: (.+)", banner)
+        assert command
+        argv = shlex.split(command.group(1))
+        assert argv[1:3] == ["demo", "--url"] and argv[-1] == new_key.group(1)
+        ran = subprocess.run(
+            argv, env=_env(), cwd=tmp_path, capture_output=True, text=True, timeout=60
+        )
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        assert ran.stdout.splitlines()[-1].strip() == "COMPLETED (answered)"
+    finally:
+        second.stop()

@@ -270,6 +270,7 @@ async def test_service_crud(stack: Stack) -> None:
     assert svc["config"]["retry"]["maxAttempts"] == 2
     assert svc["config"]["throttle"]["maxOpenPerNumber"] == 2  # defaults filled in
     assert svc.pop("routingProvisioned") is True  # stream and consumer groups exist
+    assert [w.split(":")[0] for w in svc.pop("warnings")] == ["validation.defaultCountry not set"]
 
     got = data(await stack.internal.get(f"{A}/tenants/acme/services/support"))
     assert got == svc

@@ -21,8 +21,7 @@ from dialback.settings import Settings
 def _sync_calls(dependant: Dependant, route: str, found: list[str]) -> None:
     call: Any = dependant.call
     if call is not None and not (
-        inspect.iscoroutinefunction(call)
-        or inspect.iscoroutinefunction(type(call).__call__)
+        inspect.iscoroutinefunction(call) or inspect.iscoroutinefunction(type(call).__call__)
     ):
         found.append(f"{route}: {getattr(call, '__qualname__', call)!s}")
     for sub in dependant.dependencies:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from dialback.services.schemas import ServiceConfig
-from dialback.services.views import service_out
+from dialback.services.views import service_out, service_put_out
 from dialback.web.deps import ContainerDep
 from dialback.web.envelope import EnvelopeResponse, ok
 from dialback.web.params import NamePath, TenantPath
@@ -29,10 +29,9 @@ async def get_service(tenant: TenantPath, name: NamePath, c: ContainerDep) -> En
 async def put_service(
     tenant: TenantPath, name: NamePath, body: ServiceConfig, c: ContainerDep
 ) -> EnvelopeResponse:
-    """Create (201) or replace (200) a service's configuration."""
+    """Create (201) or replace (200) a service's configuration; ``warnings`` lists surprises."""
     res = await c.services.put(tenant, name, body)
-    data = {**service_out(res.record), "routingProvisioned": res.routing_provisioned}
-    return ok(data, status_code=201 if res.created else 200)
+    return ok(service_put_out(res), status_code=201 if res.created else 200)
 
 
 @router.delete("/tenants/{tenant}/services/{name}")

@@ -162,6 +162,23 @@ class ServiceConfig(Strict):
         """JSON-ready form with GES-style camelCase keys."""
         return self.model_dump(mode="json", by_alias=True)
 
+    def warnings(self) -> list[str]:
+        """What this configuration does that its author may not expect (the admin PUT shows it)."""
+        found = []
+        hours = self.business_hours
+        if not hours.always_open and not any(hours.weekly.values()):
+            found.append(
+                "no business hours: the service is never open "
+                "(set businessHours.weekly or businessHours.alwaysOpen)"
+            )
+        # Only a request can tell "left out" from "chose the default"; a stored config has it set.
+        if "default_country" not in self.validation.model_fields_set:
+            found.append(
+                "validation.defaultCountry not set: national numbers are read as "
+                f"{self.validation.default_country} (send numbers in E.164 or set it)"
+            )
+        return found
+
 
 class ServiceIn(Strict):
     """Admin request to create or replace a service."""

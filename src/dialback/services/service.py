@@ -20,11 +20,13 @@ from dialback.tenants.repository import tenant_named
 
 @dataclass(frozen=True)
 class PutResult:
-    """A service after a PUT: whether it was created, and whether routing was provisioned."""
+    """A service after a PUT: whether it was created, whether routing was provisioned, and what
+    in the configuration its author may not expect."""
 
     record: ServiceRecord
     created: bool
     routing_provisioned: bool
+    warnings: tuple[str, ...] = ()
 
 
 class ServiceAdmin:
@@ -76,7 +78,7 @@ class ServiceAdmin:
         assert rec is not None
         # The service's routing objects (stream, consumer groups) are provisioned on every change;
         # a failure is counted in RBAC_CREATE_VQ_PROXY_ERROR and retried by the monitor.
-        return PutResult(rec, created, await self.provision_routing())
+        return PutResult(rec, created, await self.provision_routing(), tuple(config.warnings()))
 
     async def delete(self, tenant: str, name: str) -> ServiceRecord:
         """Delete a service that has no open callbacks (409 otherwise); returns what was deleted."""
