@@ -1,4 +1,4 @@
-"""The shell examples of the README and the operator guide work when copied as written."""
+"""The shell examples of the README and the docs work when copied as written."""
 
 from __future__ import annotations
 
@@ -14,7 +14,10 @@ import pytest
 from tests.support.process import DialbackProcess
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCS = ["README.md", "docs/operator-guide.md"]
+# Every document with shell examples (the operator guide's also run against a real dialback).
+DOCS = ["README.md"] + sorted(
+    f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md") if "```sh" in p.read_text()
+)
 # Variables a reader's shell has without the document defining them.
 ENVIRONMENT = {"PATH", "HOME"}
 

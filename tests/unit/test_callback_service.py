@@ -428,13 +428,15 @@ async def test_open_for_and_queue_status(desk: Desk) -> None:
     assert await desk.service.open_for(t, "sales", local(monday, "10:00")) == 7 * 3600
     assert await desk.service.open_for(t, "sales", local(monday, "17:00")) == 0
     assert await desk.service.open_for(t, "never", None) == 0
-    # No routing engine reads the stream: no immediate offer, no estimate.
+    # No routing engine reads the stream: no immediate offer, no estimate; a service that is
+    # never open has no slot to offer either.
     status = await desk.service.queue_status(t, "never")
     assert views.queue_status(status) == {
         "ewt": -1,
         "offerImmediateCallback": False,
-        "offerScheduledCallback": True,
+        "offerScheduledCallback": False,
     }
+    assert (await desk.service.queue_status(t, "sales")).offer_scheduled is True
     assert views.wait_times(
         await desk.service.estimated_wait_times(t, ["sales", "x"], "mode1")
     ) == [

@@ -424,7 +424,12 @@ class CallbackService:
         offer_now = cfg.immediate_enabled and remaining > 0 and (ewt < 0 or ewt < remaining)
         if ewt < 0 and await self.transport.active_consumers() == 0:
             offer_now = False
-        return QueueStatus(ewt, offer_now, cfg.scheduled_enabled)
+        # A service that never opens within the booking horizon has no slot to offer.
+        horizon = self.settings.booking_horizon_days
+        offer_scheduled = (
+            cfg.scheduled_enabled and svc.calendar.next_opening(now, horizon) is not None
+        )
+        return QueueStatus(ewt, offer_now, offer_scheduled)
 
     async def estimated_wait_times(
         self, tenant: Tenant, queues: list[str], mode: str
