@@ -15,9 +15,10 @@ from tests.support.process import DialbackProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 # Every document with shell examples (the operator guide's also run against a real dialback).
-DOCS = ["README.md"] + sorted(
-    f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md") if "```sh" in p.read_text()
-)
+DOCS = [
+    "README.md",
+    *sorted(f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md") if "```sh" in p.read_text()),
+]
 # Variables a reader's shell has without the document defining them.
 ENVIRONMENT = {"PATH", "HOME"}
 
