@@ -8,19 +8,26 @@ import re
 import httpx
 from testbed.metrics_parse import parse
 
+from dialback.web.fastpath import served_routes
 from tests.support.stack import Stack
+
 
 # Served but not in the OpenAPI schema (FastAPI's documentation routes); /metrics is not
 # observed at all.
-HIDDEN = [("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/docs/oauth2-redirect")]
-
-
 def served(client: httpx.AsyncClient) -> list[tuple[str, str]]:
-    """(method, template) of every route the client's app serves, from its OpenAPI schema."""
+    """(method, template) of every route the client's app serves: its OpenAPI schema, and
+    the routes kept out of it (/openapi.json, the /docs page and its assets)."""
     app = client._transport.app  # type: ignore[attr-defined]
     schema = app.openapi()
-    routes = [(m.upper(), p) for p, ops in schema["paths"].items() for m in ops]
-    return routes + HIDDEN
+    routes = {(m.upper(), p) for p, ops in schema["paths"].items() for m in ops}
+    hidden = {
+        (method, path)
+        for _route, path, methods in served_routes(app)
+        for method in methods - {"HEAD"}
+    }
+    assert ("GET", "/openapi.json") in hidden and ("GET", "/docs") in hidden
+    # Scrapes of /metrics are not observed (the middleware's ``unobserved``).
+    return sorted((routes | hidden) - {("GET", "/metrics")})
 
 
 def concrete(template: str) -> str:
