@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from testbed.metrics_parse import parse, value
@@ -14,7 +12,7 @@ from testbed.metrics_parse import parse, value
 from dialback.container import Container
 from dialback.monitor import monitor as monitor_module
 from dialback.observability.events import Events
-from tests.support.stack import make_settings, wait_for
+from tests.support.stack import wait_for
 
 
 def test_a_callback_attempt_counts_once_however_often_its_publish_fails() -> None:
@@ -38,20 +36,6 @@ def test_the_memory_of_failing_attempts_is_bounded() -> None:
     events.submit_failed([(f"cb{i}", 1) for i in range(8, 12)])
     assert events.metrics.CB_SUBMIT_FAILED.value(()) == 12
     assert len(events._failing_submits) <= 10
-
-
-@pytest.fixture
-async def embedded(tmp_path: Path) -> AsyncIterator[Container]:
-    settings = make_settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/dialback.db",
-        data_dir=str(tmp_path),
-        simulator="off",
-    )
-    c = Container(settings)
-    try:
-        yield c
-    finally:
-        await c.stop()
 
 
 async def test_provisioning_is_retried_with_a_growing_pause_each_failure_counted_once(

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -15,22 +13,7 @@ from testbed.metrics_parse import parse, value
 from dialback.app import create_internal_app
 from dialback.container import Container
 from dialback.monitor.monitor import CallbackMonitor
-from tests.support.stack import make_settings, wait_for
-
-
-@pytest.fixture
-async def embedded(tmp_path: Path) -> AsyncIterator[Container]:
-    """A container on SQLite with the in-memory transport, not started yet."""
-    settings = make_settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/dialback.db",
-        data_dir=str(tmp_path),
-        simulator="off",
-    )
-    c = Container(settings)
-    try:
-        yield c
-    finally:
-        await c.stop()
+from tests.support.stack import wait_for
 
 
 async def test_a_dead_outcome_loop_stops_the_monitor_counts_an_alarm_and_fails_liveness(
