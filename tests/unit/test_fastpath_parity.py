@@ -57,6 +57,12 @@ CASES: dict[str, dict[str, Any]] = {
     "bad desiredTime": _case(json.dumps({**VALID, "desiredTime": "tomorrow"}).encode(), JSON),
     "NUL in a field": _case(json.dumps({**VALID, "serviceName": "a\u0000b"}).encode(), JSON),
     "lone surrogate": _case(b'{"serviceName": "\\ud800", "phoneNumber": "+14155550123"}', JSON),
+    "userData integer beyond 2^53": _case(
+        json.dumps({**VALID, "userData": {"a": [1, 2**60]}}).encode(), JSON
+    ),
+    "userData as a JSON string (Java SDK)": _case(
+        json.dumps({**VALID, "userData": '{"a": 1}'}).encode(), JSON
+    ),
     "nested userData": _case(json.dumps({**VALID, "userData": {"a": {"b": 1}}}).encode(), JSON),
     "unknown service": _case(json.dumps({**VALID, "serviceName": "nope"}).encode(), JSON),
     "not a phone number": _case(json.dumps({**VALID, "phoneNumber": "hello"}).encode(), JSON),

@@ -166,3 +166,13 @@ def test_push_targets_of_both_sdks_are_kept_in_one_list() -> None:
     ):
         with pytest.raises(ValidationError, match="pushTargets"):
             create(pushTargets=bad)
+
+
+def test_every_value_is_checked_even_when_the_size_estimate_runs_high() -> None:
+    """70 lists of 100 zeros is ~14 KB as JSON but estimated far above the limit (numbers count
+    their widest): the integer at the very end must still be refused."""
+    inner: dict[str, Any] = {f"k{i}": [0] * 100 for i in range(70)}
+    assert user_data({"a": inner}) == {"a": inner}
+    inner["k69"][99] = 2**62
+    with pytest.raises(BadRequest, match=r"^userData\.a\.k69\.99: integer beyond"):
+        user_data({"a": inner})

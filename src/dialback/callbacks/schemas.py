@@ -60,7 +60,11 @@ def _scalar(value: Any, path: str) -> int:
 
 
 def _nested(value: Any, path: str, depth: int) -> int:
-    """Check a value below the top level; its serialized size (bounded above)."""
+    """Check a value below the top level; its serialized size (bounded above).
+
+    Every value is checked, however large the estimate grows: the request body limit bounds
+    the walk, and an estimate (numbers count their widest) must never leave a value unchecked.
+    """
     kind = type(value)
     if kind is dict:
         if depth > USER_DATA_MAX_DEPTH:
@@ -76,8 +80,6 @@ def _nested(value: Any, path: str, depth: int) -> int:
             except ValueError as exc:
                 _refuse(path, f"key {exc}")
             size += len(k) + 4 + _nested(v, f"{path}.{k}", depth + 1)
-            if size > USER_DATA_MAX_BYTES:
-                break
         return size
     if kind is list:
         if depth > USER_DATA_MAX_DEPTH:
@@ -87,8 +89,6 @@ def _nested(value: Any, path: str, depth: int) -> int:
         size = 2
         for i, v in enumerate(value):
             size += 1 + _nested(v, f"{path}.{i}", depth + 1)
-            if size > USER_DATA_MAX_BYTES:
-                break
         return size
     return _scalar(value, path)
 

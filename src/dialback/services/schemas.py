@@ -10,7 +10,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from dialback.kit.names import Name
 from dialback.kit.text import SafeStr
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -178,20 +177,3 @@ class ServiceConfig(Strict):
                 f"{self.validation.default_country} (send numbers in E.164 or set it)"
             )
         return found
-
-
-class ServiceIn(Strict):
-    """Admin request to create or replace a service."""
-
-    name: Name
-    config: ServiceConfig = Field(default_factory=ServiceConfig)
-
-
-class ServiceOut(BaseModel):
-    """A service as the admin API shows it."""
-
-    id: str
-    name: str
-    config: dict
-    createdAt: str
-    updatedAt: str

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from dialback.kit.names import Name
 from dialback.kit.text import SafeStr
@@ -40,13 +40,3 @@ class ApiKeyIn(Strict):
     """Admin request to create an API key."""
 
     name: SafeStr = Field("default", min_length=1, max_length=100)
-
-
-class ApiKeyOut(BaseModel):
-    """An API key as listed: never the key itself, only its prefix."""
-
-    id: str
-    name: str
-    prefix: str
-    createdAt: str
-    revokedAt: str | None = None
