@@ -14,6 +14,7 @@ committed when ``book`` returns.
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -149,9 +150,10 @@ _BOOK_SQL = (
 
 
 def _json(value: dict[str, Any]) -> str:
-    # Integers beyond ±(2^53-1) are refused at the edge (callbacks.schemas), so orjson
-    # always serialises what reaches a booking.
-    return orjson.dumps(value).decode()
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # beyond 64 bits: the API refuses such integers, the store still holds them
+        return json.dumps(value)
 
 
 class PostgresStore(CallbackStore):
