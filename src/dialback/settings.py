@@ -62,6 +62,14 @@ class Settings(BaseSettings):
     monitor_lease_seconds: float = 30.0
     monitor_lagging_threshold_seconds: float = 5.0
     monitor_stats_seconds: float = 5.0
+    # Deadlines of the routed states (docs/routing.md#deadlines), checked every sweep.
+    queued_republish_seconds: float = 60.0
+    queued_max_republishes: int = 5
+    queued_timeout_seconds: float = 4 * 3600.0
+    routing_timeout_seconds: float = 900.0
+    processing_timeout_seconds: float = 4 * 3600.0
+    deadline_sweep_seconds: float = 5.0
+    deadline_batch_size: int = 200
 
     # Comma-separated bearer tokens for the admin API on the internal port.
     admin_tokens: SecretStr = SecretStr("")

@@ -326,6 +326,8 @@ VALUES = {
     "reason": ("answered", "busy"),
     "version": ("0.1.0",),
     "python": ("3.11.2",),
+    "state": ("queued", "routing"),
+    "action": ("republished", "completed"),
 }
 STEP = 15
 POINTS = 300  # 75 minutes: more than the 1h $__range and the 15m windows

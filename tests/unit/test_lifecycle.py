@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from dialback.callbacks import lifecycle
-from dialback.callbacks.lifecycle import ORDER, Lifecycle, State, Transition
+from dialback.callbacks.lifecycle import ORDER, Deadlines, Lifecycle, State, Transition
 from dialback.kit.errors import Conflict
 
 NOW = 1000.0
@@ -27,6 +27,7 @@ class Row:
     routed_at: float | None = None
     slot_start: float | None = SLOT
     lease_expires_at: float | None = None
+    updated_at: float = 0.0
     tenant_id: str = "t1"
     service_name: str = "sales"
 
@@ -352,3 +353,210 @@ async def test_the_retry_policy_is_looked_up_only_when_a_retry_is_possible(
     await machine.outcome(row, "COMPLETED", reason, attempt, NOW)
     assert calls == ([("t1", "sales")] if looked_up else [])
     assert await machine.outcome(None, "COMPLETED", reason, attempt, NOW) is None
+
+
+# Deadlines of the routed states: republish 60 s apart at most twice, QUEUED ends after an
+# hour, ROUTING after 15 minutes, PROCESSING after 4 hours.
+LIMITS = Deadlines(
+    queued_republish=60,
+    max_republishes=2,
+    queued_timeout=3600,
+    routing_timeout=900,
+    processing_timeout=14400,
+)
+HOLDER = lifecycle.DEADLINE_HOLDER
+
+
+def timed_out(state: str, attempt: int = 1) -> tuple[Any, ...]:
+    return (state, "COMPLETED", "timeout", attempt, "monitor")
+
+
+def republished(attempt: int = 1) -> tuple[Any, ...]:
+    return ("QUEUED", "QUEUED", "republished", attempt, "monitor")
+
+
+# (row, republished so far, retry rule) -> (new state, history, column changes, republish
+# number, tell the engine to drop it); None: nothing due yet.
+DEADLINE_TABLE: dict[str, tuple[Row, int, Rule | None, Any]] = {
+    "QUEUED, published 30 s ago": (
+        row_in("QUEUED", queued_at=NOW - 30, updated_at=NOW - 30),
+        0,
+        Rule(),
+        None,
+    ),
+    "QUEUED, unacknowledged 60 s": (
+        row_in("QUEUED", queued_at=NOW - 60, updated_at=NOW - 60),
+        0,
+        Rule(),
+        (
+            "QUEUED",
+            [republished()],
+            {"lease_owner": HOLDER, "lease_expires_at": NOW + 60, "updated_at": NOW},
+            1,
+            False,
+        ),
+    ),
+    "QUEUED, republished, next deadline not yet": (
+        row_in("QUEUED", queued_at=NOW - 90, updated_at=NOW - 30, lease_expires_at=NOW + 30),
+        1,
+        Rule(),
+        None,
+    ),
+    "QUEUED, republished, unacknowledged again": (
+        row_in("QUEUED", queued_at=NOW - 120, updated_at=NOW - 60, lease_expires_at=NOW),
+        1,
+        Rule(),
+        (
+            "QUEUED",
+            [republished()],
+            {"lease_owner": HOLDER, "lease_expires_at": NOW + 60, "updated_at": NOW},
+            2,
+            False,
+        ),
+    ),
+    "QUEUED, republished enough: held until its timeout": (
+        row_in("QUEUED", queued_at=NOW - 180, updated_at=NOW - 60, lease_expires_at=NOW),
+        2,
+        Rule(),
+        ("QUEUED", [], {"lease_owner": HOLDER, "lease_expires_at": NOW - 180 + 3600}, None, False),
+    ),
+    "QUEUED, the next republish would pass the timeout": (
+        row_in("QUEUED", queued_at=NOW - 3590, updated_at=NOW - 60),
+        0,
+        Rule(),
+        (
+            "QUEUED",
+            [republished()],
+            {"lease_owner": HOLDER, "lease_expires_at": NOW + 10, "updated_at": NOW},
+            1,
+            False,
+        ),
+    ),
+    "QUEUED past its timeout, retry allowed": (
+        row_in("QUEUED", queued_at=NOW - 3600, updated_at=NOW - 60, lease_expires_at=NOW),
+        2,
+        Rule(delay_seconds=30),
+        (
+            "SCHEDULED",
+            [timed_out("QUEUED"), retry()],
+            {
+                "updated_at": NOW,
+                "lease_owner": None,
+                "lease_expires_at": None,
+                "state": "SCHEDULED",
+                "attempt": 2,
+                "due_at": NOW + 30,
+                "last_reason": "timeout",
+                "queued_at": None,
+                "routed_at": None,
+            },
+            None,
+            True,
+        ),
+    ),
+    "QUEUED past its timeout, failed not in retryOn": (
+        row_in("QUEUED", queued_at=NOW - 3600, updated_at=NOW - 3600),
+        0,
+        Rule(["busy"]),
+        (
+            "COMPLETED",
+            [timed_out("QUEUED")],
+            {
+                "updated_at": NOW,
+                "lease_owner": None,
+                "lease_expires_at": None,
+                "state": "COMPLETED",
+                "reason": "timeout",
+                "last_reason": "timeout",
+                "completed_at": NOW,
+            },
+            None,
+            True,
+        ),
+    ),
+    "QUEUED past its timeout, last attempt": (
+        row_in("QUEUED", attempt=3, queued_at=NOW - 3600, updated_at=NOW - 3600),
+        0,
+        Rule(),
+        ("COMPLETED", [timed_out("QUEUED", 3)], "timeout", None, True),
+    ),
+    "QUEUED past its timeout, service gone": (
+        row_in("QUEUED", queued_at=NOW - 3600, updated_at=NOW - 3600),
+        0,
+        None,
+        ("COMPLETED", [timed_out("QUEUED")], "timeout", None, True),
+    ),
+    "ROUTING for 14 minutes": (row_in("ROUTING", updated_at=NOW - 840), 0, Rule(), None),
+    "ROUTING for 15 minutes: never retried": (
+        row_in("ROUTING", updated_at=NOW - 900),
+        0,
+        Rule(),
+        ("COMPLETED", [timed_out("ROUTING")], "timeout", None, True),
+    ),
+    "PROCESSING for 3 hours": (row_in("PROCESSING", updated_at=NOW - 3 * 3600), 0, Rule(), None),
+    "PROCESSING for 4 hours: never retried, an agent has it": (
+        row_in("PROCESSING", updated_at=NOW - 4 * 3600),
+        0,
+        Rule(),
+        ("COMPLETED", [timed_out("PROCESSING")], "timeout", None, False),
+    ),
+    "SCHEDULED": (row_in("SCHEDULED", updated_at=NOW - 86400), 0, Rule(), None),
+    "COMPLETED": (row_in("COMPLETED", updated_at=NOW - 86400), 0, Rule(), None),
+}
+
+
+@pytest.mark.parametrize("case", list(DEADLINE_TABLE))
+def test_deadline(case: str) -> None:
+    row, done, rule, expected = DEADLINE_TABLE[case]
+    t = lifecycle.deadline(row, NOW, LIMITS, rule, done)
+    if expected is None:
+        assert t is None
+        return
+    assert t is not None
+    to, events, values, republish, notify = expected
+    assert t.to_state == to
+    assert [(e.from_state, e.to_state, e.reason, e.attempt, e.source) for e in t.events] == events
+    if values == "timeout":
+        assert t.values["state"] == "COMPLETED" and t.values["reason"] == "timeout"
+        assert t.outcomes == ("timeout",) and t.retry_in is None
+    else:
+        assert t.values == values
+    assert t.republish == republish
+    assert t.notify_routing is notify
+    assert t.release_slot is None
+
+
+def test_an_outcome_ends_a_held_deadline_and_a_retry_clears_it() -> None:
+    held = row_in("QUEUED", lease_expires_at=NOW + 30)
+    t = lifecycle.outcome(held, "ROUTING", None, 1, NOW, Rule())
+    assert t is not None and t.values["lease_expires_at"] is None
+    assert t.values["lease_owner"] is None
+    leased = row_in("QUEUED", queued_at=NOW - 3600, lease_expires_at=NOW)
+    t = lifecycle.deadline(leased, NOW, LIMITS, Rule(), 0)
+    assert t is not None and t.outcomes == ("timeout", "retry") and t.retry_in == 60.0
+    assert t.values["lease_owner"] is None and t.values["lease_expires_at"] is None
+
+
+@pytest.mark.parametrize(
+    ("row", "looked_up"),
+    [
+        (row_in("QUEUED", queued_at=NOW - 3600), True),  # may be retried
+        (row_in("QUEUED", queued_at=NOW - 3600, attempt=3), False),  # the last attempt
+        (row_in("QUEUED", queued_at=NOW - 60, updated_at=NOW - 60), False),  # a republish
+        (row_in("ROUTING", updated_at=NOW - 900), False),  # never retried
+    ],
+)
+async def test_the_retry_policy_is_looked_up_only_for_a_queued_timeout(
+    row: Row, looked_up: bool
+) -> None:
+    calls: list[tuple[str, str]] = []
+
+    async def rule(tenant_id: str, service: str) -> Rule:
+        calls.append((tenant_id, service))
+        return Rule()
+
+    t = await Lifecycle(rule).deadline(row, NOW, LIMITS, 0)
+    assert t is not None
+    assert calls == ([("t1", "sales")] if looked_up else [])
+    if looked_up:
+        assert t.to_state == "SCHEDULED"

@@ -38,6 +38,8 @@ CANCELLABLE_STATES: tuple[str, ...] = ("SCHEDULED", "QUEUED", "ROUTING")
 ROUTED_STATES: tuple[str, ...] = ("QUEUED", "ROUTING")
 # Reasons an attempt ends with that are never retried.
 FINAL_REASONS: tuple[str | None, ...] = (None, "answered", "cancelled")
+# The reason of an attempt dialback ended itself because its state outlived its deadline.
+TIMEOUT_REASON = "timeout"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +66,7 @@ class Transition:
     retry_in: float | None = None  # seconds until the retried attempt is due
     release_slot: float | None = None  # the capacity slot given back
     notify_routing: bool = False  # tell the routing engine to drop the attempt
+    republish: int | None = None  # publish the same attempt again, as this republish number
 
 
 class CallbackRow(Protocol):
@@ -77,6 +80,7 @@ class CallbackRow(Protocol):
     routed_at: float | None
     slot_start: float | None
     lease_expires_at: float | None
+    updated_at: float
 
 
 class RetryRule(Protocol):
@@ -135,6 +139,9 @@ def outcome(
         events.append(queued_event(row.attempt))
         from_state = "QUEUED"
     values: dict[str, Any] = {"updated_at": now, "queued_at": row.queued_at or now}
+    if row.lease_expires_at is not None:
+        # A lease claimed for dispatch or a deadline held for a QUEUED attempt: over now.
+        values.update(lease_owner=None, lease_expires_at=None)
     if event == "ROUTING":
         values["routed_at"] = now
     elif event == "PROCESSING":
@@ -229,6 +236,93 @@ def reschedule(row: CallbackRow, due: float, slot_start: float | None, now: floa
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Deadlines:
+    """How long each routed state may last (settings, docs/routing.md#deadlines)."""
+
+    queued_republish: float  # QUEUED, not acknowledged this long after its last publish
+    max_republishes: int  # republishes of one attempt at most
+    queued_timeout: float  # QUEUED this long after it was first published: the attempt ends
+    routing_timeout: float  # ROUTING this long without PROCESSING or COMPLETED
+    processing_timeout: float  # PROCESSING this long without COMPLETED
+
+
+def _timed_out(row: CallbackRow, now: float, rule: RetryRule | None) -> Transition:
+    """End an attempt with reason ``timeout``; only an attempt no agent ever had (QUEUED) is
+    retried, under the policy for ``failed``: one the engine held might have been dialled."""
+    delay = retry_delay(row, "failed", rule) if row.state == "QUEUED" else None
+    values: dict[str, Any] = {"updated_at": now, "lease_owner": None, "lease_expires_at": None}
+    ended = Event(row.state, "COMPLETED", TIMEOUT_REASON, row.attempt, "monitor")
+    # The engine is told to drop an attempt it may still hold (never one an agent handles).
+    notify = row.state in ROUTED_STATES
+    if delay is not None:
+        values.update(
+            state="SCHEDULED",
+            attempt=row.attempt + 1,
+            due_at=now + delay,
+            last_reason=TIMEOUT_REASON,
+            queued_at=None,
+            routed_at=None,
+        )
+        retried = Event("COMPLETED", "SCHEDULED", "retry", row.attempt + 1, "monitor")
+        return Transition(
+            now,
+            row.state,
+            "SCHEDULED",
+            values,
+            (ended, retried),
+            outcomes=(TIMEOUT_REASON, "retry"),
+            retry_in=delay,
+            notify_routing=notify,
+        )
+    values.update(
+        state="COMPLETED", reason=TIMEOUT_REASON, last_reason=TIMEOUT_REASON, completed_at=now
+    )
+    return Transition(
+        now,
+        row.state,
+        "COMPLETED",
+        values,
+        (ended,),
+        outcomes=(TIMEOUT_REASON,),
+        notify_routing=notify,
+    )
+
+
+# The holder a QUEUED attempt's lease names while it waits for its next deadline: in the
+# routed states the lease columns, free otherwise, hold when the deadline sweep looks again.
+DEADLINE_HOLDER = "deadlines"
+
+
+def deadline(
+    row: CallbackRow, now: float, limits: Deadlines, rule: RetryRule | None, republished: int
+) -> Transition | None:
+    """What a routed attempt's deadline calls for at ``now``, given how often it was
+    republished: publish the same attempt again, end it (``timeout``, perhaps retried), hold
+    it until its next deadline (QUEUED), or nothing yet (None)."""
+    if row.state == "QUEUED":
+        first = row.queued_at if row.queued_at is not None else row.updated_at
+        final = first + limits.queued_timeout
+        if now >= final:
+            return _timed_out(row, now, rule)
+        if now < (row.lease_expires_at or row.updated_at + limits.queued_republish):
+            return None
+        values: dict[str, Any] = {"lease_owner": DEADLINE_HOLDER, "lease_expires_at": final}
+        if republished >= limits.max_republishes:
+            # Republished enough: only the QUEUED deadline itself is left to wait for.
+            return Transition(now, "QUEUED", "QUEUED", values, ())
+        values.update(updated_at=now, lease_expires_at=min(final, now + limits.queued_republish))
+        event = Event("QUEUED", "QUEUED", "republished", row.attempt, "monitor")
+        return Transition(now, "QUEUED", "QUEUED", values, (event,), republish=republished + 1)
+    if row.state == "ROUTING":
+        limit = limits.routing_timeout
+    elif row.state == "PROCESSING":
+        limit = limits.processing_timeout
+    else:
+        return None
+    return _timed_out(row, now, None) if now - row.updated_at >= limit else None
+
+
 RetryLookup = Callable[[str, str], Awaitable[RetryRule | None]]
 """(tenant id, service name) -> the service's retry policy, None when the service is gone."""
 
@@ -250,3 +344,14 @@ class Lifecycle:
         if event == "COMPLETED" and may_retry(row, reason):
             rule = await self._retry_rule(row.tenant_id, row.service_name)
         return outcome(row, event, reason, attempt, now, rule)
+
+    async def deadline(
+        self, row: Any, now: float, limits: Deadlines, republished: int
+    ) -> Transition | None:
+        """``deadline`` for ``row``, looking the policy up only when a timeout could retry."""
+        t = deadline(row, now, limits, None, republished)
+        if t is not None and t.to_state == "COMPLETED" and t.from_state == "QUEUED":
+            retry = may_retry(row, "failed")
+            rule = await self._retry_rule(row.tenant_id, row.service_name) if retry else None
+            t = deadline(row, now, limits, rule, republished) if rule is not None else t
+        return t

@@ -497,3 +497,81 @@ async def completed_counts(
         .group_by(CB.service_id, CB.reason)
     )
     return {(sid, reason): int(n) for sid, reason, n in await conn.execute(q)}
+
+
+# The deadline sweep (monitor.deadlines): routed attempts whose deadline has passed.
+
+
+@dataclass(frozen=True, slots=True)
+class DeadlineCutoffs:
+    """Epoch cutoffs of one sweep: a routed row that entered its state (or was last
+    republished) before its state's cutoff, or whose held deadline is before ``now``, is due."""
+
+    now: float
+    queued: float
+    routing: float
+    processing: float
+
+
+def _overdue(c: DeadlineCutoffs) -> sa.ColumnElement[bool]:
+    held = CB.lease_expires_at
+    return sa.or_(
+        sa.and_(CB.state == "QUEUED", held.is_not(None), held <= c.now),
+        sa.and_(CB.state == "QUEUED", held.is_(None), CB.updated_at <= c.queued),
+        sa.and_(CB.state == "ROUTING", held.is_(None), CB.updated_at <= c.routing),
+        sa.and_(CB.state == "PROCESSING", held.is_(None), CB.updated_at <= c.processing),
+    )
+
+
+async def lock_overdue(conn: AsyncConnection, cutoffs: DeadlineCutoffs, limit: int) -> list[Any]:
+    """Up to ``limit`` routed callbacks past a deadline, locked until the transaction ends
+    (PostgreSQL: rows another replica's sweep holds are skipped; SQLite: the write lock)."""
+    q = (
+        sa.select(callbacks)
+        .where(CB.state.in_(("QUEUED", "ROUTING", "PROCESSING")), _overdue(cutoffs))
+        .order_by(CB.updated_at)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        q = q.with_for_update(skip_locked=True)
+    elif conn.dialect.name == "sqlite":
+        # Look before taking the database write lock: most sweeps find nothing.
+        if (await conn.execute(q.with_only_columns(CB.id))).first() is None:
+            return []
+        await _sqlite_write_lock(conn)
+    return list((await conn.execute(q)).all())
+
+
+async def republish_counts(conn: AsyncConnection, rows: list[Any]) -> dict[tuple[str, int], int]:
+    """(callback id, attempt) -> how often that attempt was republished (its history)."""
+    if not rows:
+        return {}
+    ev = callback_events.c
+    q = (
+        sa.select(ev.callback_id, ev.attempt, sa.func.count())
+        .where(
+            ev.callback_id.in_([r.id for r in rows]),
+            ev.from_state == "QUEUED",
+            ev.to_state == "QUEUED",
+        )
+        .group_by(ev.callback_id, ev.attempt)
+    )
+    return {(cid, int(a)): int(n) for cid, a, n in await conn.execute(q)}
+
+
+def claimed_from(row: Any) -> Claimed:
+    """A callback row as its stream entry needs it (a republish of its current attempt)."""
+    data = row.user_data
+    return Claimed(
+        row.id,
+        row.tenant_id,
+        row.service_name,
+        row.phone_number,
+        row.attempt,
+        row.priority,
+        row.language,
+        row.desired_time,
+        row.due_at,
+        orjson.dumps(data if data is not None else {}).decode(),
+        row.params or {},
+    )

@@ -10,6 +10,9 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from dialback.callbacks.lifecycle import OPEN_STATES
 
+# The states whose attempt the routing engine holds, each with a deadline.
+ROUTED_DEADLINE_STATES = ("QUEUED", "ROUTING", "PROCESSING")
+
 metadata = sa.MetaData()
 
 Json = sa.JSON().with_variant(JSONB(), "postgresql")
@@ -99,6 +102,17 @@ ix_callbacks_completed = sa.Index(
     callbacks.c.reason,
     postgresql_where=callbacks.c.state == "COMPLETED",
     sqlite_where=callbacks.c.state == "COMPLETED",
+)
+# The deadline sweep (monitor.deadlines): routed attempts by their held deadline, or, none
+# held yet, by when they entered their state; routed rows only, so a backlog of SCHEDULED or
+# the completed history costs it nothing.
+ix_callbacks_routed_deadline = sa.Index(
+    "ix_callbacks_routed_deadline",
+    callbacks.c.state,
+    callbacks.c.lease_expires_at,
+    callbacks.c.updated_at,
+    postgresql_where=callbacks.c.state.in_(ROUTED_DEADLINE_STATES),
+    sqlite_where=callbacks.c.state.in_(ROUTED_DEADLINE_STATES),
 )
 
 callback_events = sa.Table(

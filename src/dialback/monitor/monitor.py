@@ -8,9 +8,9 @@ stages overlap: the next batch is claimed while the previous one is published an
 Outcomes: read routing events through a consumer group, apply what the state machine
 (``callbacks.lifecycle``) decides for each, and acknowledge after commit.
 
-Supervision: the three loops (dispatch, outcomes, statistics) run until ``stop``; one that ends
-otherwise has died of a bug: the monitor stops, counts UNCAUGHT_EXCEPTION and reports
-``failed`` (liveness then fails, so the replica is restarted).
+Supervision: the loops (dispatch, outcomes, statistics, deadlines: ``monitor.deadlines``) run
+until ``stop``; one that ends otherwise has died of a bug: the monitor stops, counts
+UNCAUGHT_EXCEPTION and reports ``failed`` (liveness then fails, so the replica is restarted).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from dialback.callbacks.lifecycle import Lifecycle, Transition
 from dialback.kit.context import bound
 from dialback.kit.errors import is_dependency_error
 from dialback.kit.timefmt import utc_iso
+from dialback.monitor.deadlines import DeadlineSweeper
 from dialback.observability.events import Events
 from dialback.observability.logging import TRACE
 from dialback.routing.messages import DISPATCH_BOOKING_FIELDS, Dispatch, Outcome
@@ -73,6 +74,7 @@ def dispatch_fields(
         "publishedAt": published_at or utc_iso(now),
         "userData": row.user_data,
         "outcomeStream": outcome_stream,
+        "republish": "0",
     }
     for name in DISPATCH_BOOKING_FIELDS:
         value = params.get(name)
@@ -137,6 +139,14 @@ class CallbackMonitor:
             "monitor-dispatch": self._dispatch_loop(),
             "monitor-outcomes": self._outcome_loop(),
             "monitor-stats": self._stats_loop(),
+            "monitor-deadlines": DeadlineSweeper(
+                self.engine,
+                self.transport,
+                self.lifecycle,
+                self.events,
+                self.settings,
+                dispatch_fields,
+            ).run(self._stopping),
         }
         self._tasks = [asyncio.create_task(c, name=n) for n, c in loops.items()]
         self._supervisor = asyncio.create_task(self._supervise(), name="monitor-supervisor")

@@ -453,6 +453,29 @@ CATALOGUE: tuple[MetricDef, ...] = (
         ges=False,
         query="ges_build_info",
     ),
+    MetricDef(
+        "ges_deadline_actions_total",
+        "counter",
+        "counter",
+        "business",
+        "Routed attempts acted on because their state outlived its deadline, by state (queued, "
+        "routing, processing) and action: republished (the same attempt published again), "
+        "retried (ended `timeout`, retried as a new attempt), completed (ended `timeout`).",
+        ("state", "action"),
+        ges=False,
+        query="sum by (state, action) (increase(ges_deadline_actions_total[15m]))",
+    ),
+    MetricDef(
+        "ges_routing_stream_losses_total",
+        "counter",
+        "counter",
+        "health",
+        "Times this replica found the routing Redis without the streams, consumer groups or "
+        "marker it had provisioned (restarted empty, flushed) and provisioned them again; "
+        "the attempts whose entries were lost are republished by the QUEUED deadline.",
+        ges=False,
+        query="sum(increase(ges_routing_stream_losses_total[10m]))",
+    ),
 )
 
 BY_NAME: dict[str, MetricDef] = {m.name: m for m in CATALOGUE}

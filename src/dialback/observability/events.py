@@ -159,3 +159,13 @@ class Events:
     def service_known(self, tenant_name: str, service: str) -> None:
         """A service exists: create its labelled series at 0."""
         self.metrics.service_known(tenant_name, service)
+
+    def deadline_acted(self, state: str, action: str, n: int = 1) -> None:
+        """``n`` routed attempts in ``state`` outlived its deadline and were ``action``
+        (republished, retried, completed)."""
+        self.metrics.ges_deadline_actions_total.inc((state.lower(), action), n)
+
+    def routing_stream_lost(self) -> None:
+        """The routing Redis had lost the streams or groups dialback provisioned (restarted
+        empty, flushed); they were provisioned again."""
+        self.metrics.ges_routing_stream_losses_total.inc()

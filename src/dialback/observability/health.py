@@ -47,6 +47,11 @@ class DependencyDown(Exception):
     """A check found the dependency unusable."""
 
 
+class Inconclusive(Exception):
+    """A check could not tell (what it reads from is itself unreachable): its gauge keeps
+    its last value."""
+
+
 class HealthChecker:
     """Checks dependencies periodically and publishes their state.
 
@@ -122,8 +127,21 @@ class HealthChecker:
             await conn.execute(sa.text("SELECT 1"))
 
     async def _check_routing_engine(self) -> None:
+        # ALL_URS_DOWN says whether an engine consumes, not whether the routing Redis answers
+        # (ORS_REDIS_STATUS says that): a read that fails, or a Redis too freshly restarted
+        # for its consumers to have come back, tells nothing about the engine.
         window = int(self.settings.routing_engine_idle_seconds * 1000)
-        if await self.transport.active_consumers(window) == 0:
+        budget = self.settings.health_check_timeout_seconds * 0.8
+        uptime: float | None = None
+        try:
+            consumers = await asyncio.wait_for(self.transport.active_consumers(window), budget)
+            if consumers == 0:
+                uptime = await asyncio.wait_for(self.transport.uptime_seconds(), budget)
+        except Exception as exc:
+            raise Inconclusive(f"routing Redis unreadable: {type(exc).__name__}") from exc
+        if consumers == 0:
+            if uptime is not None and uptime * 1000 < window:
+                raise Inconclusive(f"routing Redis up for {uptime:.0f} s only")
             raise DependencyDown(f"no routing-engine consumer active within {window} ms")
 
     async def check_all(self) -> None:
@@ -138,6 +156,12 @@ class HealthChecker:
         try:
             await asyncio.wait_for(dep.check(), timeout=timeout)
             ok, error = True, ""
+        except Inconclusive as exc:
+            dep.last_check = time.time()
+            dep.duration = time.monotonic() - started
+            log.debug("dependency %s: check inconclusive: %s", dep.name, exc)
+            self.events.dependency_checked(dep.name, None, True, dep.last_check, dep.duration)
+            return
         except TimeoutError:
             ok, error = False, f"timed out after {timeout}s"
         except Exception as exc:  # every failure of a dependency means "down"

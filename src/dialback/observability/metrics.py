@@ -27,6 +27,9 @@ HEALTH_GAUGES = (
     "POSTGRES_STATUS",
 )
 MONITOR_TYPES = ("scheduled", "due", "queued", "routing", "processing")
+# ges_deadline_actions_total's labels: what a routed state's deadline did.
+DEADLINE_STATES = ("queued", "routing", "processing")
+DEADLINE_ACTIONS = ("republished", "retried", "completed")
 
 
 def _family(d: MetricDef) -> Family:
@@ -129,6 +132,8 @@ class Metrics:
     ges_monitor_cycle_duration_seconds: Family
     ges_monitor_last_run_timestamp_seconds: Family
     ges_build_info: Family
+    ges_deadline_actions_total: Family
+    ges_routing_stream_losses_total: Family
 
     def __init__(
         self, *, data_dir: Path | None = None, tolerances: dict[str, float] | None = None
@@ -145,8 +150,12 @@ class Metrics:
                 self.registry.get(d.name).ensure()
         for t in MONITOR_TYPES:
             self.ges_monitor_size.set((t,), 0)
-        for reason in ("answered", "no-answer", "busy", "failed", "cancelled", "retry"):
+        for reason in ("answered", "no-answer", "busy", "failed", "cancelled", "retry", "timeout"):
             self.ges_dispatch_outcomes_total.ensure((reason,))
+        for state in DEADLINE_STATES:
+            for action in DEADLINE_ACTIONS:
+                self.ges_deadline_actions_total.ensure((state, action))
+        self.ges_routing_stream_losses_total.ensure()
         self.ges_dispatch_lateness_seconds.ensure()
         self.ges_monitor_cycle_duration_seconds.ensure()
         self.ges_eventloop_lag_seconds.ensure()

@@ -22,11 +22,13 @@ DISPATCH_BOOKING_FIELDS = (
 
 @dataclass(frozen=True)
 class Dispatch:
-    """One callback attempt released to the routing engine."""
+    """One callback attempt released to the routing engine (``republish`` > 0: the same
+    attempt published again because the routing engine did not acknowledge it)."""
 
     id: str
     attempt: int
     fields: dict[str, str]
+    republish: int = 0
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,9 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dialback.routing.messages import Dispatch, Outcome
 
@@ -57,6 +59,16 @@ class GroupMissing(ResponseError):
 
 def _typed(exc: ResponseError) -> ResponseError:
     return GroupMissing(*exc.args) if str(exc).startswith("NOGROUP") else exc
+
+
+def dedup_key(d: Dispatch) -> str:
+    """The once-only key of a dispatch: one per (callback, attempt), and one per republish."""
+    base = f"dialback:published:{d.id}:{d.attempt}"
+    return f"{base}:r{d.republish}" if d.republish else base
+
+
+# Errors of a pooled connection that died with the server (a restart): worth one retry.
+_CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
 
 class RoutingTransport(ABC):
@@ -104,8 +116,23 @@ class RoutingTransport(ABC):
         """Routing-engine side: announce that ``consumer`` is alive (docs/routing.md)."""
 
     @abstractmethod
-    async def ensure_groups(self) -> None:
-        """Create the streams and consumer groups when missing."""
+    async def ensure_groups(self, provisioner: bool = True) -> bool:
+        """Create the streams and consumer groups when missing; True when they had been
+        provisioned before and were gone (the routing Redis restarted empty or was flushed).
+        A routing engine passes ``provisioner=False``: it repairs its group, and leaves the
+        telling of a loss to dialback."""
+
+    # Times ``ensure_groups`` found provisioned streams or groups gone (read by the monitor).
+    losses_detected: int = 0
+
+    async def uptime_seconds(self) -> float | None:
+        """How long the transport's server has been up (None: not known)."""
+        return None
+
+    async def intact(self) -> bool:
+        """Whether the streams, consumer groups and marker ``ensure_groups`` provisions are
+        all there (a cheap read; False calls for ``ensure_groups``)."""
+        return True
 
     @abstractmethod
     async def ping(self) -> None:
@@ -138,6 +165,8 @@ class RedisTransport(RoutingTransport):
         self.claim_idle_ms = claim_idle_ms
         self._script = client.register_script(_PUBLISH_BATCH)
         self._last_autoclaim = 0.0
+        self._provisioned = False
+        self.losses_detected = 0
 
     async def publish(self, dispatches: list[Dispatch]) -> list[bool]:
         out: list[bool] = []
@@ -152,7 +181,7 @@ class RedisTransport(RoutingTransport):
                 d = dispatches[j]
                 if list(d.fields) != names:
                     break
-                keys.append(f"dialback:published:{d.id}:{d.attempt}")
+                keys.append(dedup_key(d))
                 data.append(list(d.fields.values()))
                 j += 1
             res = await self._script(keys=keys, args=[self.dedup_ttl, orjson.dumps(data)])
@@ -165,16 +194,48 @@ class RedisTransport(RoutingTransport):
             self.dispatch_stream, {"type": "cancel", "id": callback_id, "attempt": str(attempt)}
         )
 
-    async def _group(self, stream: str, group: str) -> None:
+    async def _group(self, stream: str, group: str) -> bool:
+        """Create ``group`` on ``stream``; True when it was missing."""
         try:
             await self.client.xgroup_create(stream, group, id="0", mkstream=True)
+            return True
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+            return False
 
-    async def ensure_groups(self) -> None:
-        await self._group(self.outcome_stream, self.outcome_group)
-        await self._group(self.dispatch_stream, self.routing_group)
+    @property
+    def provisioned_key(self) -> str:
+        """A marker dialback keeps on the routing Redis: gone means the data was lost, even
+        when a routing engine re-created its group before dialback looked."""
+        return f"{self.dispatch_stream}:provisioned"
+
+    async def intact(self) -> bool:
+        if not await self.client.exists(self.provisioned_key):
+            return False
+        for stream, group in (
+            (self.dispatch_stream, self.routing_group),
+            (self.outcome_stream, self.outcome_group),
+        ):
+            try:
+                groups = await self.client.xinfo_groups(stream)
+            except ResponseError:
+                return False  # no such stream
+            if group not in {_s(g["name"]) for g in groups}:
+                return False
+        return True
+
+    async def ensure_groups(self, provisioner: bool = True) -> bool:
+        created = await self._group(self.outcome_stream, self.outcome_group)
+        created = await self._group(self.dispatch_stream, self.routing_group) or created
+        if not provisioner:
+            return False
+        marked = bool(await self.client.set(self.provisioned_key, f"{time.time():.3f}", nx=True))
+        lost = self._provisioned and (created or marked)
+        self._provisioned = True
+        if lost:
+            self.losses_detected += 1
+        return lost
 
     async def read_outcomes(
         self, consumer: str, count: int, block_ms: int
@@ -216,9 +277,16 @@ class RedisTransport(RoutingTransport):
     async def read_dispatches(
         self, consumer: str, count: int, block_ms: int
     ) -> list[tuple[str, dict[str, str]]]:
-        resp: Any = await self.client.xreadgroup(
-            self.routing_group, consumer, {self.dispatch_stream: ">"}, count=count, block=block_ms
-        )
+        try:
+            resp: Any = await self.client.xreadgroup(
+                self.routing_group,
+                consumer,
+                {self.dispatch_stream: ">"},
+                count=count,
+                block=block_ms,
+            )
+        except ResponseError as exc:
+            raise _typed(exc) from exc
         return [(_s(i), _fields(f)) for _stream, entries in resp or [] for i, f in entries]
 
     async def ack_dispatches(self, entry_ids: list[str]) -> None:
@@ -235,6 +303,20 @@ class RedisTransport(RoutingTransport):
         return f"{self.dispatch_stream}:heartbeats"
 
     async def active_consumers(self, idle_ms: int = 30_000) -> int:
+        try:
+            return await self._active_consumers(idle_ms)
+        except _CONNECTION_ERRORS:
+            # A pooled connection that died with a restarted server is not "no consumer":
+            # drop the idle connections and ask once more on a fresh one (a second failure
+            # is raised: the server is really unreachable).
+            await self.client.connection_pool.disconnect(inuse_connections=False)
+            return await self._active_consumers(idle_ms)
+
+    async def uptime_seconds(self) -> float | None:
+        info = await self.client.info("server")
+        return float(info["uptime_in_seconds"])
+
+    async def _active_consumers(self, idle_ms: int) -> int:
         # Redis lists a group consumer only once it has been delivered something, so an idle
         # but healthy engine is recognised by its heartbeat as well.
         try:
@@ -276,7 +358,7 @@ class MemoryTransport(RoutingTransport):
     def __init__(self, dedup_limit: int = 1_000_000) -> None:
         self._dispatches: asyncio.Queue[tuple[str, dict[str, str]]] = asyncio.Queue()
         self._outcomes: asyncio.Queue[tuple[str, dict[str, str]]] = asyncio.Queue()
-        self._published: OrderedDict[tuple[str, int], None] = OrderedDict()
+        self._published: OrderedDict[tuple[str, int, int], None] = OrderedDict()
         self._dedup_limit = dedup_limit
         self._seq = 0
         self._readers: dict[str, float] = {}
@@ -288,7 +370,7 @@ class MemoryTransport(RoutingTransport):
     async def publish(self, dispatches: list[Dispatch]) -> list[bool]:
         out = []
         for d in dispatches:
-            key = (d.id, d.attempt)
+            key = (d.id, d.attempt, d.republish)
             if key in self._published:
                 out.append(False)
                 continue
@@ -345,8 +427,8 @@ class MemoryTransport(RoutingTransport):
     async def heartbeat(self, consumer: str) -> None:
         self._readers[consumer] = time.monotonic()
 
-    async def ensure_groups(self) -> None:
-        return None
+    async def ensure_groups(self, provisioner: bool = True) -> bool:
+        return False
 
     async def ping(self) -> None:
         return None
