@@ -481,3 +481,37 @@ async def test_the_embedded_store_republishes_and_ends_routed_attempts_too(tmp_p
         assert metric(rt, "ges_deadline_actions_total", state="queued", action="completed") == 3
     finally:
         await rt.stop()
+
+
+@pytest.mark.parametrize(
+    "lose",
+    [
+        ("XGROUP", "DESTROY", STREAM, "routing-engine"),
+        ("XGROUP", "DESTROY", OUTCOMES, "dialback"),
+        ("DEL", OUTCOMES),
+    ],
+    ids=["routing group", "outcome group", "outcome stream"],
+)
+async def test_a_lost_stream_or_group_is_noticed_provisioned_again_and_counted(
+    settings_with: SettingsFactory, routing_redis_url: str, lose: tuple[str, ...]
+) -> None:
+    rt = Container(settings_with(simulator="off", deadline_sweep_seconds=0.1))
+    await rt.start()
+    client = aioredis.from_url(routing_redis_url, decode_responses=True)
+    try:
+        assert await rt.transport.intact()
+        await asyncio.sleep(0.3)
+        assert metric(rt, "ges_routing_stream_losses_total") == 0
+        await client.execute_command(*lose)
+
+        async def repaired() -> bool:
+            return metric(rt, "ges_routing_stream_losses_total") == 1
+
+        await wait_for(repaired, timeout=5)
+        assert await rt.transport.intact()
+        groups = {g["name"] for g in await client.xinfo_groups(STREAM)}
+        assert groups == {"routing-engine"}
+        assert {g["name"] for g in await client.xinfo_groups(OUTCOMES)} == {"dialback"}
+    finally:
+        await client.aclose()
+        await rt.stop()
