@@ -133,7 +133,7 @@ async def test_no_line_on_postgresql_carries_user_data_or_a_number(
     assert "a dependency is unavailable" in text
 
 
-@pytest.mark.parametrize("level", ["trace", "debug"])
+@pytest.mark.parametrize("level", ["trace", "debug", "info", "warn"])
 async def test_no_line_on_embedded_sqlite_carries_user_data_or_a_number(
     tmp_path: Path, level: str
 ) -> None:
@@ -162,6 +162,15 @@ def test_library_debug_lines_and_database_errors_are_scrubbed(tmp_path: Path) ->
             f'CONTEXT:  JSON data, line 1: {{"note": "{MARKER}'
         ),
     )
+    from pydantic import BaseModel, ValidationError
+
+    class Outcome(BaseModel):
+        attempt: int
+
+    try:
+        Outcome.model_validate({"attempt": {"note": MARKER, "n": "+14155550177"}})
+    except ValidationError as exc:
+        invalid = exc
     with captured(tmp_path, "trace") as path:
         for name in ("aiosqlite", "asyncpg", "sqlalchemy.engine.Engine", "redis", "httpx"):
             logging.getLogger(name).debug("executing %r", ("SELECT ?", (MARKER,)))
@@ -169,7 +178,9 @@ def test_library_debug_lines_and_database_errors_are_scrubbed(tmp_path: Path) ->
         logging.getLogger("dialback.test").warning("failed: %s", err)
         logging.getLogger("dialback.test").error("failed", exc_info=err)
         logging.getLogger("some.library").warning("failed: %s", err)
+        logging.getLogger("dialback.test").warning("ignoring malformed event: %s", invalid)
     text = _assert_private(path)
     lines = text.splitlines()
-    assert len(lines) == 3, lines
-    assert all("INSERT INTO t" in ln and 'check constraint \\"c\\"' in ln for ln in lines), lines
+    assert len(lines) == 4, lines
+    assert all("INSERT INTO t" in ln and 'check constraint \\"c\\"' in ln for ln in lines[:3])
+    assert "attempt" in lines[3] and "input_type=dict" in lines[3]

@@ -56,16 +56,25 @@ _STD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | 
 
 
 # What a database error quotes of the values it was given (SQLAlchemy's statement parameters;
-# PostgreSQL's failing row, key values and JSON input; asyncpg's refused argument): userData and
-# numbers. The statement and the server's own words stay, for the operator.
+# PostgreSQL's failing row, key values and JSON input; asyncpg's refused argument), and what a
+# pydantic error quotes of its input (a malformed outcome event): userData and numbers. The
+# statement and the server's own words stay, for the operator.
 _DB_VALUES = (
     (re.compile(r"\[parameters: [^\n]*"), "[parameters hidden]"),
     (re.compile(r"(Failing row contains )[^\n]*"), r"\1(values hidden)"),
     (re.compile(r"(Key \([^\n]*?\)=)\([^\n]*"), r"\1(values hidden)"),
     (re.compile(r"(JSON data, line \d+: )[^\n]*"), r"\1(values hidden)"),
     (re.compile(r"(query argument \$\d+: )[^\n]*"), r"\1(value hidden)"),
+    (re.compile(r"(input_value=)[^\n]*?(, input_type=\w+\]|$)", re.M), r"\1(value hidden)\2"),
 )
-_DB_VALUE_HINTS = ("[parameters: ", "Failing row", "Key (", "JSON data", "query argument")
+_DB_VALUE_HINTS = (
+    "[parameters: ",
+    "Failing row",
+    "Key (",
+    "JSON data",
+    "query argument",
+    "input_value=",
+)
 # Loggers below warn are written only for dialback's own: a library's debug and info lines
 # (aiosqlite's every statement, with its values) are not written at any level.
 _OWN_LOGGERS = "dialback"
