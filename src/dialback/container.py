@@ -92,7 +92,7 @@ class Container:
             self.engine, self.service_cache, self.events, self.provision_routing
         )
         self.tenants = TenantAdmin(self.engine, self.keys, self.events)
-        self.callins = CallInService(self.engine, self.counters, self.events)
+        self.callins = CallInService(self.engine, self.counters, self.events, self.settings)
         self.lifecycle = Lifecycle(self._retry_rule)
         self.monitor: CallbackMonitor | None = (
             CallbackMonitor(

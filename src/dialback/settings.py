@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     immediate_window_seconds: int = 60
     booking_horizon_days: int = 90
     api_key_cache_seconds: float = 30.0
+    # Click-To-Call-In requests a tenant may create per window (a tenant's
+    # settings.throttle.maxCallIns overrides the count).
+    callin_max_per_window: int = 500
+    callin_window_seconds: int = 60
 
     # Health checker and external (GWS-style) dependencies; unset URLs are not checked.
     health_check_min_seconds: float = 15.0

@@ -191,6 +191,7 @@ def test_defaults_render_the_core_objects_and_no_monitoring_crds(render: Render)
             "Deployment",
             "HorizontalPodAutoscaler",
             "Job",
+            "NetworkPolicy",
             "Pod",
             "PodDisruptionBudget",
             "Service",

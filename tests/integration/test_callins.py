@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from testbed.metrics_parse import parse, value
 
 from dialback.db.schema import callin_requests
-from tests.support.stack import Stack, make_settings, started_stack
+from tests.support.stack import SettingsFactory, Stack, make_settings, started_stack
 
 CREATE = "/engagement/v3/call-in/requests/create"
 MATCH = "/admin/v1/call-in/match"
@@ -404,3 +405,35 @@ async def test_callins_on_embedded_sqlite(tmp_path: Path) -> None:
         r = await stack.internal.get("/admin/v1/call-in/requests", params={"tenant": "acme"})
         states = [x["state"] for x in r.json()["data"]["items"]]
         assert states == ["EXPIRED", "MATCHED"]
+
+
+async def test_a_burst_over_the_call_in_limit_gets_429s_and_spares_other_tenants(
+    settings_with: SettingsFactory,
+) -> None:
+    limit = 20
+    settings = settings_with(callin_max_per_window=limit, callin_window_seconds=3600)
+    async with started_stack(settings) as stack:
+        acme = await stack.tenant("acme")
+        globex = await stack.tenant("globex")
+        await put_group(stack, "acme", "support")
+        await put_group(stack, "globex", "support")
+        big = {f"k{i}": "x" * 3_500 for i in range(4)}  # close to the userData bound
+        burst = await asyncio.gather(
+            *(create(stack, acme, groupName="support", userData=big) for _ in range(3 * limit))
+        )
+        codes = [r.status_code for r in burst]
+        assert codes.count(200) == limit and codes.count(429) == 2 * limit, codes
+        refused = [r for r in burst if r.status_code == 429]
+        assert all(
+            message(r) == f"tenant 'acme' has reached its limit of {limit} call-in requests "
+            "per 3600 s window"
+            for r in refused
+        )
+        # Refused requests are not stored; the other tenant is served as before.
+        r = await stack.internal.get("/admin/v1/call-in/requests", params={"tenant": "acme"})
+        assert r.json()["data"]["total"] == limit
+        assert (await create(stack, globex, groupName="support")).status_code == 200
+        text = (await stack.internal.get("/metrics")).text
+        assert value(parse(text), "CB_TTL_LIMIT_REACHED", tenant="acme") == 2 * limit
+        assert value(parse(text), "CB_TTL_LIMIT_REACHED", tenant="globex") == 0
+        assert value(parse(text), "ges_callin_created", tenant="acme") == limit

@@ -181,3 +181,45 @@ def test_masking_hides_numbers_but_not_identifiers() -> None:
         .count("3e45f2b88de4401234567abc")
         == 1
     )
+
+
+FORGED = "sales\n00:00:00.000 ERROR dialback.app: forged\x1b[31m red\u2028\x85"
+
+
+@pytest.mark.parametrize("fmt", ["console", "json"])
+async def test_client_values_cannot_forge_or_colour_a_line(
+    stack: Stack, tmp_path: Path, fmt: str
+) -> None:
+    key = await stack.tenant()
+    path = tmp_path / "log"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        with logging_to(fd, "trace", fmt=fmt):
+            headers = {"x-api-key": key, "x-correlation-id": "forge-1"}
+            r = await stack.public.post(
+                "/engagement/v3/callbacks/create",
+                json={"serviceName": FORGED, "phoneNumber": "+14155550123"},
+                headers=headers,
+            )
+            assert r.status_code == 400, r.text
+            quoted = "".join(f"%{b:02X}" for b in FORGED.encode())
+            r = await stack.public.get(
+                f"/engagement/v3/callbacks/availability/{quoted}", headers=headers
+            )
+            assert r.status_code == 404, r.text
+            await asyncio.sleep(0.05)  # request lines are written within 10 ms
+    finally:
+        os.close(fd)
+    raw = path.read_bytes()
+    lines = raw.split(b"\n")[:-1]
+    assert lines and all(b"forge-1" in ln for ln in lines), lines
+    # Not one control character is written as itself: each record is one line, no colour.
+    assert not any(b < 0x20 or b == 0x7F for ln in lines for b in ln), lines
+    [accepted] = [ln.decode() for ln in lines if b"request accepted" in ln]
+    if fmt == "console":
+        # Nor a Unicode line break a terminal or a line splitter would honour.
+        assert "\u2028".encode() not in raw and "\x85".encode() not in raw
+        assert "service=sales\\n00:00:00.000 ERROR" in accepted and "\\x1b[31m" in accepted
+        assert "\\u2028\\x85" in accepted
+    else:
+        assert json.loads(accepted)["service"] == FORGED

@@ -13,8 +13,9 @@ from dialback.callins.service import CallInService
 from dialback.callins.views import created_out, request_out
 from dialback.db.engine import create_engine
 from dialback.db.migrations import migrate
-from dialback.kit.errors import BadRequest, NotFound
+from dialback.kit.errors import BadRequest, NotFound, TooManyRequests
 from dialback.observability.events import Events
+from dialback.settings import Settings
 from dialback.tenants import repository as tenants_repo
 from dialback.tenants.repository import Tenant
 from dialback.throttle.counters import MemoryCounters
@@ -43,9 +44,13 @@ class RecordingEvents(Events):
     def __init__(self) -> None:
         super().__init__()
         self.callins: list[str] = []
+        self.throttled: list[str] = []
 
     def callin_created(self, tenant: Tenant) -> None:
         self.callins.append(tenant.name)
+
+    def tenant_throttled(self, tenant: Tenant) -> None:
+        self.throttled.append(tenant.name)
 
 
 @pytest.fixture
@@ -55,7 +60,7 @@ def events() -> RecordingEvents:
 
 @pytest.fixture
 def svc(engine: AsyncEngine, events: Events) -> CallInService:
-    return CallInService(engine, MemoryCounters(), events)
+    return CallInService(engine, MemoryCounters(), events, Settings())
 
 
 def group(**extra: object) -> CallInGroupConfig:
@@ -216,3 +221,33 @@ async def test_a_new_code_never_equals_an_open_older_code_numerically(
     monkeypatch.setattr(callin_service, "access_code", lambda length: next(draws))
     req = await svc.create_request(tenant, ask(), now=NOW)
     assert req.access_code == "51111"
+
+
+async def test_a_tenant_over_its_call_in_limit_is_refused_per_window_and_alone(
+    engine: AsyncEngine, tenant: Tenant, events: RecordingEvents
+) -> None:
+    svc = CallInService(
+        engine,
+        MemoryCounters(),
+        events,
+        Settings(callin_max_per_window=3, callin_window_seconds=60),
+    )
+    async with engine.begin() as conn:
+        other = await tenants_repo.create_tenant(conn, "globex", {"throttle": {"maxCallIns": 5}})
+    await svc.put_group("acme", "sales", group())
+    await svc.put_group("globex", "sales", group())
+    start = 60 * (NOW // 60)
+    served = [await svc.create_request(tenant, ask(), now=start + i) for i in range(3)]
+    for _ in range(2):
+        with pytest.raises(TooManyRequests, match="limit of 3 call-in requests per 60 s window"):
+            await svc.create_request(tenant, ask(), now=start + 10)
+    # Refused requests take no turn: the rotation goes on where it stopped.
+    later = await svc.create_request(tenant, ask(), now=start + 60)
+    assert [r.to_phone_number for r in [*served, later]] == [*POOL, POOL[0]]
+    # Another tenant has its own window and its own limit (settings.throttle.maxCallIns).
+    for _ in range(5):
+        await svc.create_request(other, ask(), now=start + 10)
+    with pytest.raises(TooManyRequests, match="'globex' has reached its limit of 5"):
+        await svc.create_request(other, ask(), now=start + 10)
+    assert events.throttled == ["acme", "acme", "globex"]
+    assert events.callins == ["acme"] * 4 + ["globex"] * 5

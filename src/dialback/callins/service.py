@@ -1,4 +1,5 @@
-"""Click-To-Call-In use cases: number rotation, access codes, expiry, the dial-in match, groups.
+"""Click-To-Call-In use cases: number rotation, access codes, expiry, the dial-in match, groups,
+the tenant's per-window limit.
 
 Each ``CallInService`` method owns its transaction.
 """
@@ -20,10 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from dialback.callins import repository as repo
 from dialback.callins.repository import CallInGroup
 from dialback.callins.schemas import CallInGroupConfig, CreateCallIn, MatchIn
-from dialback.kit.errors import BadRequest, Conflict, NotFound
+from dialback.kit.errors import BadRequest, Conflict, NotFound, TooManyRequests
 from dialback.kit.phone import normalise_number
 from dialback.observability.events import Events
 from dialback.services.schemas import ValidationRule
+from dialback.settings import Settings
 from dialback.tenants.repository import Tenant, get_tenant_by_name
 from dialback.throttle.counters import Counters
 
@@ -49,6 +51,13 @@ def code_spellings(code: str) -> list[str]:
     """
     bare = code.lstrip("0") or "0"
     return [bare] + ["0" * k + bare for k in range(1, MAX_CODE_DIGITS - len(bare) + 1)]
+
+
+def callin_limit(tenant: Tenant, settings: Settings, now: float) -> tuple[int, str, int]:
+    """The tenant's call-in limit, its window's counter key and the window in seconds."""
+    window = max(1, settings.callin_window_seconds)
+    limit = tenant.settings.get("throttle", {}).get("maxCallIns") or settings.callin_max_per_window
+    return int(limit), f"cit:{tenant.id}:{int(now // window)}", window
 
 
 def pick_number(numbers: list[str], counter: int) -> str:
@@ -139,10 +148,13 @@ async def _tenant(conn: AsyncConnection, name: str, field: str | None = None) ->
 class CallInService:
     """Call-in requests (create, match, list) and the tenants' call-in groups."""
 
-    def __init__(self, engine: AsyncEngine, counters: Counters, events: Events) -> None:
+    def __init__(
+        self, engine: AsyncEngine, counters: Counters, events: Events, settings: Settings
+    ) -> None:
         self.engine = engine
         self.counters = counters
         self.events = events
+        self.settings = settings
 
     async def create_request(
         self, tenant: Tenant, req: CreateCallIn, now: float | None = None
@@ -150,7 +162,9 @@ class CallInService:
         """Hand out a number to dial (and an access code) for the tenant's group.
 
         The expiry is whole epoch seconds (UTC), as GES returns it; the stored expiry is that
-        same instant, so the value the client sees is exactly when matching stops.
+        same instant, so the value the client sees is exactly when matching stops. Over the
+        tenant's call-in limit the request is refused with 429 (counted in
+        CB_TTL_LIMIT_REACHED: in GES a Click-To-Call-In is a callback type) and not counted.
         """
         async with self.engine.connect() as conn:
             group = await repo.get_group(conn, tenant.id, req.groupName)
@@ -165,9 +179,39 @@ class CallInService:
                 f"fromPhoneNumber: required, because call-in group {group.name!r} has no access "
                 "codes and matches callers by their number"
             )
-        (counter,) = await self.counters.incr_many([(f"cig:{group.id}", ROTATION_TTL)])
-        to_number = pick_number(cfg.numbers, counter)
         now = time.time() if now is None else now
+        limit, window_key, window = callin_limit(tenant, self.settings, now)
+        rotation_key = f"cig:{group.id}"
+        counter, in_window = await self.counters.incr_many(
+            [(rotation_key, ROTATION_TTL), (window_key, window)]
+        )
+        if in_window > limit:
+            await self.counters.decr(window_key)
+            await self.counters.decr(rotation_key)
+            self.events.tenant_throttled(tenant)
+            raise TooManyRequests(
+                f"tenant {tenant.name!r} has reached its limit of {limit} call-in requests "
+                f"per {window} s window"
+            )
+        try:
+            request = await self._store(tenant, group, req, from_number, counter, now)
+        except BaseException:
+            await self.counters.decr(window_key)
+            raise
+        self.events.callin_created(tenant)
+        return request
+
+    async def _store(
+        self,
+        tenant: Tenant,
+        group: CallInGroup,
+        req: CreateCallIn,
+        from_number: str | None,
+        counter: int,
+        now: float,
+    ) -> CallInRequest:
+        cfg = group.config
+        to_number = pick_number(cfg.numbers, counter)
         created = math.floor(now)
         expires = created + cfg.expiry_seconds
         request = CallInRequest(
@@ -203,7 +247,6 @@ class CallInService:
                     "expires_at": request.expires_at,
                 },
             )
-        self.events.callin_created(tenant)
         return request
 
     async def match_request(self, body: MatchIn, now: float | None = None) -> CallInRequest:

@@ -25,7 +25,7 @@ def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
         path = sa.engine.make_url(url).database
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
 
         @sa.event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -38,4 +38,7 @@ def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
         return engine
     # As many connections as pool + overflow would allow, but kept open once opened: overflow
     # connections are closed on return and reopened on the next burst (a backend fork each).
-    return create_async_engine(url, pool_size=2 * pool_size, max_overflow=0, pool_pre_ping=False)
+    # hide_parameters: an error's text never quotes the statement's values (userData, numbers).
+    return create_async_engine(
+        url, pool_size=2 * pool_size, max_overflow=0, pool_pre_ping=False, hide_parameters=True
+    )

@@ -329,7 +329,7 @@ CATALOGUE: tuple[MetricDef, ...] = (
     ),
     _alarm(
         "CB_TTL_LIMIT_REACHED",
-        "Bookings refused by a tenant's callbacks-per-window limit.",
+        "Bookings (callbacks, Click-To-Call-In requests) refused by a tenant's per-window limit.",
         "refused booking",
         ("tenant",),
     ),

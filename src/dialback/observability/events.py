@@ -42,7 +42,7 @@ class Events:
         self.metrics.ges_callin_created.inc((tenant.name,))
 
     def tenant_throttled(self, tenant: Any) -> None:
-        """A tenant hit its callbacks-per-window limit (GES CB_TTL_LIMIT_REACHED)."""
+        """A tenant hit its callbacks (or call-ins) per window limit (GES CB_TTL_LIMIT_REACHED)."""
         self.metrics.CB_TTL_LIMIT_REACHED.inc((tenant.name,))
 
     def number_throttled(self, tenant: Any) -> None:

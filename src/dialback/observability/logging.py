@@ -2,8 +2,10 @@
 
 Levels are trace < debug < info < warn < error. Every line of a request carries its corrId;
 tenant and callback id are bound through the request and the monitor. Phone numbers are
-masked wherever they appear, ``userData`` is never written, lines are capped at
-``log_max_len``, and a line that cannot be written is counted in ``LOGGING_FAILURE``.
+masked wherever they appear, ``userData`` is never written (nor the values of a database
+statement or row), libraries write only from warn up, the console format escapes control
+characters, lines are capped at ``log_max_len``, and a line that cannot be written is counted
+in ``LOGGING_FAILURE``.
 """
 
 from __future__ import annotations
@@ -53,6 +55,48 @@ _STD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | 
 }
 
 
+# What a database error quotes of the values it was given (SQLAlchemy's statement parameters;
+# PostgreSQL's failing row, key values and JSON input; asyncpg's refused argument), and what a
+# pydantic error quotes of its input (a malformed outcome event): userData and numbers. The
+# statement and the server's own words stay, for the operator.
+_DB_VALUES = (
+    (re.compile(r"\[parameters: [^\n]*"), "[parameters hidden]"),
+    (re.compile(r"(Failing row contains )[^\n]*"), r"\1(values hidden)"),
+    (re.compile(r"(Key \([^\n]*?\)=)\([^\n]*"), r"\1(values hidden)"),
+    (re.compile(r"(JSON data, line \d+: )[^\n]*"), r"\1(values hidden)"),
+    (re.compile(r"(query argument \$\d+: )[^\n]*"), r"\1(value hidden)"),
+    (re.compile(r"(input_value=)[^\n]*?(, input_type=\w+\]|$)", re.M), r"\1(value hidden)\2"),
+)
+_DB_VALUE_HINTS = (
+    "[parameters: ",
+    "Failing row",
+    "Key (",
+    "JSON data",
+    "query argument",
+    "input_value=",
+)
+# Loggers below warn are written only for dialback's own: a library's debug and info lines
+# (aiosqlite's every statement, with its values) are not written at any level.
+_OWN_LOGGERS = "dialback"
+_LIBRARIES = ("aiosqlite", "asyncpg", "sqlalchemy", "redis", "httpx", "httpcore", "uvicorn")
+
+
+def scrub_db_values(text: str) -> str:
+    """``text`` without the values a database error quotes (statement parameters, rows)."""
+    if not any(hint in text for hint in _DB_VALUE_HINTS):
+        return text
+    for pattern, repl in _DB_VALUES:
+        text = pattern.sub(repl, text)
+    return text
+
+
+def _own_or_warning(record: logging.LogRecord) -> bool:
+    if record.levelno >= logging.WARNING:
+        return True
+    name = record.name
+    return name == _OWN_LOGGERS or name.startswith(_OWN_LOGGERS + ".")
+
+
 def mask_phone_numbers(text: str) -> str:
     """Replace every phone-number-like run of digits, keeping its first 3 and last 2 chars."""
 
@@ -99,7 +143,7 @@ class JsonFormatter(logging.Formatter):
             "ts": utc_iso(record.created),
             "level": LEVEL_NAMES.get(record.levelno, record.levelname.lower()),
             "logger": record.name,
-            "msg": mask_phone_numbers(msg),
+            "msg": mask_phone_numbers(scrub_db_values(msg)),
         }
         corr = corr_id_var.get()
         if corr:
@@ -109,7 +153,7 @@ class JsonFormatter(logging.Formatter):
             if key in _STD_ATTRS or key.startswith("_") or key in _NEVER_LOGGED:
                 continue
             if isinstance(value, str) and key not in _ID_FIELDS:
-                value = mask_phone_numbers(value)
+                value = mask_phone_numbers(scrub_db_values(value))
             ev[key] = value
         return ev
 
@@ -141,8 +185,29 @@ class JsonFormatter(logging.Formatter):
         return line.decode()
 
 
+# Everything a terminal could take for a line break, a colour or a reordering of the line:
+# C0 controls, DEL, C1 controls (NEL, CSI), Unicode line/paragraph separators, bidi controls.
+_CONSOLE_ESCAPES: dict[int, str] = {
+    c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))
+} | {
+    ord("\n"): "\\n",
+    ord("\r"): "\\r",
+    ord("\t"): "\\t",
+    **{c: f"\\u{c:04x}" for c in (0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A))},
+}
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with control characters written as escapes (``\\n``, ``\\x1b``): one line."""
+    return text.translate(_CONSOLE_ESCAPES)
+
+
 class ConsoleFormatter(JsonFormatter):
-    """A human format for terminals: time, level, logger, message, then key=value fields."""
+    """A human format for terminals: time, level, logger, message, then key=value fields.
+
+    A record is always one line: control characters anywhere in it (a client's value, a
+    traceback's line breaks) are written as escapes, so no value can forge a line or colour one.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
         ev = self.event(record)
@@ -150,7 +215,7 @@ class ConsoleFormatter(JsonFormatter):
             f"{ev.pop('ts')[11:23]} {ev.pop('level').upper():5} {ev.pop('logger')}: {ev.pop('msg')}"
         )
         tail = " ".join(f"{k}={v}" for k, v in ev.items())
-        return (f"{head}  {tail}" if tail else head)[: self.max_len]
+        return escape_controls(f"{head}  {tail}" if tail else head)[: self.max_len]
 
 
 RequestLine = tuple[float, int, str, str, int, float, str, Mapping[str, str]]
@@ -318,6 +383,7 @@ def setup_logging(
         h.flush()
         root.removeHandler(h)
     handler = StdoutHandler(fd, on_failure)
+    handler.addFilter(_own_or_warning)
     console = fmt == "console" or (fmt == "auto" and os.isatty(fd))
     handler.setFormatter(ConsoleFormatter(max_len) if console else JsonFormatter(max_len))
     root.addHandler(handler)
@@ -340,8 +406,10 @@ def set_level(level: str) -> None:
     if level not in LEVELS:
         raise ValueError(f"level must be one of {', '.join(LOG_LEVELS)} (any case)")
     logging.getLogger().setLevel(LEVELS[level])
+    # Libraries' lines below warn are not written (``_own_or_warning``); not creating them
+    # spares the work.
     quiet = max(LEVELS[level], logging.WARNING)
-    for noisy in ("asyncio", "uvicorn.error", "httpx", "httpcore"):
+    for noisy in ("asyncio", *_LIBRARIES):
         logging.getLogger(noisy).setLevel(quiet)
 
 

@@ -10,10 +10,14 @@ from dialback.services.schemas import Strict
 
 
 class TenantThrottle(Strict):
-    """Tenant-wide limit on callbacks created per window."""
+    """Tenant-wide limits on callbacks (and call-in requests) created per window."""
 
     max_callbacks: int = Field(500, ge=1, le=10_000_000, alias="maxCallbacks")
     window_seconds: int = Field(60, ge=1, le=86_400, alias="windowSeconds")
+    # Unset: DIALBACK_CALLIN_MAX_PER_WINDOW, per DIALBACK_CALLIN_WINDOW_SECONDS.
+    max_call_ins: int | None = Field(
+        None, ge=1, le=10_000_000, alias="maxCallIns", exclude_if=lambda v: v is None
+    )
 
 
 class TenantSettings(Strict):
