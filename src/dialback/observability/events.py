@@ -159,3 +159,16 @@ class Events:
     def service_known(self, tenant_name: str, service: str) -> None:
         """A service exists: create its labelled series at 0."""
         self.metrics.service_known(tenant_name, service)
+
+    def retention_purged(self, kind: str, count: int) -> None:
+        """Retention removed ``count`` items of ``kind`` (catalogue RETENTION_KINDS)."""
+        if count:
+            self.metrics.ges_retention_purged_total.inc((kind,), count)
+
+    def retention_swept(self) -> None:
+        """The retention sweeper finished a sweep."""
+        self.metrics.ges_retention_last_sweep_timestamp_seconds.set((), time.time())
+
+    def erased(self, kind: str) -> None:
+        """An erasure (``callback`` or ``phone_number``) was committed and audited."""
+        self.metrics.ges_erasures_total.inc((kind,))

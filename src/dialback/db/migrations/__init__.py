@@ -19,6 +19,7 @@ from dialback.db.migrations import (
     m002_book_callback,
     m003_open_number_index,
     m004_completed_index,
+    m007_retention,
 )
 
 
@@ -43,6 +44,11 @@ MIGRATIONS: list[Migration] = [
         4,
         "ix_callbacks_completed: completions per service by time (statistics, EWT)",
         m004_completed_index.apply,
+    ),
+    Migration(
+        7,
+        "erasure_audit and ix_callin_tenant_created: retention and erasure",
+        m007_retention.apply,
     ),
 ]
 
