@@ -178,6 +178,8 @@ async def test_erasing_a_number_removes_all_the_tenant_holds_and_nothing_else(
         await conn.execute(capacity_usage.update().values(booked=capacity_usage.c.booked - 1))
     other_number = await book(stack, acme, "+14155550199", desired=slot + 180)
     other_tenant = await book(stack, globex, NUMBER, desired=slot + 60)
+    other_queued = await book(stack, globex, NUMBER)
+    await wait_for(lambda: _in_state(stack, other_queued, "QUEUED"))
     mine_ci = await callin(stack, acme, NUMBER)
     kept_ci = [await callin(stack, acme, "+14155550199"), await callin(stack, globex, NUMBER)]
     assert await booked(stack) == {slot: 3}  # acme: scheduled + other_number; globex: 1
@@ -195,12 +197,14 @@ async def test_erasing_a_number_removes_all_the_tenant_holds_and_nothing_else(
         "callbackEvents": history,
         "callInRequests": 1,
         "capacityReleased": 1,
+        "streamEntries": 1,
     }
     assert await ids_in(stack, callbacks, gone) == set()
     assert await ids_in(stack, callback_events, gone, "callback_id") == set()
-    assert await ids_in(stack, callbacks, [other_number, other_tenant]) == {
+    assert await ids_in(stack, callbacks, [other_number, other_tenant, other_queued]) == {
         other_number,
         other_tenant,
+        other_queued,
     }
     assert await ids_in(stack, callin_requests, [mine_ci, *kept_ci]) == set(kept_ci)
     # acme's scheduled place given back; globex's and acme's other number's stay.
@@ -209,6 +213,9 @@ async def test_erasing_a_number_removes_all_the_tenant_holds_and_nothing_else(
     entries = await stack.rt.transport.client.xrange(stack.rt.settings.routing_stream)  # type: ignore[attr-defined]
     cancels = [f for _i, f in entries if f.get("type") == "cancel"]
     assert [c["id"] for c in cancels] == [queued]
+    # Its dispatch entry (number, userData) is gone from the stream; globex's is not.
+    dispatched = [f["id"] for _i, f in entries if f.get("type") == "callback"]
+    assert dispatched == [other_queued]
 
     [row] = await audit_rows(stack)
     assert row.kind == "phone_number" and row.tenant_name == "acme" and row.actor == ACTOR
@@ -334,6 +341,7 @@ async def test_deleting_one_callback(any_store: Stack) -> None:
         "openCallbacksCancelled": 1,
         "callbackEvents": 0,
         "capacityReleased": 1,
+        "streamEntries": 0,
     }
     assert await booked(s) == {slot: 1}
     assert out["audit"]["kind"] == "callback" and out["audit"]["callbackId"] == scheduled

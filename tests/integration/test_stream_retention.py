@@ -152,3 +152,43 @@ async def test_dead_consumers_go_in_bounded_batches(transport: RedisTransport) -
 async def test_a_missing_stream_or_group_removes_nothing(transport: RedisTransport) -> None:
     await transport.client.delete(OUT)
     assert await transport.remove_dead_consumers(0, keep=[], limit=10) == 0
+
+
+async def test_scrubbing_deletes_every_dispatch_of_erased_callbacks_only(
+    transport: RedisTransport,
+) -> None:
+    t = transport
+    gone = [
+        await t.client.xadd(STREAM, {"type": "callback", "id": "erased", "attempt": str(a)})
+        for a in (1, 2)
+    ]
+    kept = await t.client.xadd(STREAM, {"type": "callback", "id": "other", "attempt": "1"})
+    got = await read(t, STREAM, ROUTING, "engine-1", 2)  # attempt 1 acked, attempt 2 pending
+    assert got == gone
+    await t.client.xack(STREAM, ROUTING, gone[0])
+    late = await t.client.xadd(STREAM, {"type": "callback", "id": "erased", "attempt": "3"})
+    await t.publish_cancel("erased", 2)
+
+    assert await t.scrub_dispatches(["erased"]) == 3
+    remaining = await t.client.xrange(STREAM)
+    assert [(f["type"], f["id"]) for _i, f in remaining] == [
+        ("callback", "other"),
+        ("cancel", "erased"),
+    ]
+    assert remaining[0][0] == kept and late not in [i for i, _ in remaining]
+    # The pending (now deleted) entry is still acknowledged as usual.
+    assert await t.client.xack(STREAM, ROUTING, gone[1]) == 1
+    assert await t.scrub_dispatches([]) == 0
+
+
+async def test_scrubbing_reads_a_long_stream_in_chunks(
+    transport: RedisTransport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dialback.routing import transport as module
+
+    monkeypatch.setattr(module, "_SCRUB_CHUNK", 3)
+    t = transport
+    for i in range(10):
+        await t.client.xadd(STREAM, {"type": "callback", "id": "erased" if i % 4 == 0 else f"x{i}"})
+    assert await t.scrub_dispatches(["erased"]) == 3
+    assert len(await ids(t, STREAM)) == 7

@@ -7,7 +7,8 @@ what no consumer group still needs plus a margin, and dead consumers of the outc
 without pending entries are removed. Open callbacks are never purged.
 
 Erasure: one callback, or everything about a phone number for a tenant. An open callback is
-cancelled and deleted in one transaction (the routing engine is told to drop a queued one);
+cancelled and deleted in one transaction (the routing engine is told to drop a queued one),
+and the dispatch-stream entries of what is erased are deleted too;
 one an agent is handling (PROCESSING) or that is being dispatched right now is refused with
 409. Every erasure writes an audit row: who, when, what and how much, the number masked and
 as a keyed hash (``DIALBACK_ERASURE_HASH_KEY``), never in clear.
@@ -252,6 +253,13 @@ class RetentionService:
                 notify.append(row)
         return notify, released
 
+    async def _scrub(self, rows: Sequence[Any]) -> int:
+        """Delete the dispatch-stream entries (number, userData) of the callbacks ever
+        dispatched, before the rows go: a routing Redis that cannot be reached fails the
+        erasure (503), which then changes nothing and can be retried."""
+        dispatched = [r.id for r in rows if r.queued_at is not None]
+        return await self.transport.scrub_dispatches(dispatched) if dispatched else 0
+
     async def _withdraw(self, rows: Sequence[Any]) -> None:
         """Tell the routing engine to drop these (committed) callbacks."""
         for row in rows:
@@ -288,12 +296,14 @@ class RetentionService:
                 raise NotFound(f"no callback with id {callback_id!r}")
             tenant = await tenants_repo.get_tenant(conn, row.tenant_id)
             notify, released = await self._end_open(conn, [row], now)
+            scrubbed = await self._scrub([row])
             n_cb, n_ev = await repo.delete_callbacks(conn, [row.id])
             counts = {
                 "callbacks": n_cb,
                 "openCallbacksCancelled": int(row.state in OPEN_STATES),
                 "callbackEvents": n_ev,
                 "capacityReleased": released,
+                "streamEntries": scrubbed,
             }
             values = self._audit_values(actor, "callback", tenant, now, counts)
             values.update(
@@ -321,6 +331,7 @@ class RetentionService:
             numbers = await self._numbers(conn, tenant, raw_number, country)
             rows = await repo.callbacks_for_numbers(conn, tenant.id, numbers)
             notify, released = await self._end_open(conn, rows, now)
+            scrubbed = await self._scrub(rows)
             n_cb, n_ev = await repo.delete_callbacks(conn, [r.id for r in rows])
             n_ci = await repo.delete_callins_for_numbers(conn, tenant.id, numbers)
             counts = {
@@ -329,6 +340,7 @@ class RetentionService:
                 "callbackEvents": n_ev,
                 "callInRequests": n_ci,
                 "capacityReleased": released,
+                "streamEntries": scrubbed,
             }
             values = self._audit_values(actor, "phone_number", tenant, now, counts)
             values.update(phone_masked=mask(numbers[0]), phone_hash=self.phone_hash(numbers[0]))

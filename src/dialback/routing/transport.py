@@ -125,6 +125,11 @@ class RoutingTransport(ABC):
         pending (dead replicas), never one in ``keep``; how many were removed."""
         return 0
 
+    async def scrub_dispatches(self, callback_ids: list[str]) -> int:
+        """Delete every dispatch-stream entry of these (erased) callbacks, whoever has read
+        it; how many were deleted."""
+        return 0
+
 
 class RedisTransport(RoutingTransport):
     """Redis streams with consumer groups."""
@@ -283,6 +288,30 @@ class RedisTransport(RoutingTransport):
         script = self.client.register_script(_REMOVE_DEAD_CONSUMERS)
         args: list[str | int] = [self.outcome_group, idle_ms, limit, *keep]
         return int(await script(keys=[self.outcome_stream], args=args))
+
+    async def scrub_dispatches(self, callback_ids: list[str]) -> int:
+        # The entries hold the number and userData. A deleted entry a consumer has pending is
+        # still acknowledged normally, and claiming it yields its id without fields (Redis 7).
+        wanted = set(callback_ids)
+        if not wanted:
+            return 0
+        found: list[str] = []
+        start = "-"
+        while True:
+            raw: Any = await self.client.xrange(self.dispatch_stream, min=start, count=_SCRUB_CHUNK)
+            chunk = [(_s(i), _fields(f)) for i, f in raw or [] if f]
+            for eid, fields in chunk:
+                if fields.get("id") in wanted and fields.get("type") != "cancel":
+                    found.append(eid)
+            if len(raw or []) < _SCRUB_CHUNK:
+                break
+            start = "(" + _s(raw[-1][0])
+        deleted = 0
+        for i in range(0, len(found), _SCRUB_CHUNK):
+            deleted += int(
+                await self.client.xdel(self.dispatch_stream, *found[i : i + _SCRUB_CHUNK])
+            )
+        return deleted
 
 
 def _s(v: bytes | str) -> str:
@@ -463,3 +492,6 @@ for _, c in ipairs(consumers) do
 end
 return removed
 """
+
+# Entries read (or deleted) per call when an erasure scrubs the dispatch stream.
+_SCRUB_CHUNK = 1000
