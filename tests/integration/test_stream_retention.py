@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+import sqlalchemy as sa
 
+from dialback.db.schema import callbacks
 from dialback.routing.transport import RedisTransport
+from tests.support.stack import Stack, started_stack, wait_for
 
 STREAM, OUT, GROUP, ROUTING = "NewCallbackStream", "CallbackOutcomeStream", "dialback", "engine"
 
@@ -192,3 +196,82 @@ async def test_scrubbing_reads_a_long_stream_in_chunks(
         await t.client.xadd(STREAM, {"type": "callback", "id": "erased" if i % 4 == 0 else f"x{i}"})
     assert await t.scrub_dispatches(["erased"]) == 3
     assert len(await ids(t, STREAM)) == 7
+
+
+async def test_a_sweep_trims_the_streams_and_removes_dead_replicas_consumers(
+    settings_with: Any,
+) -> None:
+    settings = settings_with(
+        simulator="on",
+        retention_enabled=False,
+        retention_stream_margin_entries=0,
+        retention_stream_margin_seconds=0,
+        retention_consumer_idle_seconds=0.2,
+    )
+    async with started_stack(settings) as s:
+        key = await s.tenant("acme")
+        ids = []
+        for i in range(4):
+            r = await s.public.post(
+                "/engagement/v3/callbacks/create",
+                json={"serviceName": "sales", "phoneNumber": f"+1415555{i:04d}"},
+                headers={"x-api-key": key},
+            )
+            ids.append(r.json()["data"]["id"])
+        await wait_for(lambda: _all_completed(s, ids), timeout=20)
+        t = s.rt.transport
+        assert isinstance(t, RedisTransport)
+        # Consumers of replicas killed earlier: gone for good, nothing pending.
+        for i in range(3):
+            await t.client.xgroup_createconsumer(t.outcome_stream, t.outcome_group, f"dead-{i}")
+        await asyncio.sleep(0.3)
+        await wait_for(lambda: _acked(t), timeout=10)
+        dispatched = len(await t.client.xrange(t.dispatch_stream))
+        assert dispatched >= 4
+
+        report = await s.rt.retention.sweep()
+
+        assert report.counts["stream_consumers"] == 3
+        names = {
+            c["name"] for c in await t.client.xinfo_consumers(t.outcome_stream, t.outcome_group)
+        }
+        assert not any(n.startswith("dead-") for n in names)
+        assert s.rt.instance_id in names
+        assert report.counts["stream_entries"] >= dispatched
+        # What is left of each stream is only what some group has not acknowledged yet.
+        for stream in (t.dispatch_stream, t.outcome_stream):
+            for eid, _f in await t.client.xrange(stream):
+                assert await _still_needed(t, stream, eid), (stream, eid)
+        m = s.rt.metrics.ges_retention_purged_total
+        assert m.value(("stream_consumers",)) == 3
+        assert m.value(("stream_entries",)) == report.counts["stream_entries"]
+
+
+async def _all_completed(s: Stack, ids: list[str]) -> bool:
+    async with s.rt.engine.connect() as conn:
+        q = sa.select(callbacks.c.state).where(callbacks.c.id.in_(ids))
+        return set((await conn.execute(q)).scalars()) == {"COMPLETED"}
+
+
+async def _acked(t: RedisTransport) -> bool:
+    for stream in (t.dispatch_stream, t.outcome_stream):
+        for g in await t.client.xinfo_groups(stream):
+            if g["pending"]:
+                return False
+    return True
+
+
+def _id(eid: str) -> tuple[int, int]:
+    ms, seq = eid.split("-")
+    return int(ms), int(seq)
+
+
+async def _still_needed(t: RedisTransport, stream: str, eid: str) -> bool:
+    """Some group was not delivered the entry, or has it (or an older one) pending."""
+    for g in await t.client.xinfo_groups(stream):
+        if _id(eid) > _id(g["last-delivered-id"]):
+            return True
+        pending = await t.client.xpending(stream, g["name"])
+        if pending["pending"] and _id(pending["min"]) <= _id(eid):
+            return True
+    return False
