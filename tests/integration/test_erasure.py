@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from testbed.servers import RedisServer
 
 from dialback.db.schema import (
     callback_events,
@@ -364,3 +365,32 @@ async def test_deleting_one_callback(any_store: Stack) -> None:
     assert page["total"] == 3
     assert [i["callbackId"] for i in page["items"]] == [busy, queued, scheduled]
     assert s.rt.metrics.ges_erasures_total.value(("callback",)) == 3
+
+
+async def test_an_erasure_with_the_routing_redis_down_is_a_503_that_changes_nothing(
+    pg_url: str, redis_url: str
+) -> None:
+    routing = RedisServer().start()
+    try:
+        settings = make_settings(
+            database_url=pg_url,
+            redis_url=redis_url,
+            routing_redis_url=routing.url,
+            simulator="off",
+            retention_enabled=False,
+        )
+        async with started_stack(settings) as s:
+            key = await s.tenant("acme", config=ServiceConfig.model_validate(CAPACITY))
+            queued = await book(s, key, NUMBER)
+            await wait_for(lambda: _in_state(s, queued, "QUEUED"))
+            routing.stop()
+            for r in (
+                await s.internal.delete(f"{A}/callbacks/{queued}"),
+                await s.internal.post(f"{A}/tenants/acme/erasure", json={"phoneNumber": NUMBER}),
+            ):
+                refused(r, 503)
+            assert await state_of(s, queued) == "QUEUED"
+            assert await event_count(s, [queued]) >= 1
+            assert await audit_rows(s) == []
+    finally:
+        routing.discard()
