@@ -470,7 +470,7 @@ CATALOGUE: tuple[MetricDef, ...] = (
         "gauge",
         "gauge",
         "business",
-        "When the retention sweeper last finished a sweep (epoch seconds).",
+        "When the retention sweeper last finished a sweep (epoch seconds; 0 before the first).",
         ges=False,
         query="time() - ges_retention_last_sweep_timestamp_seconds",
     ),

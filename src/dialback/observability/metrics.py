@@ -165,6 +165,7 @@ class Metrics:
             self.ges_retention_purged_total.ensure((kind,))
         for kind in ERASURE_KINDS:
             self.ges_erasures_total.ensure((kind,))
+        self.ges_retention_last_sweep_timestamp_seconds.set((), 0)
 
     def health_gauge(self, name: str) -> Family:
         """The health gauge of a dependency (one of ``HEALTH_GAUGES``)."""
