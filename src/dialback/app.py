@@ -20,6 +20,7 @@ from dialback.container import Container
 from dialback.kit.errors import NotFound
 from dialback.observability import admin_endpoints as logging_admin
 from dialback.observability.http_metrics import RequestObservability
+from dialback.retention import admin_endpoints as retention_admin
 from dialback.services import admin_endpoints as services_admin
 from dialback.statistics import endpoints as statistics_public
 from dialback.tenants import admin_endpoints as tenants_admin
@@ -52,6 +53,7 @@ def admin_router() -> APIRouter:
     )
     for domain in (tenants_admin, services_admin, callbacks_admin, callins_admin, logging_admin):
         router.include_router(domain.router)
+    router.include_router(retention_admin.router)
     return router
 
 

@@ -25,6 +25,8 @@ from dialback.observability.health import HealthChecker
 from dialback.observability.logging import set_on_failure
 from dialback.observability.loop_lag import LoopLagMonitor
 from dialback.observability.metrics import Metrics
+from dialback.retention.service import RetentionService
+from dialback.retention.sweeper import RetentionSweeper
 from dialback.routing.simulator import RoutingSimulator
 from dialback.routing.transport import MemoryTransport, RedisTransport, RoutingTransport
 from dialback.services.repository import ServiceCache, ServiceRecord
@@ -142,6 +144,14 @@ class Container:
             or self.simulator is not None,
         )
         self.loop_lag = LoopLagMonitor(self.events)
+        self.retention = RetentionService(
+            self.engine, self.transport, self.events, settings, consumer=self.instance_id
+        )
+        self.retention_sweeper: RetentionSweeper | None = (
+            RetentionSweeper(self.retention, self.events, settings.retention_interval_seconds)
+            if settings.retention_enabled
+            else None
+        )
         self.started_at = time.time()
         self.demo: DemoCredentials | None = None
         self._started = False
@@ -169,6 +179,8 @@ class Container:
             self.simulator.start()
         if self.monitor:
             self.monitor.start()
+        if self.retention_sweeper:
+            self.retention_sweeper.start()
         await self.health.check_all()
         self.health.start()
         self._started = True
@@ -197,6 +209,8 @@ class Container:
             await self.monitor.stop()
         if self.simulator:
             await self.simulator.stop()
+        if self.retention_sweeper:
+            await self.retention_sweeper.stop()
         for closer in (self.transport.close, self.counters.close, self.store.close):
             try:
                 await asyncio.wait_for(closer(), timeout=5)

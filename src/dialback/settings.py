@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, SecretStr
+from pydantic import BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOG_LEVELS = ("trace", "debug", "info", "warn", "error")
@@ -102,6 +102,20 @@ class Settings(BaseSettings):
     http_500_tolerance: float = 0
     rbac_create_vq_proxy_error_tolerance: float = 5
     invalid_content_length_tolerance: float = 5
+
+    # Retention and erasure (docs/security.md): completed callbacks (with their history) and
+    # call-in requests are purged this many days after completion / creation; a tenant's
+    # settings.retention overrides each. The sweeper runs every interval, in small batches.
+    retention_enabled: bool = True
+    retention_callback_days: int = Field(30, ge=1, le=3650)
+    retention_callin_days: int = Field(30, ge=1, le=3650)
+    retention_interval_seconds: float = Field(300.0, gt=0)
+    retention_batch_size: int = Field(500, ge=1, le=10_000)
+    retention_batch_pause_seconds: float = Field(0.05, ge=0)
+    retention_stream_margin_entries: int = Field(1000, ge=0)
+    retention_stream_margin_seconds: float = Field(3600.0, ge=0)
+    retention_consumer_idle_seconds: float = Field(86400.0, gt=0)
+    erasure_hash_key: SecretStr | None = None
 
     log_level: LogLevel = "info"
     log_max_len: int = 2048

@@ -38,7 +38,14 @@ ALL_ON = (
     "ingress.enabled=true",
 )
 # Settings whose values hold credentials: only ever read from a Secret.
-SECRET_SETTINGS = {"database_url", "redis_url", "routing_redis_url", "admin_tokens", "demo_api_key"}
+SECRET_SETTINGS = {
+    "database_url",
+    "redis_url",
+    "routing_redis_url",
+    "admin_tokens",
+    "demo_api_key",
+    "erasure_hash_key",
+}
 # Where the chart's defaults deliberately differ from the code's (container, not laptop).
 CHART_DEFAULTS = {
     "host": "0.0.0.0",
@@ -466,6 +473,11 @@ def test_secret_refs_default_and_override(render: Render) -> None:
         },
         "DIALBACK_ADMIN_TOKENS": {"name": FULLNAME, "key": "admin-tokens", "optional": True},
         "DIALBACK_DEMO_API_KEY": {"name": FULLNAME, "key": "demo-api-key", "optional": True},
+        "DIALBACK_ERASURE_HASH_KEY": {
+            "name": FULLNAME,
+            "key": "erasure-hash-key",
+            "optional": True,
+        },
     }
     env = env_of(
         container(

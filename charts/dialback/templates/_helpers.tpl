@@ -72,6 +72,7 @@ app.kubernetes.io/component: server
 {{ include "dialback.secretEnv" (dict "root" . "env" "DIALBACK_ROUTING_REDIS_URL" "ref" $s.routingRedisUrl) }}
 {{ include "dialback.secretEnv" (dict "root" . "env" "DIALBACK_ADMIN_TOKENS" "ref" $s.adminTokens) }}
 {{ include "dialback.secretEnv" (dict "root" . "env" "DIALBACK_DEMO_API_KEY" "ref" $s.demoApiKey) }}
+{{ include "dialback.secretEnv" (dict "root" . "env" "DIALBACK_ERASURE_HASH_KEY" "ref" $s.erasureHashKey) }}
 {{- end }}
 
 {{/* prometheus.io/* scrape annotations (pod template and internal Service). */}}

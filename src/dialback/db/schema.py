@@ -170,3 +170,23 @@ sa.Index(
     callin_requests.c.access_code,
     callin_requests.c.expires_at,
 )
+sa.Index("ix_callin_tenant_created", callin_requests.c.tenant_id, callin_requests.c.created_at)
+
+# One row per erasure (admin API): who, when, what and how much; the number only masked and
+# as a keyed hash, never in clear.
+erasure_audit = sa.Table(
+    "erasure_audit",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("actor", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("tenant_id", sa.String(36)),
+    sa.Column("tenant_name", sa.String(100)),
+    sa.Column("callback_id", sa.String(36)),
+    sa.Column("phone_masked", sa.String(32)),
+    sa.Column("phone_hash", sa.String(64)),
+    sa.Column("counts", Json, nullable=False),
+    sa.Column("corr_id", sa.String(64)),
+)
+sa.Index("ix_erasure_audit_at", erasure_audit.c.at)

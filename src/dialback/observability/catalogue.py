@@ -476,6 +476,46 @@ CATALOGUE: tuple[MetricDef, ...] = (
         ges=False,
         query="sum(increase(ges_routing_stream_losses_total[10m]))",
     ),
+    MetricDef(
+        "ges_retention_purged_total",
+        "counter",
+        "counter",
+        "business",
+        "Personal data removed by retention: rows (callbacks, callback_events, callin_requests),"
+        " routing-stream entries (stream_entries) and dead outcome-group consumers"
+        " (stream_consumers).",
+        ("kind",),
+        ges=False,
+        query="sum by (kind) (increase(ges_retention_purged_total[1h]))",
+    ),
+    MetricDef(
+        "ges_retention_last_sweep_timestamp_seconds",
+        "gauge",
+        "gauge",
+        "business",
+        "When the retention sweeper last finished a sweep (epoch seconds; 0 before the first).",
+        ges=False,
+        query="time() - ges_retention_last_sweep_timestamp_seconds",
+    ),
+    MetricDef(
+        "ges_erasures_total",
+        "counter",
+        "counter",
+        "business",
+        "Erasures done through the admin API (kind: callback, phone_number); each is audited.",
+        ("kind",),
+        ges=False,
+        query="sum by (kind) (increase(ges_erasures_total[1d]))",
+    ),
 )
+
+RETENTION_KINDS = (
+    "callbacks",
+    "callback_events",
+    "callin_requests",
+    "stream_entries",
+    "stream_consumers",
+)
+ERASURE_KINDS = ("callback", "phone_number")
 
 BY_NAME: dict[str, MetricDef] = {m.name: m for m in CATALOGUE}

@@ -169,3 +169,16 @@ class Events:
         """The routing Redis had lost the streams or groups dialback provisioned (restarted
         empty, flushed); they were provisioned again."""
         self.metrics.ges_routing_stream_losses_total.inc()
+
+    def retention_purged(self, kind: str, count: int) -> None:
+        """Retention removed ``count`` items of ``kind`` (catalogue RETENTION_KINDS)."""
+        if count:
+            self.metrics.ges_retention_purged_total.inc((kind,), count)
+
+    def retention_swept(self) -> None:
+        """The retention sweeper finished a sweep."""
+        self.metrics.ges_retention_last_sweep_timestamp_seconds.set((), time.time())
+
+    def erased(self, kind: str) -> None:
+        """An erasure (``callback`` or ``phone_number``) was committed and audited."""
+        self.metrics.ges_erasures_total.inc((kind,))

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from dialback import __version__
-from dialback.observability.catalogue import CATALOGUE, MetricDef
+from dialback.observability.catalogue import CATALOGUE, ERASURE_KINDS, RETENTION_KINDS, MetricDef
 from dialback.observability.registry import Family, Registry
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -134,6 +134,9 @@ class Metrics:
     ges_build_info: Family
     ges_deadline_actions_total: Family
     ges_routing_stream_losses_total: Family
+    ges_retention_purged_total: Family
+    ges_retention_last_sweep_timestamp_seconds: Family
+    ges_erasures_total: Family
 
     def __init__(
         self, *, data_dir: Path | None = None, tolerances: dict[str, float] | None = None
@@ -167,6 +170,11 @@ class Metrics:
             self.registry.get(name).set((), value)
         self.GES_HEALTH.set((), 0)
         self.registry.collectors.append(self._collect_process)
+        for kind in RETENTION_KINDS:
+            self.ges_retention_purged_total.ensure((kind,))
+        for kind in ERASURE_KINDS:
+            self.ges_erasures_total.ensure((kind,))
+        self.ges_retention_last_sweep_timestamp_seconds.set((), 0)
 
     def health_gauge(self, name: str) -> Family:
         """The health gauge of a dependency (one of ``HEALTH_GAUGES``)."""

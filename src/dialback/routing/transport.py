@@ -141,6 +141,22 @@ class RoutingTransport(ABC):
     async def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release connections."""
 
+    async def trim_streams(self, margin_entries: int, margin_ms: int, limit: int) -> int:
+        """Delete at most ``limit`` of the oldest stream entries every consumer group has been
+        delivered and acknowledged, keeping ``margin_entries`` and ``margin_ms`` of them; how
+        many were deleted (docs/security.md)."""
+        return 0
+
+    async def remove_dead_consumers(self, idle_ms: int, keep: list[str], limit: int) -> int:
+        """Remove up to ``limit`` outcome-group consumers idle for ``idle_ms`` with nothing
+        pending (dead replicas), never one in ``keep``; how many were removed."""
+        return 0
+
+    async def scrub_dispatches(self, callback_ids: list[str]) -> int:
+        """Delete every dispatch-stream entry of these (erased) callbacks, whoever has read
+        it; how many were deleted."""
+        return 0
+
 
 class RedisTransport(RoutingTransport):
     """Redis streams with consumer groups."""
@@ -343,6 +359,42 @@ class RedisTransport(RoutingTransport):
     async def close(self) -> None:
         await self.client.aclose()
 
+    async def trim_streams(self, margin_entries: int, margin_ms: int, limit: int) -> int:
+        removed = 0
+        for stream in (self.dispatch_stream, self.outcome_stream):
+            script = self.client.register_script(_TRIM_ACKNOWLEDGED)
+            removed += int(await script(keys=[stream], args=[margin_entries, margin_ms, limit]))
+        return removed
+
+    async def remove_dead_consumers(self, idle_ms: int, keep: list[str], limit: int) -> int:
+        script = self.client.register_script(_REMOVE_DEAD_CONSUMERS)
+        args: list[str | int] = [self.outcome_group, idle_ms, limit, *keep]
+        return int(await script(keys=[self.outcome_stream], args=args))
+
+    async def scrub_dispatches(self, callback_ids: list[str]) -> int:
+        # The entries hold the number and userData. A deleted entry a consumer has pending is
+        # still acknowledged normally, and claiming it yields its id without fields (Redis 7).
+        wanted = set(callback_ids)
+        if not wanted:
+            return 0
+        found: list[str] = []
+        start = "-"
+        while True:
+            raw: Any = await self.client.xrange(self.dispatch_stream, min=start, count=_SCRUB_CHUNK)
+            chunk = [(_s(i), _fields(f)) for i, f in raw or [] if f]
+            for eid, fields in chunk:
+                if fields.get("id") in wanted and fields.get("type") != "cancel":
+                    found.append(eid)
+            if len(raw or []) < _SCRUB_CHUNK:
+                break
+            start = "(" + _s(raw[-1][0])
+        deleted = 0
+        for i in range(0, len(found), _SCRUB_CHUNK):
+            deleted += int(
+                await self.client.xdel(self.dispatch_stream, *found[i : i + _SCRUB_CHUNK])
+            )
+        return deleted
+
 
 def _s(v: bytes | str) -> str:
     return v.decode() if isinstance(v, bytes) else v
@@ -432,3 +484,96 @@ class MemoryTransport(RoutingTransport):
 
     async def ping(self) -> None:
         return None
+
+    async def trim_streams(self, margin_entries: int, margin_ms: int, limit: int) -> int:
+        # Entries leave the in-process queues when they are read: nothing piles up.
+        return 0
+
+    async def remove_dead_consumers(self, idle_ms: int, keep: list[str], limit: int) -> int:
+        return 0
+
+
+# Trims one stream, atomically (nothing can be delivered or claimed between the look and the
+# trim): only entries below every group's oldest pending id and up to its last-delivered id
+# go, so only what every group was delivered and acknowledged; the ``margin`` newest of those
+# stay, and so does anything younger than ``margin_ms`` (Redis's own clock); at most ``limit``
+# entries go per call. A stream without groups is never trimmed (no one was delivered
+# anything). KEYS = the stream; ARGV = margin, margin_ms, limit. Returns the count deleted.
+_TRIM_ACKNOWLEDGED = """
+local stream = KEYS[1]
+local margin = tonumber(ARGV[1])
+local margin_ms = tonumber(ARGV[2])
+local limit = tonumber(ARGV[3])
+if redis.call('EXISTS', stream) == 0 then return 0 end
+local function parse(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+local function less(a, b)
+  local am, as = parse(a)
+  local bm, bs = parse(b)
+  return am < bm or (am == bm and as < bs)
+end
+local groups = redis.call('XINFO', 'GROUPS', stream)
+if #groups == 0 then return 0 end
+local floor = nil
+for _, g in ipairs(groups) do
+  local info = {}
+  for i = 1, #g, 2 do info[g[i]] = g[i + 1] end
+  -- An exclusive bound: everything up to the last delivered id was delivered...
+  local lm, ls = parse(info['last-delivered-id'])
+  local candidate = string.format('%.0f-%.0f', lm, ls + 1)
+  if tonumber(info['pending']) > 0 then
+    -- ...and acknowledged, below the oldest pending one.
+    local p = redis.call('XPENDING', stream, info['name'])
+    if p[2] and less(p[2], candidate) then candidate = p[2] end
+  end
+  if floor == nil or less(candidate, floor) then floor = candidate end
+end
+if floor == '0-1' then return 0 end
+local older = redis.call('XREVRANGE', stream, '(' .. floor, '-', 'COUNT', margin + 1)
+if #older <= margin then return 0 end
+-- This entry (the newest one the margin does not keep) and everything older may go.
+local last = older[margin + 1][1]
+local t = redis.call('TIME')
+local cut_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - margin_ms
+if cut_ms <= 0 then return 0 end
+local last_ms = parse(last)
+if last_ms >= cut_ms then
+  local young = redis.call('XREVRANGE', stream, string.format('%.0f', cut_ms - 1), '-', 'COUNT', 1)
+  if #young == 0 then return 0 end
+  last = young[1][1]
+end
+local first = redis.call('XRANGE', stream, '-', last, 'COUNT', limit)
+if #first == 0 then return 0 end
+-- MINID keeps what is not below its id: the successor of the last entry to delete.
+local upto_ms, upto_seq = parse(first[#first][1])
+return redis.call('XTRIM', stream, 'MINID', string.format('%.0f-%.0f', upto_ms, upto_seq + 1))
+"""
+
+# Removes dead consumers of one group, atomically: a consumer idle for ARGV[2] ms with no
+# pending entries, not named in ARGV[4..]; at most ARGV[3] of them. KEYS = the stream,
+# ARGV[1] = the group. A consumer with pending entries is never removed (its entries would
+# leave the group's pending list, and no one could claim them again).
+_REMOVE_DEAD_CONSUMERS = """
+local consumers = redis.pcall('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])
+if type(consumers) ~= 'table' or consumers['err'] then return 0 end
+local idle = tonumber(ARGV[2])
+local limit = tonumber(ARGV[3])
+local keep = {}
+for i = 4, #ARGV do keep[ARGV[i]] = true end
+local removed = 0
+for _, c in ipairs(consumers) do
+  if removed >= limit then break end
+  local info = {}
+  for i = 1, #c, 2 do info[c[i]] = c[i + 1] end
+  if tonumber(info['pending']) == 0 and tonumber(info['idle']) >= idle and not keep[info['name']] then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], info['name'])
+    removed = removed + 1
+  end
+end
+return removed
+"""
+
+# Entries read (or deleted) per call when an erasure scrubs the dispatch stream.
+_SCRUB_CHUNK = 1000

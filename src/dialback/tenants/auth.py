@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Callable
 
@@ -54,8 +55,14 @@ class KeyCache:
         self._cache.clear()
 
 
+def admin_identity(token: str) -> str:
+    """How an admin token is named in the audit log: a prefix of its SHA-256, never the token."""
+    return "token:" + hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+
+
 def check_admin_token(tokens: list[str], given: str | None) -> str:
-    """The caller's identity when ``given`` is one of the admin ``tokens``; 401 otherwise."""
+    """The caller's identity (``admin_identity``) when ``given`` is one of the admin ``tokens``;
+    401 otherwise."""
     if not tokens:
         raise ApiError(401, "the admin API is disabled: no DIALBACK_ADMIN_TOKENS configured")
     if given is None:
@@ -63,4 +70,4 @@ def check_admin_token(tokens: list[str], given: str | None) -> str:
     raw = given.encode()
     if not any(hmac.compare_digest(raw, t.encode()) for t in tokens):
         raise Unauthorized("invalid admin token")
-    return "admin"
+    return admin_identity(given)

@@ -20,10 +20,18 @@ class TenantThrottle(Strict):
     )
 
 
+class TenantRetention(Strict):
+    """Per-tenant retention in days; an unset field follows DIALBACK_RETENTION_*_DAYS."""
+
+    callback_days: int | None = Field(None, ge=1, le=3650, alias="callbackDays")
+    callin_days: int | None = Field(None, ge=1, le=3650, alias="callInDays")
+
+
 class TenantSettings(Strict):
     """Per-tenant settings."""
 
     throttle: TenantThrottle = Field(default_factory=TenantThrottle)
+    retention: TenantRetention | None = None
 
 
 class TenantIn(Strict):

@@ -46,7 +46,7 @@ class TenantAdmin:
 
     async def create(self, name: str, settings: TenantSettings) -> TenantRecord:
         """Create a tenant; 409 when the name is taken."""
-        values = settings.model_dump(mode="json", by_alias=True)
+        values = settings.model_dump(mode="json", by_alias=True, exclude_none=True)
         try:
             async with self.engine.begin() as conn:
                 if await repo.get_tenant_by_name(conn, name) is not None:
@@ -73,7 +73,9 @@ class TenantAdmin:
         """Replace a tenant's settings and/or disable or enable it."""
         values: dict[str, Any] = {}
         if patch.settings is not None:
-            values["settings"] = patch.settings.model_dump(mode="json", by_alias=True)
+            values["settings"] = patch.settings.model_dump(
+                mode="json", by_alias=True, exclude_none=True
+            )
         if patch.disabled is not None:
             values["disabled"] = patch.disabled
         async with self.engine.begin() as conn:

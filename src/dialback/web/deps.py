@@ -50,3 +50,7 @@ async def require_admin(
     """A valid admin bearer token, or 401."""
     tokens = container_of(request).settings.admin_token_list()
     return check_admin_token(tokens, creds.credentials if creds is not None else None)
+
+
+AdminDep = Annotated[str, Depends(require_admin)]
+"""The calling admin's identity (a prefix of its token's hash), for the audit log."""

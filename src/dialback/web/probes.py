@@ -16,7 +16,8 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 @router.get("/health/live")
 async def live(c: ContainerDep) -> JSONResponse:
-    """Alive unless a monitor loop died or stalled or the event loop stopped; no I/O."""
+    """Alive unless a monitor loop or the retention loop died, the monitor stalled or the event
+    loop stopped; no I/O."""
     problems: dict[str, object] = {}
     mon = c.monitor
     if mon is not None and not mon.healthy:
@@ -25,6 +26,9 @@ async def live(c: ContainerDep) -> JSONResponse:
         stale = time.time() - mon.last_cycle_at
         if stale > max(60.0, c.settings.monitor_lease_seconds * 2):
             problems["monitorLastCycleAgeSeconds"] = round(stale, 1)
+    sweeper = c.retention_sweeper
+    if sweeper is not None and not sweeper.healthy:
+        problems["retentionFailed"] = sweeper.failed
     tick_age = time.monotonic() - c.loop_lag.last_tick
     if tick_age > 30:
         problems["eventLoopTickAgeSeconds"] = round(tick_age, 1)

@@ -20,6 +20,7 @@ from dialback.db.migrations import (
     m003_open_number_index,
     m004_completed_index,
     m006_routed_deadline_index,
+    m007_retention,
 )
 
 
@@ -49,6 +50,11 @@ MIGRATIONS: list[Migration] = [
         6,
         "ix_callbacks_routed_deadline: the deadline sweep of routed callbacks",
         m006_routed_deadline_index.apply,
+    ),
+    Migration(
+        7,
+        "erasure_audit and ix_callin_tenant_created: retention and erasure",
+        m007_retention.apply,
     ),
 ]
 

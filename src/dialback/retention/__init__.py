@@ -1,0 +1,1 @@
+"""Retention (purging old personal data in small batches) and erasure (GDPR) with its audit."""
