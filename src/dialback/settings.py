@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     monitor_lease_seconds: float = 30.0
     monitor_lagging_threshold_seconds: float = 5.0
     monitor_stats_seconds: float = 5.0
+    monitor_stall_seconds: float = 120.0
 
     # Comma-separated bearer tokens for the admin API on the internal port.
     admin_tokens: SecretStr = SecretStr("")

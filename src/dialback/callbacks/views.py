@@ -131,6 +131,7 @@ def admin_item(row: Any, tenant_name: str | None) -> dict[str, Any]:
         "createdTime": iso(row.created_at),
         "attempt": row.attempt,
         "priority": row.priority,
+        "parked": bool(row.parked),
     }
 
 
@@ -167,4 +168,8 @@ def admin_detail(d: CallbackDetail) -> dict[str, Any]:
         "pushTargets": push_targets(row),
         "userData": row.user_data,
         "history": [history_item(ev) for ev in d.history],
+        "parkedTime": utc_iso(row.parked.parked_at) if row.parked else None,
+        "parkReason": row.parked.reason if row.parked else None,
+        # Stored values that cannot be rendered (shown null above): their raw text.
+        **({"unreadable": row.unreadable} if row.unreadable else {}),
     }
