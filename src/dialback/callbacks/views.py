@@ -19,15 +19,20 @@ from dialback.kit.timefmt import iso, local_iso, utc_iso
 from dialback.routing.messages import DISPATCH_BOOKING_FIELDS
 
 
+def _params(row: Any) -> dict[str, Any]:
+    # A row of an older version or written by hand may hold anything here.
+    return row.params if isinstance(row.params, dict) else {}
+
+
 def booking_fields(row: Any) -> dict[str, Any]:
     """The GES booking fields as given at create (null when absent)."""
-    params = row.params or {}
+    params = _params(row)
     return {name: params.get(name) for name in DISPATCH_BOOKING_FIELDS}
 
 
 def push_targets(row: Any) -> list[dict[str, str]]:
     """Where push notifications are to go (kept; not delivered yet)."""
-    params = row.params or {}
+    params = _params(row)
     if "pushTargets" in params:
         return list(params["pushTargets"])
     if params.get("pushChannel") and params.get("pushTarget"):  # stored before pushTargets
