@@ -119,6 +119,11 @@ async def test_a_poison_row_is_parked_and_the_other_tenants_callback_goes_out_in
     b_tenant, b_service = await tenant_and_service(rt.engine, "tenant-b")
     due = time.time() - 1
     wrong = await poison(rt, a_tenant, a_service, due)
+    # Readable, but its stream entry cannot be built (a desired time no clock can show).
+    [unpublishable] = await insert_due_callbacks(
+        rt.engine, a_tenant, a_service, 1, due_at=due, desired_time=1e300
+    )
+    wrong[unpublishable] = "dispatch"
     [b] = await insert_due_callbacks(rt.engine, b_tenant, b_service, 1, due_at=due)
 
     # One dispatch cycle: B goes out, the poison rows are parked, nothing raises.
