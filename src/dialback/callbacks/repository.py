@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -431,12 +432,17 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+# 19 digits in a row: possibly an integer beyond 64 bits, which orjson would read as a float.
+_LONG_DIGITS = re.compile(r"\d{19}")
+
+
 def _loads(text: str | None) -> Any:
-    # Exact integers (the stdlib parser), refused where the stream cannot carry them exactly:
-    # orjson would read 2^64 as a float and fail on a 310-digit integer.
     if text is None:
         raise ValueError("missing")
-    return json.loads(text, parse_float=_finite, parse_constant=_no_constant)
+    if _LONG_DIGITS.search(text):
+        # Exact integers (the stdlib parser); orjson.dumps then refuses those beyond 64 bits.
+        return json.loads(text, parse_float=_finite, parse_constant=_no_constant)
+    return orjson.loads(text)
 
 
 def _compact(text: str | None) -> str:
