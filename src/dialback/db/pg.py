@@ -177,6 +177,7 @@ async def _begin(adapted: Any, driver: Any) -> None:
         isolation=adapted.isolation_level, readonly=adapted.readonly, deferrable=adapted.deferrable
     )
     await tr.start()
+    # The adapter's own slot (SQLAlchemy 2.x): its commit and rollback end this transaction.
     adapted._transaction = tr
 
 
