@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     processing_timeout_seconds: float = 4 * 3600.0
     deadline_sweep_seconds: float = 5.0
     deadline_batch_size: int = 200
+    monitor_stall_seconds: float = 120.0
 
     # Comma-separated bearer tokens for the admin API on the internal port.
     admin_tokens: SecretStr = SecretStr("")

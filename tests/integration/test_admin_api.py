@@ -400,6 +400,7 @@ async def test_callback_list_filters_and_paging(stack: Stack) -> None:
         "createdTime": item["createdTime"],
         "attempt": 1,
         "priority": 0,
+        "parked": False,
     }
     assert item["createdTime"].endswith("Z") and item["dueTime"] > item["createdTime"]
 

@@ -80,7 +80,7 @@ async def test_expired_leases_of_a_dead_monitor_are_reclaimed_without_duplicates
     now = time.time()
     # A monitor claims 40 callbacks, publishes half of them, then dies before marking any.
     async with dead.engine.begin() as conn:
-        claimed = await callbacks_repo.claim_due(conn, "dead-monitor", now, 1.0, 100)
+        claimed, _ = await callbacks_repo.claim_due(conn, "dead-monitor", now, 1.0, 100)
     assert len(claimed) == 40
     half = claimed[:20]
     await dead.transport.publish(

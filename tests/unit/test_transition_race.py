@@ -41,7 +41,7 @@ async def claimed_callback(engine: AsyncEngine) -> list[repo.Claimed]:
     tenant_id, service_id = await tenant_and_service(engine)
     await insert_due_callbacks(engine, tenant_id, service_id, 1)
     async with engine.begin() as conn:
-        return await repo.claim_due(conn, OWNER, time.time(), 30.0, 10)
+        return (await repo.claim_due(conn, OWNER, time.time(), 30.0, 10)).rows
 
 
 async def test_mark_queued_waits_for_an_outcome_that_read_the_row_first(

@@ -33,6 +33,9 @@ async def list_callbacks(
     createdTo: TimeFilter = None,
     dueFrom: TimeFilter = None,
     dueTo: TimeFilter = None,
+    parked: Annotated[
+        bool | None, Query(description="true: only callbacks the monitor parked; false: none")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=250)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> EnvelopeResponse:
@@ -44,6 +47,7 @@ async def list_callbacks(
         created_to=parse_time_param("createdTo", createdTo, None),
         due_from=parse_time_param("dueFrom", dueFrom, None),
         due_to=parse_time_param("dueTo", dueTo, None),
+        parked=parked,
     )
     page = await c.callbacks.search(tenant, where, limit=limit, offset=offset)
     return ok(views.admin_page(page, limit, offset))

@@ -9,6 +9,9 @@ opened one on the connection. The booking itself is ``callbacks.booking``.
 from __future__ import annotations
 
 import hashlib
+import json
+import math
+import re
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -19,9 +22,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dialback.callbacks.lifecycle import OPEN_STATES, Event, Transition, queued_event
 from dialback.db import pg
-from dialback.db.schema import callback_events, callbacks, capacity_usage
+from dialback.db.schema import callback_events, callbacks, capacity_usage, parked_callbacks
+from dialback.kit import jsontext
 
 CB = callbacks.c
+PARKED = parked_callbacks.c
 
 
 async def insert_callback(conn: AsyncConnection, values: dict[str, Any]) -> None:
@@ -224,6 +229,7 @@ class CallbackFilter:
     created_to: float | None = None
     due_from: float | None = None
     due_to: float | None = None
+    parked: bool | None = None  # True: only parked callbacks, False: none of them
 
 
 async def search_callbacks(
@@ -246,11 +252,14 @@ async def search_callbacks(
         conds.append(CB.due_at >= f.due_from)
     if f.due_to is not None:
         conds.append(CB.due_at < f.due_to)
+    if f.parked is not None:
+        conds.append(~_not_parked() if f.parked else _not_parked())
     where = sa.and_(sa.true(), *conds)
     count = sa.select(sa.func.count()).select_from(callbacks).where(where)
     total = int((await conn.execute(count)).scalar() or 0)
+    parked = sa.exists().where(PARKED.callback_id == CB.id).label("parked")
     q = (
-        sa.select(callbacks)
+        sa.select(*_LIST_COLUMNS, parked)
         .where(where)
         .order_by(CB.created_at.desc(), CB.id)
         .limit(limit)
@@ -278,6 +287,43 @@ async def find_callback(
     if lock:
         return await _locked(conn, q)
     return (await conn.execute(q)).first()
+
+
+@dataclass(frozen=True, slots=True)
+class Shown:
+    """A callback row for display: its columns, ``user_data`` and ``params`` parsed where they
+    can be rendered (else None, their raw text in ``unreadable``), and its parking if any."""
+
+    row: Any
+    user_data: Any
+    params: dict[str, Any]
+    unreadable: dict[str, str]
+    parked: Any | None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.row, name)
+
+
+_TEXT = sa.Text()
+_SHOWN_COLUMNS = [
+    *(c for c in callbacks.c if c.name not in ("user_data", "params")),
+    sa.cast(CB.user_data, _TEXT).label("user_data"),
+    sa.cast(CB.params, _TEXT).label("params"),
+]
+# The admin list shows neither JSON column: reading them could fail on a hand-written row.
+_LIST_COLUMNS = [c for c in callbacks.c if c.name not in ("user_data", "params")]
+
+
+async def show_callback(conn: AsyncConnection, callback_id: str) -> Shown | None:
+    """A callback by id whatever its tenant, for display: an unreadable stored value comes
+    back as its raw text, never as an error."""
+    row = (await conn.execute(sa.select(*_SHOWN_COLUMNS).where(CB.id == callback_id))).first()
+    if row is None:
+        return None
+    user_data, raw_ud = jsontext.shown(row.user_data)
+    params, raw_params = jsontext.shown(row.params, want_object=True)
+    unreadable = {k: v for k, v in (("userData", raw_ud), ("params", raw_params)) if v is not None}
+    return Shown(row, user_data, params or {}, unreadable, await parking(conn, callback_id))
 
 
 async def count_open_for_service(conn: AsyncConnection, service_id: str) -> int:
@@ -327,6 +373,7 @@ WHERE id = ANY(ARRAY(
     SELECT id FROM callbacks
     WHERE state = 'SCHEDULED' AND due_at <= $3
       AND (lease_expires_at IS NULL OR lease_expires_at < $3)
+      AND NOT EXISTS (SELECT 1 FROM parked_callbacks p WHERE p.callback_id = callbacks.id)
     ORDER BY due_at
     LIMIT $4
     FOR UPDATE SKIP LOCKED
@@ -337,12 +384,20 @@ RETURNING id, tenant_id, service_name, phone_number, attempt, priority, language
 
 # The state change and its event rows in one statement (one round trip, atomic); only rows
 # still leased to us and still SCHEDULED move (an outcome may already have moved one on).
+# The rows are locked in id order first (``COLLATE "C"``: the order of Python's ``sorted``, in
+# which the monitor applies outcomes): every transaction that locks several callbacks takes
+# them in that one order, so none waits for another in a cycle (a deadlock).
 _PG_MARK_QUEUED = """
-WITH moved AS (
-    UPDATE callbacks SET state = 'QUEUED', queued_at = $2, updated_at = $2,
-        lease_owner = NULL, lease_expires_at = NULL
+WITH locked AS (
+    SELECT id FROM callbacks
     WHERE id = ANY($1::varchar[]) AND lease_owner = $3 AND state = 'SCHEDULED'
-    RETURNING id, attempt
+    ORDER BY id COLLATE "C"
+    FOR UPDATE
+), moved AS (
+    UPDATE callbacks c SET state = 'QUEUED', queued_at = $2, updated_at = $2,
+        lease_owner = NULL, lease_expires_at = NULL
+    FROM locked WHERE c.id = locked.id
+    RETURNING c.id, c.attempt
 ), events AS (
     INSERT INTO callback_events (callback_id, at, from_state, to_state, reason, attempt, source)
     SELECT id, $2, 'SCHEDULED', 'QUEUED', NULL, attempt, 'monitor' FROM moved
@@ -351,70 +406,172 @@ SELECT count(*) FROM moved
 """
 
 
-def _compact(text: str) -> str:
-    return orjson.dumps(orjson.loads(text)).decode()
+class Unreadable(NamedTuple):
+    """A due callback whose row cannot be read into a stream entry, and why (no values)."""
+
+    id: str
+    tenant_id: str
+    reason: str
+
+
+class Claim(NamedTuple):
+    """What one claim leased: the readable rows (oldest due first) and the unreadable ones."""
+
+    rows: list[Claimed]
+    unreadable: list[Unreadable]
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("a number beyond the range of a double")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+# 19 digits in a row: possibly an integer beyond 64 bits, which orjson would read as a float.
+_LONG_DIGITS = re.compile(r"\d{19}")
+
+
+def _loads(text: str | None) -> Any:
+    if text is None:
+        raise ValueError("missing")
+    if _LONG_DIGITS.search(text):
+        # Exact integers (the stdlib parser); orjson.dumps then refuses those beyond 64 bits.
+        return json.loads(text, parse_float=_finite, parse_constant=_no_constant)
+    return orjson.loads(text)
+
+
+def _compact(text: str | None) -> str:
+    try:
+        return orjson.dumps(_loads(text)).decode()
+    except TypeError as exc:  # orjson: "Integer exceeds 64-bit range"
+        raise ValueError(str(exc)) from exc
 
 
 def _params(text: str | None) -> dict[str, Any]:
-    return orjson.loads(text) if text else {}
+    value = _loads(text) if text else {}
+    if not isinstance(value, dict):
+        raise ValueError("not a JSON object")
+    return value
+
+
+def _why(field: str, exc: Exception) -> str:
+    """The reason a row is unreadable: the field and the parser's message (never the value)."""
+    return f"{field}: {type(exc).__name__}: {exc}"[:200]
+
+
+def _claimed(r: Any) -> Claimed | Unreadable:
+    field = "userData"
+    try:
+        user_data = _compact(r[9])
+        field = "params"
+        params = _params(r[10])
+    except (ValueError, RecursionError) as exc:
+        return Unreadable(r[0], r[1], _why(field, exc))
+    return Claimed(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], user_data, params)
 
 
 def _due(c: Claimed) -> float:
     return c.due_at
 
 
+def _not_parked() -> sa.ColumnElement[bool]:
+    return ~sa.exists().where(PARKED.callback_id == CB.id)
+
+
 async def claim_due(
     conn: AsyncConnection, owner: str, now: float, lease: float, limit: int
-) -> list[Claimed]:
-    """Lease up to ``limit`` due callbacks to ``owner``, oldest due first; others skip them."""
+) -> Claim:
+    """Lease up to ``limit`` due, unparked callbacks to ``owner``, oldest due first; others skip
+    them. Each row is read on its own: one that cannot be read comes back in ``unreadable``
+    (still leased: park it in the same transaction) and never fails the others."""
     if conn.dialect.name == "postgresql":
         rows = await pg.run(conn, "fetch", _PG_CLAIM, owner, now + lease, now, limit)
-        claimed = [
-            Claimed(
-                r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], _compact(r[9]), _params(r[10])
+    else:
+        due = (
+            sa.select(CB.id)
+            .where(
+                CB.state == "SCHEDULED",
+                CB.due_at <= now,
+                sa.or_(CB.lease_expires_at.is_(None), CB.lease_expires_at < now),
+                _not_parked(),
             )
-            for r in rows
-        ]
-        claimed.sort(key=_due)
-        return claimed
-    due = (
-        sa.select(CB.id)
-        .where(
-            CB.state == "SCHEDULED",
-            CB.due_at <= now,
-            sa.or_(CB.lease_expires_at.is_(None), CB.lease_expires_at < now),
+            .order_by(CB.due_at)
+            .limit(limit)
         )
-        .order_by(CB.due_at)
-        .limit(limit)
-    )
-    stmt = (
-        callbacks.update()
-        .where(CB.id.in_(due.scalar_subquery()))
-        .values(lease_owner=owner, lease_expires_at=now + lease)
-        .returning(*_CLAIM_COLUMNS)
-    )
-    claimed = [
-        Claimed(
-            r[0],
-            r[1],
-            r[2],
-            r[3],
-            r[4],
-            r[5],
-            r[6],
-            r[7],
-            r[8],
-            orjson.dumps(r[9] or {}).decode(),
-            r[10] or {},
+        text = sa.Text()
+        stmt = (
+            callbacks.update()
+            .where(CB.id.in_(due.scalar_subquery()))
+            .values(lease_owner=owner, lease_expires_at=now + lease)
+            .returning(
+                *_CLAIM_COLUMNS[:-2],
+                sa.type_coerce(CB.user_data, text),
+                sa.type_coerce(CB.params, text),
+            )
         )
-        for r in await conn.execute(stmt)
-    ]
+        rows = list(await conn.execute(stmt))
+    claimed: list[Claimed] = []
+    unreadable: list[Unreadable] = []
+    for r in rows:
+        c = _claimed(r)
+        if isinstance(c, Unreadable):
+            unreadable.append(c)
+        else:
+            claimed.append(c)
     claimed.sort(key=_due)
-    return claimed
+    return Claim(claimed, unreadable)
+
+
+async def park(conn: AsyncConnection, rows: list[Unreadable], now: float) -> None:
+    """Set callbacks aside that cannot be dispatched (the claim skips them from now on) and
+    give their leases back; their state is unchanged."""
+    if not rows:
+        return
+    values = [
+        {"callback_id": r.id, "tenant_id": r.tenant_id, "parked_at": now, "reason": r.reason}
+        for r in rows
+    ]
+    await conn.execute(_upsert(conn)(parked_callbacks).values(values).on_conflict_do_nothing())
+    await lock_in_id_order(conn, [r.id for r in rows])
+    await conn.execute(
+        callbacks.update()
+        .where(CB.id.in_([r.id for r in rows]))
+        .values(lease_owner=None, lease_expires_at=None)
+    )
+
+
+async def parking(conn: AsyncConnection, callback_id: str) -> Any | None:
+    """Why and when a callback was parked, or None."""
+    q = sa.select(parked_callbacks).where(PARKED.callback_id == callback_id)
+    return (await conn.execute(q)).first()
+
+
+async def parked_open_count(conn: AsyncConnection) -> int:
+    """How many parked callbacks are still open (waiting for an operator)."""
+    q = (
+        sa.select(sa.func.count())
+        .select_from(parked_callbacks.join(callbacks, CB.id == PARKED.callback_id))
+        .where(CB.state.in_(OPEN_STATES))
+    )
+    return int((await conn.execute(q)).scalar() or 0)
+
+
+async def lock_in_id_order(conn: AsyncConnection, ids: list[str]) -> None:
+    """Lock these callbacks in id order (PostgreSQL; the one order, see ``_PG_MARK_QUEUED``)
+    before one statement updates them all in whatever order its plan visits them."""
+    if conn.dialect.name == "postgresql" and len(ids) > 1:
+        q = sa.select(CB.id).where(CB.id.in_(ids)).order_by(CB.id.collate("C")).with_for_update()
+        await conn.execute(q)
 
 
 async def release_leases(conn: AsyncConnection, owner: str, ids: list[str]) -> None:
     """Give leases back so the next cycle (of any replica) retries at once."""
+    await lock_in_id_order(conn, ids)
     await conn.execute(
         callbacks.update()
         .where(CB.id.in_(ids), CB.lease_owner == owner)
@@ -461,9 +618,10 @@ async def count_by_state(conn: AsyncConnection) -> dict[str, int]:
 
 
 async def due_backlog(conn: AsyncConnection, now: float) -> tuple[int, float | None]:
-    """How many callbacks are due but not dispatched, and the oldest due time."""
+    """How many callbacks are due but not dispatched, and the oldest due time (parked ones
+    excepted: they wait for an operator, not for the monitor)."""
     q = sa.select(sa.func.count(), sa.func.min(CB.due_at)).where(
-        CB.state == "SCHEDULED", CB.due_at <= now
+        CB.state == "SCHEDULED", CB.due_at <= now, _not_parked()
     )
     n, oldest = (await conn.execute(q)).one()
     return int(n or 0), (float(oldest) if oldest is not None else None)

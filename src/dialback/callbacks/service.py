@@ -97,7 +97,7 @@ class QueueStatus:
 class CallbackDetail:
     """One callback for the admin API: the row, its tenant's name and its history."""
 
-    row: Any
+    row: repo.Shown
     tenant_name: str | None
     history: list[Any]
 
@@ -462,7 +462,7 @@ class CallbackService:
             return await self._detail(conn, callback_id)
 
     async def _detail(self, conn: AsyncConnection, callback_id: str) -> CallbackDetail:
-        row = await repo.find_callback(conn, callback_id) if is_id(callback_id) else None
+        row = await repo.show_callback(conn, callback_id) if is_id(callback_id) else None
         if row is None:
             raise NotFound(f"no callback with id {callback_id!r}")
         names = await tenants_repo.tenant_names(conn, {row.tenant_id})

@@ -19,15 +19,20 @@ from dialback.kit.timefmt import iso, local_iso, utc_iso
 from dialback.routing.messages import DISPATCH_BOOKING_FIELDS
 
 
+def _params(row: Any) -> dict[str, Any]:
+    # A row of an older version or written by hand may hold anything here.
+    return row.params if isinstance(row.params, dict) else {}
+
+
 def booking_fields(row: Any) -> dict[str, Any]:
     """The GES booking fields as given at create (null when absent)."""
-    params = row.params or {}
+    params = _params(row)
     return {name: params.get(name) for name in DISPATCH_BOOKING_FIELDS}
 
 
 def push_targets(row: Any) -> list[dict[str, str]]:
     """Where push notifications are to go (kept; not delivered yet)."""
-    params = row.params or {}
+    params = _params(row)
     if "pushTargets" in params:
         return list(params["pushTargets"])
     if params.get("pushChannel") and params.get("pushTarget"):  # stored before pushTargets
@@ -131,6 +136,7 @@ def admin_item(row: Any, tenant_name: str | None) -> dict[str, Any]:
         "createdTime": iso(row.created_at),
         "attempt": row.attempt,
         "priority": row.priority,
+        "parked": bool(row.parked),
     }
 
 
@@ -167,4 +173,8 @@ def admin_detail(d: CallbackDetail) -> dict[str, Any]:
         "pushTargets": push_targets(row),
         "userData": row.user_data,
         "history": [history_item(ev) for ev in d.history],
+        "parkedTime": utc_iso(row.parked.parked_at) if row.parked else None,
+        "parkReason": row.parked.reason if row.parked else None,
+        # Stored values that cannot be rendered (shown null above): their raw text.
+        **({"unreadable": row.unreadable} if row.unreadable else {}),
     }

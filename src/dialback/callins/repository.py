@@ -93,14 +93,20 @@ async def list_requests(
     limit: int,
     offset: int,
 ) -> tuple[list[Any], int]:
-    """Requests newest first, each with its tenant's name, and the total that match."""
+    """Requests newest first, each with its tenant's name (``user_data`` as its stored JSON
+    text), and the total that match."""
     conds = []
     if tenant_id is not None:
         conds.append(callin_requests.c.tenant_id == tenant_id)
     if group is not None:
         conds.append(callin_requests.c.group_name == group)
     q = (
-        sa.select(callin_requests, tenants.c.name.label("tenant_name"))
+        sa.select(
+            *(c for c in callin_requests.c if c.name != "user_data"),
+            # As stored: a value that cannot be read is shown raw, never an error.
+            sa.cast(callin_requests.c.user_data, sa.Text()).label("user_data"),
+            tenants.c.name.label("tenant_name"),
+        )
         .join(tenants, tenants.c.id == callin_requests.c.tenant_id, isouter=True)
         .where(*conds)
         .order_by(callin_requests.c.created_at.desc(), callin_requests.c.id)

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from dialback.callins import repository as repo
 from dialback.callins.repository import CallInGroup
 from dialback.callins.schemas import CallInGroupConfig, CreateCallIn, MatchIn
+from dialback.kit import jsontext
 from dialback.kit.errors import BadRequest, Conflict, NotFound, TooManyRequests
 from dialback.kit.phone import normalise_number
 from dialback.observability.events import Events
@@ -81,6 +82,8 @@ class CallInRequest:
     expires_at: float
     matched_at: float | None
     tenant_name: str | None = None
+    # The stored text of ``user_data`` when it cannot be rendered (then ``user_data`` is None).
+    user_data_raw: str | None = None
 
     @classmethod
     def of_row(cls, row: Any, tenant_name: str | None = None) -> CallInRequest:
@@ -335,5 +338,9 @@ class CallInService:
             rows, total = await repo.list_requests(
                 conn, tenant_id=tenant_id, group=group, limit=limit, offset=offset
             )
-        items = [CallInRequest.of_row(r, r.tenant_name) for r in rows]
+        items = []
+        for r in rows:
+            user_data, raw = jsontext.shown(r.user_data)
+            req = CallInRequest.of_row(r, r.tenant_name)
+            items.append(replace(req, user_data=user_data, user_data_raw=raw))
         return RequestPage(items, total, limit, offset, now)

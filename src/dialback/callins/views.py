@@ -44,6 +44,8 @@ def request_out(req: CallInRequest, now: float) -> dict[str, Any]:
         "createdAt": iso(req.created_at),
         "expirationTime": int(req.expires_at),
         "matchedAt": iso(req.matched_at),
+        # A stored value that cannot be rendered (shown null above): its raw text.
+        **({"unreadable": {"userData": req.user_data_raw}} if req.user_data_raw else {}),
     }
 
 

@@ -168,11 +168,29 @@ class RawPool:
                 self._pool.release(conn, reusable=reusable)
 
 
+async def _begin(adapted: Any, driver: Any) -> None:
+    """Begin the transaction SQLAlchemy's asyncpg adapter would begin at its first statement
+    (and commits or rolls back with the SQLAlchemy transaction)."""
+    if adapted.isolation_level == "autocommit":
+        return
+    tr = driver.transaction(
+        isolation=adapted.isolation_level, readonly=adapted.readonly, deferrable=adapted.deferrable
+    )
+    await tr.start()
+    # The adapter's own slot (SQLAlchemy 2.x): its commit and rollback end this transaction.
+    adapted._transaction = tr
+
+
 async def run(conn: AsyncConnection, method: str, sql: str, *args: Any) -> Any:
     """Run ``sql`` with asyncpg's ``method`` on the connection under ``conn`` (in its
     transaction, if begun)."""
-    driver: Any = (await conn.get_raw_connection()).driver_connection
+    raw = await conn.get_raw_connection()
+    driver: Any = raw.driver_connection
     try:
+        if conn.in_transaction() and not driver.is_in_transaction():
+            # SQLAlchemy sends BEGIN lazily, with its first statement; this one bypasses it:
+            # begin here or it commits on its own (a claim's leases outliving its rollback).
+            await _begin(raw.dbapi_connection, driver)
         return await getattr(driver, method)(sql, *args)
     except Exception as exc:
         # SQLAlchemy did not see this statement fail: a connection that died must not go back

@@ -91,3 +91,21 @@ def is_dns_failure(exc: BaseException) -> bool:
             return True
         cur = cur.__cause__ or cur.__context__
     return False
+
+
+# PostgreSQL's "try the transaction again" errors: deadlock detected, serialization failure.
+_RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def is_retryable_conflict(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it wraps) is a deadlock or serialization failure: the
+    transaction was rolled back and running it again is the cure."""
+    seen = 0
+    cur: BaseException | None = exc
+    while cur is not None and seen < 8:
+        code = getattr(cur, "sqlstate", None) or getattr(cur, "pgcode", None)
+        if code in _RETRYABLE_SQLSTATES:
+            return True
+        cur = getattr(cur, "orig", None) or cur.__cause__
+        seen += 1
+    return False

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import random
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -27,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from dialback.callbacks import repository as repo
 from dialback.callbacks.lifecycle import Lifecycle, Transition
 from dialback.kit.context import bound
-from dialback.kit.errors import is_dependency_error
+from dialback.kit.errors import is_dependency_error, is_retryable_conflict
 from dialback.kit.timefmt import utc_iso
 from dialback.monitor.deadlines import DeadlineSweeper
 from dialback.observability.events import Events
@@ -51,6 +53,11 @@ PROVISION_RETRY_MAX_SECONDS = 60.0
 # Reading outcomes from an unreachable routing Redis is retried 1 s, 2 s ... at most 10 s apart.
 OUTCOME_RETRY_FIRST_SECONDS = 1.0
 OUTCOME_RETRY_MAX_SECONDS = 10.0
+# A failed dispatch cycle is retried after 1 s, 2 s, 4 s ... at most this far apart; wakes
+# (each booking sends one) do not cut that pause short.
+DISPATCH_BACKOFF_MAX_SECONDS = 5.0
+# A transaction that lost a deadlock or a serialization conflict runs again, at most this often.
+CONFLICT_RETRIES = 5
 
 
 def dispatch_fields(
@@ -80,6 +87,10 @@ def dispatch_fields(
         value = params.get(name)
         fields[name] = "" if value is None else str(value)
     return fields
+
+
+def _callback_id(o: Outcome) -> str:
+    return o.id
 
 
 class _Batch:
@@ -123,6 +134,11 @@ class CallbackMonitor:
         # The dispatch pipeline: the batch being published, the one being marked QUEUED.
         self._publishing: tuple[_Batch, asyncio.Task[float | None]] | None = None
         self._marking: asyncio.Task[None] | None = None
+        # Progress: when a dispatch cycle last succeeded, and whether the failures since then
+        # were all dependency outages (see ``stalled_seconds`` and ``wedged``).
+        self.last_progress_at = time.time()
+        self.last_cycle_ok = True
+        self._bug_since_progress = False
 
     @property
     def healthy(self) -> bool:
@@ -130,8 +146,20 @@ class CallbackMonitor:
         return self.failed is None
 
     def wake(self) -> None:
-        """Ask for a dispatch cycle now (an immediate callback was booked)."""
+        """Ask for a dispatch cycle now (an immediate callback was booked); ignored while a
+        failed cycle backs off."""
         self._wake.set()
+
+    def stalled_seconds(self, now: float | None = None) -> float:
+        """How long every dispatch cycle has failed (0 while the last one succeeded)."""
+        if self.last_cycle_ok:
+            return 0.0
+        return max(0.0, (time.time() if now is None else now) - self.last_progress_at)
+
+    def wedged(self, threshold: float) -> bool:
+        """True when cycles have failed for more than ``threshold`` seconds and not only for a
+        dependency outage: a restart may cure that (it cannot cure an outage)."""
+        return self._bug_since_progress and self.stalled_seconds() > threshold
 
     def start(self) -> None:
         """Start the dispatch, outcome and statistics loops under a supervisor."""
@@ -183,6 +211,7 @@ class CallbackMonitor:
         batch_size = self.settings.monitor_batch_size
         poll = self.settings.monitor_poll_seconds
         backoff = poll
+        self.last_progress_at = time.time()
         while not self._stopping.is_set():
             self._wake.clear()
             started = time.monotonic()
@@ -207,12 +236,17 @@ class CallbackMonitor:
             self.draining = full
             self.last_cycle_seconds = time.monotonic() - started
             self.last_cycle_at = time.time()
-            self.events.monitor_cycle(self.last_cycle_seconds)
-            backoff = poll if ok else min(backoff * 2, 5.0)
+            self._progress(ok)
+            self.events.monitor_cycle(self.last_cycle_seconds, self.stalled_seconds())
+            backoff = poll if ok else min(max(backoff, 0.5) * 2, DISPATCH_BACKOFF_MAX_SECONDS)
             if full:
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=backoff)
+            if ok:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=backoff)
+            else:
+                # A booking's wake must not hammer a failing dependency: back off for real.
+                await self._sleep(backoff)
         self.draining = False
         await self._flush()
 
@@ -248,10 +282,17 @@ class CallbackMonitor:
             ok = ok and marked
         return ok
 
+    def _progress(self, ok: bool) -> None:
+        self.last_cycle_ok = ok
+        if ok:
+            self.last_progress_at = time.time()
+            self._bug_since_progress = False
+
     def _cycle_failed(self, exc: BaseException) -> None:
-        if is_dependency_error(exc):
+        if is_dependency_error(exc) or is_retryable_conflict(exc):
             log.warning("dispatch cycle failed: %s: %s", type(exc).__name__, exc)
         else:
+            self._bug_since_progress = True
             log.error("dispatch cycle failed", exc_info=exc)
             self.events.uncaught_exception("monitor")
 
@@ -276,10 +317,13 @@ class CallbackMonitor:
     async def _claim(self) -> _Batch | None:
         now = time.time()
         lease = self.settings.monitor_lease_seconds
+        # One transaction: the leases and the parking of unreadable rows commit together.
         async with self.engine.begin() as conn:
-            rows = await repo.claim_due(
+            rows, unreadable = await repo.claim_due(
                 conn, self.owner, now, lease, self.settings.monitor_batch_size
             )
+            await repo.park(conn, unreadable, now)
+        self._report_parked(unreadable)
         if not rows:
             return None
         if log.isEnabledFor(TRACE):
@@ -297,11 +341,10 @@ class CallbackMonitor:
             log.warning("dropping %d claimed callbacks whose lease ran out", len(claimed))
             return None
         published = utc_iso(publish_time)
-        stream = self.settings.outcome_stream
-        dispatches = [
-            Dispatch(r.id, r.attempt, dispatch_fields(r, stream, publish_time, published))
-            for r in claimed
-        ]
+        dispatches = await self._dispatches(batch, publish_time, published)
+        claimed = batch.rows
+        if not claimed:
+            return None
         attempts = [(r.id, r.attempt) for r in claimed]
         try:
             await self.transport.publish(dispatches)
@@ -321,11 +364,48 @@ class CallbackMonitor:
                     )
         return time.time()
 
+    async def _dispatches(
+        self, batch: _Batch, publish_time: float, published: str
+    ) -> list[Dispatch]:
+        """The stream entries of a batch; a row that cannot become one is parked and dropped
+        from the batch (it never holds the others back)."""
+        stream = self.settings.outcome_stream
+        out: list[Dispatch] = []
+        bad: list[repo.Unreadable] = []
+        for r in batch.rows:
+            try:
+                fields = dispatch_fields(r, stream, publish_time, published)
+            except Exception as exc:
+                bad.append(repo.Unreadable(r.id, r.tenant_id, f"dispatch: {type(exc).__name__}"))
+                continue
+            out.append(Dispatch(r.id, r.attempt, fields))
+        if bad:
+            ids = {b.id for b in bad}
+            batch.rows = [r for r in batch.rows if r.id not in ids]
+            async with self.engine.begin() as conn:
+                await repo.park(conn, bad, time.time())
+            self._report_parked(bad)
+        return out
+
+    def _report_parked(self, parked: list[repo.Unreadable]) -> None:
+        for p in parked:
+            self.events.callback_parked(p.tenant_id)
+            with bound(tenantId=p.tenant_id, callbackId=p.id):
+                log.warning(
+                    "callback parked: its row cannot be dispatched (%s); the admin API shows it",
+                    p.reason,
+                    extra={"reason": p.reason},
+                )
+
     async def _mark(self, batch: _Batch, published_at: float) -> None:
         """Record a published batch as QUEUED (rows whose lease was lost are left alone)."""
         claimed = batch.rows
-        async with self.engine.begin() as conn:
-            await repo.mark_queued(conn, self.owner, claimed, published_at)
+
+        async def mark() -> None:
+            async with self.engine.begin() as conn:
+                await repo.mark_queued(conn, self.owner, claimed, published_at)
+
+        await self._retrying(mark)
         if log.isEnabledFor(TRACE):
             for r in claimed:
                 with bound(tenantId=r.tenant_id, callbackId=r.id):
@@ -369,7 +449,7 @@ class CallbackMonitor:
                 await self.apply_outcomes(entries)
                 await transport.ack_outcomes([eid for eid, _ in entries])
             except Exception as exc:
-                if is_dependency_error(exc):
+                if is_dependency_error(exc) or is_retryable_conflict(exc):
                     log.warning("outcome processing failed: %s: %s", type(exc).__name__, exc)
                 else:
                     log.exception("outcome processing failed")
@@ -404,6 +484,8 @@ class CallbackMonitor:
             await repo.no_parallel_scans(conn)
             backlog, oldest = await repo.due_backlog(conn, now)
             counts = await repo.count_by_state(conn) if by_state else None
+            parked = await repo.parked_open_count(conn)
+        self.events.parked_count(parked)
         self.events.monitor_stats(
             counts, backlog, max(0.0, now - oldest) if oldest is not None else 0
         )
@@ -412,25 +494,63 @@ class CallbackMonitor:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
 
-    async def apply_outcomes(self, entries: list[tuple[str, dict[str, str]]]) -> None:
-        """Apply a batch of outcome entries in one transaction."""
-        now = time.time()
-        async with self.engine.begin() as conn:
-            for _eid, fields in entries:
-                try:
-                    outcome = Outcome.parse(fields)
-                except ValueError as exc:
-                    log.warning("ignoring malformed outcome event: %s", exc)
-                    continue
-                await self._apply(conn, outcome, now)
+    async def _retrying(self, work: Callable[[], Awaitable[None]]) -> None:
+        """Run a transaction again when it lost a deadlock or serialization conflict."""
+        for attempt in range(1, CONFLICT_RETRIES + 1):
+            try:
+                await work()
+                return
+            except Exception as exc:
+                if not is_retryable_conflict(exc) or attempt == CONFLICT_RETRIES:
+                    raise
+                log.info("transaction conflict (%s); running it again", type(exc).__name__)
+                await asyncio.sleep(random.uniform(0.005, 0.05) * attempt)
 
-    async def _apply(self, conn: AsyncConnection, o: Outcome, now: float) -> None:
+    async def apply_outcomes(self, entries: list[tuple[str, dict[str, str]]]) -> None:
+        """Apply a batch of outcome entries in one transaction (run again on a deadlock)."""
+        outcomes: list[Outcome] = []
+        for _eid, fields in entries:
+            try:
+                outcomes.append(Outcome.parse(fields))
+            except ValueError as exc:
+                log.warning("ignoring malformed outcome event: %s", exc)
+        # Rows are locked in id order, as mark_queued locks them, so the two cannot deadlock;
+        # the sort is stable, so one callback's outcomes keep their order.
+        outcomes.sort(key=_callback_id)
+
+        async def apply_all() -> None:
+            now = time.time()
+            reports: list[tuple[Any, Outcome, Transition]] = []
+            slots: list[tuple[str, float]] = []
+            async with self.engine.begin() as conn:
+                for o in outcomes:
+                    await self._apply(conn, o, now, reports, slots)
+                # Capacity rows after every callback row, in key order (the same lock order
+                # in every transaction).
+                for service_id, slot in sorted(slots):
+                    await repo.release_capacity(conn, service_id, slot)
+            for row, o, t in reports:
+                self._report(row, o, t)
+
+        await self._retrying(apply_all)
+
+    async def _apply(
+        self,
+        conn: AsyncConnection,
+        o: Outcome,
+        now: float,
+        reports: list[tuple[Any, Outcome, Transition]],
+        slots: list[tuple[str, float]],
+    ) -> None:
         row = await repo.find_callback(conn, o.id, lock=True)
         t = await self.lifecycle.outcome(row, o.event, o.reason, o.attempt, now)
         if t is None:
             return
+        if t.release_slot is not None and row is not None:
+            slots.append((row.service_id, t.release_slot))
+            t = dataclasses.replace(t, release_slot=None)
         await repo.apply(conn, row, t)
-        self._report(row, o, t)
+        reports.append((row, o, t))
 
     def _report(self, row: Any, o: Outcome, t: Transition) -> None:
         for reason in t.outcomes:

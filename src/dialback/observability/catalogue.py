@@ -348,6 +348,15 @@ CATALOGUE: tuple[MetricDef, ...] = (
         "`ges_due_backlog`), and per cancel that could not be announced to the routing engine",
     ),
     _alarm(
+        "CB_PARKED",
+        "Due callbacks set aside because their stored row cannot be read or published (a "
+        "poison row: e.g. an integer beyond 64 bits in userData written by an older version "
+        "or by hand); the monitor skips them and the admin API lists them "
+        "(`GET /admin/v1/callbacks?parked=true`).",
+        "parked callback",
+        query="increase(CB_PARKED[10m])",
+    ),
+    _alarm(
         "GWS_SERVER_ERROR",
         "Server or connection errors from a GWS-style HTTP dependency.",
         "failed health check of that dependency (about every 15-20 s while it fails)",
@@ -401,7 +410,7 @@ CATALOGUE: tuple[MetricDef, ...] = (
         "gauge",
         "gauge",
         "business",
-        "Callbacks due but not yet dispatched.",
+        "Callbacks due but not yet dispatched (parked ones excepted: ges_parked_callbacks).",
         ges=False,
         query="max(ges_due_backlog)",
     ),
@@ -410,9 +419,27 @@ CATALOGUE: tuple[MetricDef, ...] = (
         "gauge",
         "gauge",
         "business",
-        "Age of the oldest due, undispatched callback (0 when none).",
+        "Age of the oldest due, undispatched callback, parked ones excepted (0 when none).",
         ges=False,
         query="max(ges_due_oldest_age_seconds)",
+    ),
+    MetricDef(
+        "ges_parked_callbacks",
+        "gauge",
+        "gauge",
+        "business",
+        "Open callbacks the monitor parked (CB_PARKED) and an operator has not resolved yet.",
+        ges=False,
+        query="max(ges_parked_callbacks)",
+    ),
+    MetricDef(
+        "ges_monitor_dispatch_stalled_seconds",
+        "gauge",
+        "gauge",
+        "business",
+        "How long every dispatch cycle of this pod has failed (0 while the last one succeeded).",
+        ges=False,
+        query="max by (pod) (ges_monitor_dispatch_stalled_seconds)",
     ),
     MetricDef(
         "ges_dispatch_outcomes_total",

@@ -76,10 +76,19 @@ class Events:
         """An attempt ended (answered, no-answer, busy, failed, cancelled, retry)."""
         self.metrics.ges_dispatch_outcomes_total.inc((reason,))
 
-    def monitor_cycle(self, seconds: float) -> None:
-        """One monitor dispatch cycle finished."""
+    def monitor_cycle(self, seconds: float, stalled: float = 0.0) -> None:
+        """One monitor dispatch cycle finished; ``stalled``: how long every cycle has failed."""
         self.metrics.ges_monitor_cycle_duration_seconds.observe((), seconds)
         self.metrics.ges_monitor_last_run_timestamp_seconds.set((), time.time())
+        self.metrics.ges_monitor_dispatch_stalled_seconds.set((), stalled)
+
+    def callback_parked(self, tenant_id: str) -> None:
+        """The monitor set a due callback aside whose row cannot be dispatched (CB_PARKED)."""
+        self.metrics.CB_PARKED.inc()
+
+    def parked_count(self, open_parked: int) -> None:
+        """How many parked callbacks are still open."""
+        self.metrics.ges_parked_callbacks.set((), open_parked)
 
     def monitor_stats(
         self, counts: Mapping[str, int] | None, backlog: int, oldest_age: float

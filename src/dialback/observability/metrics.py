@@ -116,6 +116,7 @@ class Metrics:
     CB_TTL_LIMIT_REACHED: Family
     CB_ENQUEUE_LIMIT_REACHED: Family
     CB_SUBMIT_FAILED: Family
+    CB_PARKED: Family
     GWS_SERVER_ERROR: Family
     GWS_INCORRECT_CLIENT_CREDENTIALS: Family
     NEXUS_ACCESS_FAILURE: Family
@@ -128,6 +129,8 @@ class Metrics:
     ges_dispatch_lateness_seconds: Family
     ges_due_backlog: Family
     ges_due_oldest_age_seconds: Family
+    ges_parked_callbacks: Family
+    ges_monitor_dispatch_stalled_seconds: Family
     ges_dispatch_outcomes_total: Family
     ges_monitor_cycle_duration_seconds: Family
     ges_monitor_last_run_timestamp_seconds: Family

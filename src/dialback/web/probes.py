@@ -22,6 +22,10 @@ async def live(c: ContainerDep) -> JSONResponse:
     mon = c.monitor
     if mon is not None and not mon.healthy:
         problems["monitorFailed"] = mon.failed
+    if mon is not None and mon.wedged(c.settings.monitor_stall_seconds):
+        # Every dispatch cycle failed that long, and not only for an outage (which a restart
+        # cannot cure; the health gauges report it): a restart may cure it.
+        problems["monitorStalledSeconds"] = round(mon.stalled_seconds(), 1)
     if mon is not None and mon.last_cycle_at:
         stale = time.time() - mon.last_cycle_at
         if stale > max(60.0, c.settings.monitor_lease_seconds * 2):

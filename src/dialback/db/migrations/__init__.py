@@ -19,6 +19,7 @@ from dialback.db.migrations import (
     m002_book_callback,
     m003_open_number_index,
     m004_completed_index,
+    m005_parked_callbacks,
     m006_routed_deadline_index,
     m007_retention,
 )
@@ -45,6 +46,11 @@ MIGRATIONS: list[Migration] = [
         4,
         "ix_callbacks_completed: completions per service by time (statistics, EWT)",
         m004_completed_index.apply,
+    ),
+    Migration(
+        5,
+        "parked_callbacks: rows the monitor set aside as unreadable (never block a batch)",
+        m005_parked_callbacks.apply,
     ),
     Migration(
         6,
