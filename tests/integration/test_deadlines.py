@@ -429,7 +429,7 @@ async def test_concurrent_sweeps_publish_each_republish_once(
         ids = await insert_due_callbacks(rt.engine, tenant_id, service_id, 300)
         now = time.time()
         async with rt.engine.begin() as conn:
-            claimed = await repo.claim_due(conn, "m", now, 30, 1000)
+            claimed = (await repo.claim_due(conn, "m", now, 30, 1000)).rows
             await repo.mark_queued(conn, "m", claimed, now - 1)
         sweepers = [
             DeadlineSweeper(
