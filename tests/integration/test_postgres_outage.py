@@ -13,15 +13,18 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+import sqlalchemy as sa
 from testbed.metrics_parse import parse, value
 from testbed.servers import PostgresServer
 
 from dialback.callbacks import repository as repo
+from dialback.db.engine import DbTimeouts, create_engine
+from dialback.db.pg import run as pg_run
 from dialback.kit.errors import is_dependency_error
 from dialback.kit.timefmt import utc_iso
 from dialback.tenants import repository as tenants_repo
 from tests.support.public_api import API
-from tests.support.stack import SettingsFactory, Stack, started_stack
+from tests.support.stack import SettingsFactory, Stack, started_stack, wait_for
 
 # Small bounds so each fault takes seconds: a frozen server is noticed after statement + 1 s
 # (the client-side margin), a lock after lock_timeout, a busy pool after pool_timeout.
@@ -196,7 +199,8 @@ async def test_frozen_postgres_answers_503_within_the_bound_and_recovers(
     settings_with: SettingsFactory, own_postgres: PostgresServer
 ) -> None:
     pg = own_postgres
-    async with started_stack(outage_settings(settings_with, pg, monitor_enabled=False)) as stack:
+    # The monitor runs too: its cycles time out and must resume once the server answers.
+    async with started_stack(outage_settings(settings_with, pg)) as stack:
         key, cid = await prepared(stack)
         paths = every_path(stack, key, cid)
         # Every pooled connection in use: statement_timeout 1 s + the 1 s client margin.
@@ -212,11 +216,22 @@ async def test_frozen_postgres_answers_503_within_the_bound_and_recovers(
             assert time.monotonic() - start < 8
         finally:
             pg.thaw()
+        ids = []
         for i in range(3):
             r = await create(stack, key, f"+1415555013{i}")
             assert r.status_code == 200, r.text
+            ids.append(r.json()["data"]["id"])
         r = await stack.internal.get(f"/admin/v1/callbacks/{cid}")
         assert r.status_code == 200, r.text
+
+        async def dispatched() -> bool:
+            for i in ids:
+                r = await stack.internal.get(f"/admin/v1/callbacks/{i}")
+                if r.json()["data"]["callbackState"] == "SCHEDULED":
+                    return False
+            return True
+
+        await wait_for(dispatched, timeout=10)  # the monitor is not stuck on a dead connection
         assert await postgres_status(stack) == 0
         assert uncaught(stack) == 0
 
@@ -312,3 +327,37 @@ async def test_exhausted_pools_answer_503_within_the_pool_timeout(
             await holder.close()
         assert (await create(stack, key, "+14155550162")).status_code == 200
         assert uncaught(stack) == 0
+
+
+@pytest.mark.parametrize("via", ["sqlalchemy", "raw asyncpg (db.pg.run)"])
+async def test_each_call_on_a_frozen_server_times_out_within_the_bound(
+    own_postgres: PostgresServer, via: str
+) -> None:
+    pg = own_postgres
+    bounds = DbTimeouts(connect_seconds=1.0, statement_seconds=0.5, pool_seconds=0.5)
+    engine = create_engine(pg.url("dialback"), 1, bounds)
+
+    async def select_one() -> None:
+        async with engine.connect() as conn:
+            if via == "sqlalchemy":
+                await conn.execute(sa.text("SELECT 1"))
+            else:
+                await pg_run(conn, "fetchval", "SELECT 1")
+
+    try:
+        await select_one()  # one pooled connection, reused by each call below
+        pg.freeze()
+        try:
+            # Each call is bounded, whether it gets the pooled connection that timed out (its
+            # cancel request unanswered), a dropped one's replacement (connect timeout) or waits.
+            for _ in range(3):
+                start = time.monotonic()
+                with pytest.raises(Exception) as info:
+                    await asyncio.wait_for(select_one(), timeout=6)
+                assert is_dependency_error(info.value), repr(info.value)
+                assert time.monotonic() - start < 0.5 + 1.0 + 1.0
+        finally:
+            pg.thaw()
+        await select_one()
+    finally:
+        await engine.dispose()
