@@ -361,3 +361,51 @@ async def test_each_call_on_a_frozen_server_times_out_within_the_bound(
         await select_one()
     finally:
         await engine.dispose()
+
+
+async def test_a_restart_under_load_answers_only_200_or_503_and_keeps_every_200(
+    settings_with: SettingsFactory, own_postgres: PostgresServer
+) -> None:
+    """The reported run, in small: creates keep coming while PostgreSQL stops, starts up
+    (refusing connections) and opens again. Each create looks its API key up in the store too
+    (no key cache), as every request does once its cached key expires."""
+    pg = own_postgres
+    async with started_stack(outage_settings(settings_with, pg, api_key_cache_seconds=0)) as stack:
+        key, _ = await prepared(stack)
+        answers: list[httpx.Response] = []
+        stop = asyncio.Event()
+
+        async def client(n: int) -> None:
+            i = 0
+            while not stop.is_set():
+                i += 1
+                answers.append(await create(stack, key, f"+1415555{n}{i:03d}"))
+                await asyncio.sleep(0.01)
+
+        clients = [asyncio.create_task(client(n)) for n in range(8)]
+        try:
+            await asyncio.sleep(0.5)
+            await asyncio.to_thread(pg.stop)
+            await asyncio.sleep(0.5)
+            await asyncio.to_thread(pg.start_held_in_startup)
+            await asyncio.sleep(1.0)
+            await asyncio.to_thread(pg.release_startup)
+            await asyncio.sleep(1.0)
+        finally:
+            stop.set()
+            await asyncio.wait_for(asyncio.gather(*clients), timeout=10)
+        codes = [r.status_code for r in answers]
+        assert set(codes) <= {200, 503}, sorted(set(codes))
+        for r in answers:
+            if r.status_code == 503:
+                assert_unavailable("create under load", r)
+        assert codes.count(503) > 0 and codes[-8:].count(200) == 8, codes
+        assert uncaught(stack) == 0
+        # Nothing acknowledged is lost.
+        acknowledged = {r.json()["data"]["id"] for r in answers if r.status_code == 200}
+        conn = await asyncpg.connect(pg.url("dialback"))
+        try:
+            stored = {row["id"] for row in await conn.fetch("SELECT id FROM callbacks")}
+        finally:
+            await conn.close()
+        assert acknowledged <= stored
