@@ -92,14 +92,15 @@ def _invalidate_timed_out(engine: AsyncEngine) -> None:
 
     @sa.event.listens_for(engine.sync_engine, "handle_error")
     def _timed_out(ctx: sa.engine.ExceptionContext) -> None:
-        # asyncpg has sent a cancel request that a frozen server never answers: the
-        # connection's next use (the rollback on its way back to the pool) would wait for it,
-        # and so would a graceful close. Abort it: no network wait.
+        # The server did not answer (frozen, partitioned): reused, the connection would make
+        # the next request wait out the timeout again, and SQLAlchemy's graceful close of it
+        # waits up to 2 s more for an answer that will not come. Abort it: no network wait.
         if not isinstance(ctx.original_exception, TimeoutError):
             return
         ctx.is_disconnect = True
         ctx.invalidate_pool_on_disconnect = False  # the others time out on their own
-        pooled = ctx.connection.connection if ctx.connection is not None else None
-        driver = getattr(pooled, "driver_connection", None)
-        if driver is not None:
-            driver.terminate()
+        conn = ctx.connection
+        if conn is not None and not conn.closed and not conn.invalidated:
+            driver = conn.connection.driver_connection
+            if driver is not None:
+                driver.terminate()
