@@ -165,6 +165,13 @@ class PostgresServer:
     def base_url(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}"
 
+    def _options(self) -> str:
+        # The same on every start: recovery refuses a max_connections lower than before.
+        return (
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c max_connections=300 -c shared_buffers=128MB"
+        )
+
     def url(self, db: str) -> str:
         return f"{self.base_url}/{db}"
 
@@ -207,8 +214,7 @@ class PostgresServer:
                     str(self.dir / "log"),
                     "-w",
                     "-o",
-                    f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
-                    "-c max_connections=300 -c shared_buffers=128MB",
+                    self._options(),
                     "start",
                 ]
             ),
@@ -230,7 +236,7 @@ class PostgresServer:
                     str(self.dir / "log"),
                     "-w",
                     "-o",
-                    f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off",
+                    self._options(),
                     "start",
                 ]
             ),
@@ -240,13 +246,16 @@ class PostgresServer:
         wait_port(self.port)
         return self
 
-    def stop(self) -> None:
+    def stop(self, mode: str = "immediate") -> None:
+        """Stop the cluster as ``pg_ctl stop -m immediate`` (SIGQUIT: backends die at once) or
+        ``-m fast`` (SIGINT: each session is told 57P01 "terminating connection due to
+        administrator command" and its transaction rolled back)."""
         data = self.dir / "data"
         pidfile = data / "postmaster.pid"
         if pidfile.exists():
             pid = _read_pid(pidfile)
             try:
-                os.kill(pid, signal.SIGQUIT)
+                os.kill(pid, signal.SIGINT if mode == "fast" else signal.SIGQUIT)
             except ProcessLookupError:
                 return
             deadline = time.monotonic() + 10
@@ -257,8 +266,95 @@ class PostgresServer:
                     break
                 time.sleep(0.02)
 
+    def _processes(self) -> list[int]:
+        """The postmaster's PID and its children's (backends, checkpointer, ...)."""
+        pidfile = self.dir / "data" / "postmaster.pid"
+        if not pidfile.exists():
+            return []
+        pid = _read_pid(pidfile)
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                # The command name (field 2) may hold spaces: the PPID follows its ')'.
+                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    children.append(int(stat.parent.name))
+        return [pid, *children]
+
+    def freeze(self) -> None:
+        """SIGSTOP every process of the cluster: connections open but nothing answers (a hung
+        host or a stalled disk, as the client sees it). Undo with ``thaw``."""
+        for pid in self._processes():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT every process of a frozen cluster."""
+        for pid in self._processes():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+    def start_held_in_startup(self) -> PostgresServer:
+        """Start the stopped cluster and keep it *starting up* until ``release_startup``: every
+        connection meanwhile is refused with "the database system is starting up" (SQLSTATE
+        57P03), as during crash recovery after a restart.
+
+        Archive recovery (``recovery.signal``) asks ``restore_command`` for WAL before the
+        server reaches any state that accepts connections; the command waits for a file.
+        """
+        data = self.dir / "data"
+        release = self.dir / "release-startup"
+        release.unlink(missing_ok=True)
+        (data / "recovery.signal").touch()
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam("postgres")
+            os.chown(data / "recovery.signal", pw.pw_uid, pw.pw_gid)
+        wait = f"while [ ! -e {release} ]; do sleep 0.05; done; false"
+        subprocess.run(
+            self._as_owner(
+                [
+                    _pg_bin("pg_ctl"),
+                    "-D",
+                    str(data),
+                    "-l",
+                    str(self.dir / "log"),
+                    "-W",  # no wait: it will not accept connections until released
+                    "-o",
+                    self._options() + f' -c "restore_command={wait}"',
+                    "start",
+                ]
+            ),
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        wait_port(self.port)
+        return self
+
+    def release_startup(self, timeout: float = 15.0) -> None:
+        """Let a cluster held by ``start_held_in_startup`` finish recovery and open."""
+        (self.dir / "release-startup").touch()
+        deadline = time.monotonic() + timeout
+        while True:
+            # Open for writes: archive recovery passes through a read-only phase first.
+            ready = subprocess.run(
+                [
+                    "psql",
+                    *("-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", "postgres"),
+                    *("-tAc", "SELECT pg_is_in_recovery()"),
+                ],
+                check=False,
+                capture_output=True,
+                text=True,
+            )
+            if ready.stdout.strip() == "f":
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"PostgreSQL still not accepting connections after {timeout}s")
+            time.sleep(0.05)
+
     def discard(self) -> None:
         """Stop the cluster and remove its directory (data and log)."""
+        with contextlib.suppress(Exception):
+            self.thaw()  # a frozen postmaster would not see the stop signal
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -17,7 +17,7 @@ from dialback.callbacks.booking import CallbackStore, store_for
 from dialback.callbacks.lifecycle import Lifecycle, RetryRule
 from dialback.callbacks.service import CallbackService
 from dialback.callins.service import CallInService
-from dialback.db.engine import create_engine
+from dialback.db.engine import DbTimeouts, create_engine
 from dialback.db.migrations import current_version, latest_version, migrate
 from dialback.monitor.monitor import CallbackMonitor
 from dialback.observability.events import Events
@@ -53,15 +53,29 @@ def redis_client(url: str) -> aioredis.Redis:
     )
 
 
+def db_timeouts_of(settings: Settings) -> DbTimeouts:
+    """The PostgreSQL timeouts ``settings`` configure."""
+    return DbTimeouts(
+        connect_seconds=settings.db_connect_timeout_seconds,
+        statement_seconds=settings.db_statement_timeout_seconds,
+        lock_seconds=settings.db_lock_timeout_seconds,
+        idle_in_transaction_seconds=settings.db_idle_in_transaction_timeout_seconds,
+        pool_seconds=settings.db_pool_timeout_seconds,
+    )
+
+
 class Container:
     """Everything a dialback process holds; built from Settings, started and stopped once."""
 
     def __init__(self, settings: Settings, *, engine: AsyncEngine | None = None) -> None:
         self.settings = settings
         self.instance_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self.engine = engine or create_engine(settings.database_url, settings.db_pool_size)
+        db_timeouts = db_timeouts_of(settings)
+        self.engine = engine or create_engine(
+            settings.database_url, settings.db_pool_size, db_timeouts
+        )
         # Bookings (the create hot path): one round trip on a raw asyncpg pool on PostgreSQL.
-        self.store: CallbackStore = store_for(self.engine, settings.db_pool_size)
+        self.store: CallbackStore = store_for(self.engine, settings.db_pool_size, db_timeouts)
         self.counters: Counters = (
             RedisCounters(
                 redis_client(settings.redis_url.get_secret_value()),

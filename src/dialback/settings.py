@@ -39,6 +39,12 @@ class Settings(BaseSettings):
     database_url: str = "sqlite+aiosqlite:///./var/dialback.db"
     migrate_on_start: bool = True
     db_pool_size: int = 10
+    # Every PostgreSQL wait is bounded; past it the request answers 503 (docs/configuration.md).
+    db_connect_timeout_seconds: float = Field(5.0, gt=0)
+    db_statement_timeout_seconds: float = Field(5.0, gt=0)
+    db_lock_timeout_seconds: float = Field(2.0, gt=0)
+    db_idle_in_transaction_timeout_seconds: float = Field(30.0, gt=0)
+    db_pool_timeout_seconds: float = Field(3.0, gt=0)
 
     # dialback's own Redis (throttle counters, caches). None = in-process memory.
     redis_url: SecretStr | None = None

@@ -23,6 +23,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dialback.callbacks import repository as repo
+from dialback.db.engine import DbTimeouts
 from dialback.db.pg import RawPool
 
 Outcome = Literal["ok", "open_limit", "full"]
@@ -159,8 +160,8 @@ def _json(value: dict[str, Any]) -> str:
 class PostgresStore(CallbackStore):
     """Booking with one call of ``dialback_book_callback`` on a small raw asyncpg pool."""
 
-    def __init__(self, engine: AsyncEngine, size: int) -> None:
-        self._pool = RawPool(engine, size)
+    def __init__(self, engine: AsyncEngine, size: int, timeouts: DbTimeouts | None = None) -> None:
+        self._pool = RawPool(engine, size, timeouts or DbTimeouts())
 
     async def start(self) -> None:
         # One connection now: a wrong URL or password fails the start, not the first booking.
@@ -203,8 +204,10 @@ class PostgresStore(CallbackStore):
         return Booking(outcome, int(open_count))
 
 
-def store_for(engine: AsyncEngine, pool_size: int) -> CallbackStore:
-    """The store for ``engine``'s database."""
+def store_for(
+    engine: AsyncEngine, pool_size: int, timeouts: DbTimeouts | None = None
+) -> CallbackStore:
+    """The store for ``engine``'s database (PostgreSQL waits bounded by ``timeouts``)."""
     if engine.dialect.name == "postgresql":
-        return PostgresStore(engine, pool_size)
+        return PostgresStore(engine, pool_size, timeouts)
     return SqlAlchemyStore(engine)

@@ -21,13 +21,17 @@ import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from dialback.db.engine import DbTimeouts
+from dialback.kit.errors import is_unavailable_sqlstate
+
 
 def as_dbapi_error(exc: BaseException, statement: str) -> BaseException:
     """An error of raw asyncpg as the SQLAlchemy error the rest of dialback handles.
 
-    Unreachable, restarting or shut-down server -> ``OperationalError`` (a dependency outage:
-    503, POSTGRES_STATUS); a value the server refused (SQLSTATE class 22) -> ``DBAPIError``
-    (the 400 safety net); anything else unchanged.
+    Unreachable, starting, restarting, shut-down, frozen (a timeout) or read-only server, a
+    statement or lock wait past its timeout -> ``OperationalError`` (a dependency outage: 503,
+    POSTGRES_STATUS); a value the server refused (SQLSTATE class 22) -> ``DBAPIError`` (the 400
+    safety net); anything else unchanged.
     """
     sqlstate = getattr(exc, "sqlstate", None) or ""
     if isinstance(
@@ -37,7 +41,7 @@ def as_dbapi_error(exc: BaseException, statement: str) -> BaseException:
         | asyncpg.InterfaceError
         | asyncpg.PostgresConnectionError
         | asyncpg.exceptions.OperatorInterventionError,
-    ) or sqlstate.startswith(("08", "57P")):
+    ) or is_unavailable_sqlstate(sqlstate):
         return sa.exc.OperationalError(statement, None, exc)
     if sqlstate.startswith("22"):
         return sa.exc.DBAPIError(statement, None, exc)
@@ -60,16 +64,19 @@ class _Connections:
     whose call failed other than with a server error (cancelled, broken) is closed, not reused.
     """
 
-    def __init__(self, connect_kwargs: dict[str, Any], size: int) -> None:
+    def __init__(self, connect_kwargs: dict[str, Any], size: int, wait_seconds: float) -> None:
         self._connect_kwargs = connect_kwargs
         self.size = size
+        self.wait_seconds = wait_seconds
         self._idle: list[Any] = []
         self._count = 0  # open or opening
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._closed = False
 
     async def acquire(self) -> Any:
-        """A connection for one call; give it back with ``release``."""
+        """A connection for one call; give it back with ``release``. ``TimeoutError`` when none
+        comes free within ``wait_seconds`` (connecting has its own timeout)."""
+        deadline: float | None = None
         while True:
             if self._closed:
                 raise asyncpg.InterfaceError("the booking pool is closed")
@@ -86,15 +93,24 @@ class _Connections:
                     self._count -= 1
                     self._wake()
                     raise
-            waiter = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            if deadline is None:
+                deadline = loop.time() + self.wait_seconds
+            waiter = loop.create_future()
             self._waiters.append(waiter)
             try:
-                await waiter
-            except asyncio.CancelledError:
+                async with asyncio.timeout_at(deadline):
+                    await waiter
+            except (asyncio.CancelledError, TimeoutError) as exc:
                 if waiter.done() and not waiter.cancelled():
                     self._wake()  # pass the wake-up on
                 else:
                     self._waiters.remove(waiter)
+                if isinstance(exc, TimeoutError):
+                    raise TimeoutError(
+                        f"no booking connection came free within {self.wait_seconds}s "
+                        f"(all {self.size} busy)"
+                    ) from None
                 raise
 
     def release(self, conn: Any, *, reusable: bool) -> None:
@@ -130,14 +146,16 @@ class _Connections:
 
 
 class RawPool:
-    """Up to ``size`` raw asyncpg connections to ``engine``'s database, for autocommit calls."""
+    """Up to ``size`` raw asyncpg connections to ``engine``'s database, for autocommit calls,
+    each wait bounded by ``timeouts`` (connect, statement, lock, a free connection)."""
 
-    def __init__(self, engine: AsyncEngine, size: int) -> None:
+    def __init__(self, engine: AsyncEngine, size: int, timeouts: DbTimeouts) -> None:
         # The same connection arguments SQLAlchemy's asyncpg dialect would use for this URL.
         _args, kwargs = engine.dialect.create_connect_args(engine.url)
         for key in ("prepared_statement_cache_size", "prepared_statement_name_func"):
             kwargs.pop(key, None)
-        self._pool = _Connections(dict(kwargs), max(1, size))
+        kwargs.update(timeouts.connect_args())
+        self._pool = _Connections(dict(kwargs), max(1, size), timeouts.pool_seconds)
 
     async def start(self) -> None:
         """Open one connection now: a wrong URL or password fails the start, not a call."""

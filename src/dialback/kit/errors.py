@@ -52,10 +52,40 @@ class TooManyRequests(ApiError):
         super().__init__(429, message, data=data)
 
 
+# PostgreSQL SQLSTATEs (a class or one code) that mean the server cannot serve now, not that
+# the statement or dialback is wrong: connection exceptions (08), insufficient resources
+# (53: too many connections, disk full, out of memory), operator intervention (57P: shut
+# down, crashed, *starting up* 57P03, database dropped), system errors (58: I/O), a statement
+# or lock wait cut short by its timeout (57014, 55P03), a session idle in a transaction for too
+# long (25P03) and a read-only server (25006: a standby, e.g. during a failover).
+_PG_UNAVAILABLE_CLASSES = ("08", "53", "57P", "58")
+_PG_UNAVAILABLE_CODES = frozenset({"57014", "55P03", "25P03", "25006"})
+
+
+def is_unavailable_sqlstate(sqlstate: str) -> bool:
+    """Whether a PostgreSQL SQLSTATE means the server cannot serve now (a 503, not a bug)."""
+    return sqlstate.startswith(_PG_UNAVAILABLE_CLASSES) or sqlstate in _PG_UNAVAILABLE_CODES
+
+
+def pg_sqlstate(exc: BaseException) -> str:
+    """The SQLSTATE behind ``exc`` (itself, SQLAlchemy's ``orig`` or a cause), or ``""``."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        code = getattr(cur, "sqlstate", None)
+        if isinstance(code, str) and code:
+            return code
+        orig = getattr(cur, "orig", None)
+        cur = orig if isinstance(orig, BaseException) else cur.__cause__
+    return ""
+
+
 def is_dependency_error(exc: BaseException) -> bool:
     """Whether ``exc`` means a dependency is unreachable (not a bug in dialback)."""
     import redis.exceptions as redis_exc
     from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
 
     if isinstance(
         exc,
@@ -66,10 +96,13 @@ def is_dependency_error(exc: BaseException) -> bool:
             redis_exc.TimeoutError,
             OperationalError,
             InterfaceError,
+            PoolTimeout,  # no pooled connection came free within the pool timeout
         ),
     ):
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if is_unavailable_sqlstate(pg_sqlstate(exc)):
         return True
     return type(exc).__module__.startswith("asyncpg") and "Connection" in type(exc).__name__
 

@@ -24,6 +24,9 @@ from dialback.web.envelope import (
 log = logging.getLogger("dialback.http")
 _CORR_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _DIGITS_RE = re.compile(rb"^[0-9]+$")
+# The Retry-After of a 503 (a dependency down): long enough not to hammer a restarting store,
+# short enough that a client retrying with the same Idempotency-Key books within seconds.
+DEPENDENCY_RETRY_AFTER = "2"
 # install_error_handlers keeps its ``on_unhandled`` here for the middleware's last-resort 500.
 UNHANDLED_STATE_KEY = "dialback_on_unhandled"
 
@@ -147,7 +150,14 @@ class CorrelationAndLimits:
                 log.warning(
                     "request failed, a dependency is unavailable: %s: %s", type(exc).__name__, exc
                 )
-                await self._reject(send, response, corr, 503, DEPENDENCY_DOWN_MESSAGE)
+                await self._reject(
+                    send,
+                    response,
+                    corr,
+                    503,
+                    DEPENDENCY_DOWN_MESSAGE,
+                    headers={"retry-after": DEPENDENCY_RETRY_AFTER},
+                )
                 return
             report(exc)
             await self._reject(send, response, corr, 500, INTERNAL_ERROR_MESSAGE)
@@ -171,10 +181,16 @@ class CorrelationAndLimits:
         return wrapped
 
     async def _reject(
-        self, send: Send, response: _Response, corr: str, status: int, message: str
+        self,
+        send: Send,
+        response: _Response,
+        corr: str,
+        status: int,
+        message: str,
+        headers: dict[str, str] | None = None,
     ) -> None:
         response.status = status
-        resp = error_response(status, message, corr_id=corr)
+        resp = error_response(status, message, corr_id=corr, headers=headers)
         await resp({"type": "http"}, _empty_receive, send)
 
 

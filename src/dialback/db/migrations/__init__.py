@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from dialback.db.migrations import (
     m001_initial,
@@ -93,8 +93,18 @@ def _pending_and_apply(conn: sa.Connection) -> list[int]:
 
 async def migrate(engine: AsyncEngine) -> list[int]:
     """Apply every pending migration in one transaction; return the versions applied."""
-    async with engine.begin() as conn:
-        return await conn.run_sync(_pending_and_apply)
+    if engine.dialect.name != "postgresql":
+        async with engine.begin() as conn:
+            return await conn.run_sync(_pending_and_apply)
+    # Not under the request timeouts of ``engine`` (db.engine.DbTimeouts): a step may take
+    # longer than any request may (an index on a large table), and waits its turn behind
+    # another replica's migration.
+    unbounded = create_async_engine(engine.url, poolclass=sa.pool.NullPool)
+    try:
+        async with unbounded.begin() as conn:
+            return await conn.run_sync(_pending_and_apply)
+    finally:
+        await unbounded.dispose()
 
 
 async def current_version(engine: AsyncEngine) -> int:
