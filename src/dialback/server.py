@@ -11,12 +11,14 @@ import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
 from dialback.app import create_internal_app, create_public_app
 from dialback.container import Container
 from dialback.settings import Settings
+from dialback.web.edge import edge_protocol
 
 log = logging.getLogger("dialback.server")
 
@@ -65,31 +67,31 @@ def _banner(rt: Container) -> None:
     print("\n".join(lines), file=sys.stderr, flush=True)
 
 
+def listener_config(app: Any, port: int, settings: Settings) -> uvicorn.Config:
+    """One listener: uvicorn with the edge protocol and every limit set explicitly."""
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=port,
+        http=edge_protocol(settings.http_max_header_bytes, settings.http_header_timeout_seconds),
+        timeout_keep_alive=settings.http_keepalive_timeout_seconds,  # type: ignore[arg-type]
+        limit_concurrency=settings.http_max_connections,
+        backlog=settings.http_backlog,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
 async def serve(settings: Settings) -> None:
     """Start the runtime and both HTTP servers; stop cleanly on SIGTERM/SIGINT."""
     rt = Container(settings)
     await rt.start()
     configs = [
-        uvicorn.Config(
-            create_public_app(rt),
-            host=settings.host,
-            port=settings.public_port,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            server_header=False,
-            timeout_graceful_shutdown=10,
-        ),
-        uvicorn.Config(
-            create_internal_app(rt),
-            host=settings.host,
-            port=settings.internal_port,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            server_header=False,
-            timeout_graceful_shutdown=10,
-        ),
+        listener_config(create_public_app(rt), settings.public_port, settings),
+        listener_config(create_internal_app(rt), settings.internal_port, settings),
     ]
     servers = [_Server(c) for c in configs]
     loop = asyncio.get_running_loop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, SecretStr
+from pydantic import BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOG_LEVELS = ("trace", "debug", "info", "warn", "error")
@@ -72,6 +72,13 @@ class Settings(BaseSettings):
     immediate_window_seconds: int = 60
     booking_horizon_days: int = 90
     api_key_cache_seconds: float = 30.0
+
+    # The HTTP edge of both listeners (web/edge.py; docs/performance.md "The HTTP edge").
+    http_max_header_bytes: int = Field(default=32 * 1024, ge=1024)
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0)
+    http_keepalive_timeout_seconds: float = Field(default=20.0, gt=0)
+    http_max_connections: int = Field(default=2048, ge=1)
+    http_backlog: int = Field(default=2048, ge=1)
 
     # Health checker and external (GWS-style) dependencies; unset URLs are not checked.
     health_check_min_seconds: float = 15.0

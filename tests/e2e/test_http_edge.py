@@ -1,0 +1,219 @@
+"""The HTTP edge of a real ``dialback serve`` (both listeners): slowloris connections, headers
+that never end, idle keep-alive connections and the connection cap are all bounded, and
+normal requests (large but allowed headers included) still work. Issue #11, item 4."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from tests.support.process import DialbackProcess
+
+HEADER_TIMEOUT = 1.5
+KEEPALIVE_TIMEOUT = 1.5
+MAX_HEADER_BYTES = 16 * 1024
+MAX_CONNECTIONS = 60
+MARGIN = 1.5  # scheduling on 2 shared cores
+API_KEY = "edge-test-key-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DialbackProcess]:
+    """One dialback on the embedded store with small edge limits (the HTTP edge needs no PG)."""
+    tmp = tmp_path_factory.mktemp("edge")
+    proc = DialbackProcess(
+        {
+            "DIALBACK_DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/dialback.db",
+            "DIALBACK_DEMO": "true",
+            "DIALBACK_DEMO_API_KEY": API_KEY,
+            "DIALBACK_HTTP_HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT),
+            "DIALBACK_HTTP_KEEPALIVE_TIMEOUT_SECONDS": str(KEEPALIVE_TIMEOUT),
+            "DIALBACK_HTTP_MAX_HEADER_BYTES": str(MAX_HEADER_BYTES),
+            "DIALBACK_HTTP_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
+        },
+        tmp / "serve.log",
+        cwd=tmp,
+    ).start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+async def _read_until_closed(reader: asyncio.StreamReader, limit: float) -> bytes | None:
+    """Everything the server sends until it closes; None if it is still open after ``limit``."""
+    got = b""
+    deadline = time.monotonic() + limit
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            chunk = await asyncio.wait_for(reader.read(65536), left)
+            if not chunk:
+                return got
+            got += chunk
+    except TimeoutError:
+        return None
+    except ConnectionError:
+        return got
+
+
+def _status(answer: bytes) -> int:
+    return int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/1.1 ") else 0
+
+
+def _envelope(answer: bytes) -> dict[str, object]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status = orjson.loads(body)["status"]
+    assert head.lower().count(b"x-correlation-id: " + status["corrId"].encode()) == 1, answer
+    return dict(status)
+
+
+def test_slowloris_connections_on_both_ports_are_closed_within_the_header_timeout(
+    server: DialbackProcess,
+) -> None:
+    async def dribbler(port: int) -> tuple[float, bytes | None]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        started = time.monotonic()
+        writer.write(b"POST /engagement/v3/callbacks/create HTTP/1.1\r\nHost: x\r\n")
+
+        async def dribble() -> None:
+            for i in range(100):
+                await asyncio.sleep(0.2)
+                writer.write(b"X-%d: y\r\n" % i)
+
+        feeding = asyncio.create_task(dribble())
+        answer = await _read_until_closed(reader, HEADER_TIMEOUT + MARGIN + 2)
+        feeding.cancel()
+        writer.close()
+        return time.monotonic() - started, answer
+
+    async def attack() -> list[tuple[float, bytes | None]]:
+        ports = [server.public_port] * 25 + [server.internal_port] * 25
+        return await asyncio.gather(*(dribbler(p) for p in ports))
+
+    results = asyncio.run(attack())
+    still_open = [r for r in results if r[1] is None]
+    assert not still_open, f"{len(still_open)} of 50 dribbling connections still open"
+    for elapsed, answer in results:
+        assert HEADER_TIMEOUT - 0.2 <= elapsed <= HEADER_TIMEOUT + MARGIN, elapsed
+        assert answer is not None and _status(answer) == 408, answer
+        status = _envelope(answer)
+        assert status["code"] == 408 and "not complete within 1.5 seconds" in str(status["message"])
+    assert httpx.get(f"{server.internal_url}/health/live", timeout=5).status_code == 200
+
+
+def test_a_silent_connection_is_closed_after_the_header_timeout(server: DialbackProcess) -> None:
+    with socket.create_connection(("127.0.0.1", server.public_port), timeout=10) as s:
+        started = time.monotonic()
+        assert s.recv(100) == b""
+        assert time.monotonic() - started <= HEADER_TIMEOUT + MARGIN
+
+
+def test_unterminated_oversized_headers_are_refused_and_memory_stays_bounded(
+    server: DialbackProcess,
+) -> None:
+    assert server.proc is not None
+    rss_before = _rss_mb(server.proc.pid)
+    block = b"X-Big: " + b"a" * (8 << 20)  # 8 MB, and the header block never ends
+
+    async def flood(port: int) -> bytes | None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /health/live HTTP/1.1\r\nHost: x\r\n")
+        try:
+            for i in range(0, len(block), 64 * 1024):
+                writer.write(block[i : i + 64 * 1024])
+                await asyncio.wait_for(writer.drain(), 3)
+        except (ConnectionError, TimeoutError):
+            pass
+        answer = await _read_until_closed(reader, 3)
+        writer.close()
+        return answer
+
+    async def attack() -> list[bytes | None]:
+        ports = [server.public_port, server.internal_port] * 3
+        return await asyncio.gather(*(flood(p) for p in ports))
+
+    answers = asyncio.run(attack())
+    grown = _rss_mb(server.proc.pid) - rss_before
+    for answer in answers:
+        assert answer is not None, "an 8 MB unterminated header block was still being read"
+        assert _status(answer) == 431, answer[:200]
+        status = _envelope(answer)
+        assert status["message"] == f"request headers exceed the limit of {MAX_HEADER_BYTES} bytes"
+    assert grown < 12, f"RSS grew {grown:.1f} MiB for 6 x 8 MB of refused headers"
+
+
+def test_an_idle_keepalive_connection_is_closed_after_the_idle_timeout(
+    server: DialbackProcess,
+) -> None:
+    with socket.create_connection(("127.0.0.1", server.internal_port), timeout=10) as s:
+        s.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = s.recv(65536)
+        assert _status(answer) == 200 and b"connection: close" not in answer.lower()
+        idle_since = time.monotonic()
+        assert s.recv(100) == b""
+        idle = time.monotonic() - idle_since
+    assert KEEPALIVE_TIMEOUT - 0.2 <= idle <= KEEPALIVE_TIMEOUT + MARGIN, idle
+
+
+def test_headers_up_to_the_limit_work_and_one_block_over_it_is_431(
+    server: DialbackProcess,
+) -> None:
+    url = f"{server.public_url}/engagement/v3/callbacks/create"
+    body = {
+        "serviceName": "demo",
+        "phoneNumber": "+14155550123",
+        "userData": {f"k{i}": "x" * 4000 for i in range(3)},
+    }
+    # httpx adds ~200 bytes of its own headers: 12 KB of padding stays within 16 KiB.
+    allowed = {"x-api-key": API_KEY, "x-pad": "p" * 12_000}
+    r = httpx.post(url, json=body, headers=allowed, timeout=10)
+    assert r.status_code == 200, r.text
+    assert r.json()["data"]["id"]
+
+    with socket.create_connection(("127.0.0.1", server.public_port), timeout=10) as s:
+        s.sendall(
+            b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-Pad: "
+            + b"p" * MAX_HEADER_BYTES
+            + b"\r\n\r\n"
+        )
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    assert _status(answer) == 431, answer[:200]
+    assert _envelope(answer)["code"] == 431
+    assert httpx.post(url, json=body, headers={"x-api-key": API_KEY}, timeout=10).status_code == 200
+
+
+def test_connections_over_the_cap_are_answered_503(server: DialbackProcess) -> None:
+    url = f"{server.internal_url}/health/live"
+    idle = [
+        socket.create_connection(("127.0.0.1", server.internal_port), timeout=10)
+        for _ in range(MAX_CONNECTIONS)
+    ]
+    try:
+        time.sleep(0.2)
+        assert httpx.get(url, timeout=5).status_code == 503
+    finally:
+        for s in idle:
+            s.close()
+    deadline = time.monotonic() + 5
+    while httpx.get(url, timeout=5).status_code != 200:
+        assert time.monotonic() < deadline, "the cap did not free up"
+        time.sleep(0.1)
