@@ -73,7 +73,11 @@ def listener_config(app: Any, port: int, settings: Settings) -> uvicorn.Config:
         app,
         host=settings.host,
         port=port,
-        http=edge_protocol(settings.http_max_header_bytes, settings.http_header_timeout_seconds),
+        http=edge_protocol(
+            settings.http_max_header_bytes,
+            settings.http_header_timeout_seconds,
+            settings.http_body_timeout_seconds,
+        ),
         timeout_keep_alive=settings.http_keepalive_timeout_seconds,  # type: ignore[arg-type]
         limit_concurrency=settings.http_max_connections,
         backlog=settings.http_backlog,

@@ -17,6 +17,7 @@ import pytest
 from tests.support.process import DialbackProcess
 
 HEADER_TIMEOUT = 1.5
+BODY_TIMEOUT = 1.5
 KEEPALIVE_TIMEOUT = 1.5
 MAX_HEADER_BYTES = 16 * 1024
 MAX_CONNECTIONS = 60
@@ -34,6 +35,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DialbackProcess
             "DIALBACK_DEMO": "true",
             "DIALBACK_DEMO_API_KEY": API_KEY,
             "DIALBACK_HTTP_HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT),
+            "DIALBACK_HTTP_BODY_TIMEOUT_SECONDS": str(BODY_TIMEOUT),
             "DIALBACK_HTTP_KEEPALIVE_TIMEOUT_SECONDS": str(KEEPALIVE_TIMEOUT),
             "DIALBACK_HTTP_MAX_HEADER_BYTES": str(MAX_HEADER_BYTES),
             "DIALBACK_HTTP_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
@@ -71,6 +73,26 @@ async def _read_until_closed(reader: asyncio.StreamReader, limit: float) -> byte
         return None
     except ConnectionError:
         return got
+
+
+def _read_response(s: socket.socket) -> bytes:
+    """One whole response (head and content-length body) from a blocking socket."""
+    got = b""
+    while b"\r\n\r\n" not in got:
+        chunk = s.recv(65536)
+        assert chunk, got
+        got += chunk
+    head, _, body = got.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        chunk = s.recv(65536)
+        assert chunk, got
+        body += chunk
+    return head + b"\r\n\r\n" + body
 
 
 def _status(answer: bytes) -> int:
@@ -164,7 +186,7 @@ def test_an_idle_keepalive_connection_is_closed_after_the_idle_timeout(
 ) -> None:
     with socket.create_connection(("127.0.0.1", server.internal_port), timeout=10) as s:
         s.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
-        answer = s.recv(65536)
+        answer = _read_response(s)
         assert _status(answer) == 200 and b"connection: close" not in answer.lower()
         idle_since = time.monotonic()
         assert s.recv(100) == b""
@@ -217,3 +239,80 @@ def test_connections_over_the_cap_are_answered_503(server: DialbackProcess) -> N
     while httpx.get(url, timeout=5).status_code != 200:
         assert time.monotonic() < deadline, "the cap did not free up"
         time.sleep(0.1)
+
+
+def test_a_body_in_the_same_packet_as_headers_near_the_cap_and_pipelining_still_work(
+    server: DialbackProcess,
+) -> None:
+    body = orjson.dumps(
+        {
+            "serviceName": "demo",
+            "phoneNumber": "+14155550124",
+            "userData": {f"k{i}": "y" * 4000 for i in range(3)},
+        }
+    )
+    head = (
+        "POST /engagement/v3/callbacks/create HTTP/1.1\r\nHost: x\r\n"
+        f"x-api-key: {API_KEY}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nx-pad: {'p' * (MAX_HEADER_BYTES - 400)}\r\n\r\n"
+    ).encode()
+    assert MAX_HEADER_BYTES - 300 < len(head) <= MAX_HEADER_BYTES
+    live = b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", server.public_port), timeout=10) as s:
+        s.sendall(head + body)  # one write: the body crosses the header budget's end
+        answer = _read_response(s)
+        assert _status(answer) == 200, answer[:300]
+    with socket.create_connection(("127.0.0.1", server.internal_port), timeout=10) as s:
+        s.sendall(live * 3)  # pipelined
+        got = b""
+        while got.count(b"HTTP/1.1 200") < 3:
+            chunk = s.recv(65536)
+            assert chunk, got
+            got += chunk
+
+
+def _uncaught(server: DialbackProcess) -> float:
+    text = httpx.get(f"{server.internal_url}/metrics", timeout=5).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("UNCAUGHT_EXCEPTION") and not line.startswith("#")
+    )
+
+
+def test_a_body_dribbled_a_byte_at_a_time_is_cut_at_the_body_timeout(
+    server: DialbackProcess,
+) -> None:
+    uncaught_before = _uncaught(server)
+    body = b'{"serviceName":"demo","phoneNumber":"+14155550125"}'
+
+    async def dribbler() -> tuple[float, bytes | None]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.public_port)
+        writer.write(
+            b"POST /engagement/v3/callbacks/create HTTP/1.1\r\nHost: x\r\n"
+            + f"x-api-key: {API_KEY}\r\ncontent-type: application/json\r\n".encode()
+            + f"content-length: {len(body)}\r\n\r\n".encode()
+        )
+        started = time.monotonic()
+
+        async def dribble() -> None:
+            for b in body:
+                await asyncio.sleep(0.2)
+                writer.write(bytes([b]))
+
+        feeding = asyncio.create_task(dribble())
+        answer = await _read_until_closed(reader, BODY_TIMEOUT + MARGIN + 2)
+        feeding.cancel()
+        writer.close()
+        return time.monotonic() - started, answer
+
+    async def attack() -> list[tuple[float, bytes | None]]:
+        return await asyncio.gather(*(dribbler() for _ in range(10)))
+
+    for elapsed, answer in asyncio.run(attack()):
+        assert answer is not None, "a connection dribbling its body is still open"
+        assert BODY_TIMEOUT - 0.2 <= elapsed <= BODY_TIMEOUT + MARGIN, elapsed
+        assert _status(answer) == 408, answer
+        assert "request body not complete within 1.5 seconds" in str(_envelope(answer)["message"])
+    time.sleep(0.3)
+    assert _uncaught(server) == uncaught_before, "a cut body was counted as a bug"

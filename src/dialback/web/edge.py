@@ -11,11 +11,14 @@ This subclass adds, per connection:
   (with a 408 if any byte of the request arrived). Dribbling bytes does not extend it.
 - a header byte budget: bytes received while a request's headers are incomplete are counted;
   past the budget the connection is answered 431 and closed, and nothing more is buffered.
+- a body deadline: armed when the headers are complete, cleared when the body is; when it
+  fires the connection is closed (with a 408 if no response was started), so a body sent a
+  byte at a time cannot hold a connection either.
 
 The idle keep-alive timeout (after a response) and the connection cap are uvicorn's own
-(``timeout_keep_alive``, ``limit_concurrency``); ``uvicorn_limits`` sets them from Settings.
-docs/performance.md ("The HTTP edge") has the measurements that chose this over granian and
-hypercorn.
+(``timeout_keep_alive``, ``limit_concurrency``); ``server.listener_config`` sets every limit
+from Settings (``DIALBACK_HTTP_*``). docs/performance.md ("The HTTP edge") has the
+measurements that chose this over granian and hypercorn (``python -m bench.edge``).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from dialback.web.envelope import CORR_HEADER, envelope, new_corr_id
 log = logging.getLogger("dialback.edge")
 
 HEADER_TOO_LARGE = 431
-HEADER_TIMEOUT = 408
+REQUEST_TIMEOUT = 408
 LINGER_SECONDS = 1.0
 
 
@@ -47,17 +50,19 @@ def _refusal(status: int, reason: str, message: str) -> bytes:
 
 
 class EdgeHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a header deadline and a header byte budget."""
+    """uvicorn's httptools protocol with header and body deadlines and a header byte budget."""
 
     # Set per listener by ``edge_protocol`` (a subclass each, so the two listeners may differ).
     max_header_bytes = 32 * 1024
     header_timeout = 10.0
+    body_timeout = 10.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._in_headers = True
         self._header_bytes = 0
         self._header_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
         self._request_bytes_seen = False
         self._refused = False
 
@@ -67,8 +72,9 @@ class EdgeHttpToolsProtocol(HttpToolsProtocol):
         self._arm_header_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """Forget the deadline with the connection."""
+        """Forget the deadlines with the connection."""
         self._cancel_header_timer()
+        self._cancel_body_timer()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -101,10 +107,12 @@ class EdgeHttpToolsProtocol(HttpToolsProtocol):
         """Headers in: stop the header deadline, then let uvicorn start the request."""
         self._in_headers = False
         self._cancel_header_timer()
+        self._body_timer = self.loop.call_later(self.body_timeout, self._body_timed_out)
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         """The request is read: whatever comes next is the next request's headers."""
+        self._cancel_body_timer()
         super().on_message_complete()
         self._in_headers = True
         self._header_bytes = 0
@@ -119,6 +127,23 @@ class EdgeHttpToolsProtocol(HttpToolsProtocol):
             self._header_timer.cancel()
             self._header_timer = None
 
+    def _cancel_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _body_timed_out(self) -> None:
+        self._body_timer = None
+        if self.transport.is_closing():
+            return
+        message = f"request body not complete within {self.body_timeout:g} seconds"
+        log.debug("edge closed a connection: %s", message)
+        if self.cycle is not None and not self.cycle.response_started:
+            # The app waits for the body; closing marks the cycle disconnected before it runs
+            # again, so nothing of its own is written after this answer.
+            self.transport.write(_refusal(REQUEST_TIMEOUT, "Request Timeout", message))
+        self.transport.close()
+
     def _header_timed_out(self) -> None:
         self._header_timer = None
         if not self._in_headers or self.transport.is_closing():
@@ -129,7 +154,7 @@ class EdgeHttpToolsProtocol(HttpToolsProtocol):
             return
         if self._request_bytes_seen:
             self._refuse(
-                HEADER_TIMEOUT,
+                REQUEST_TIMEOUT,
                 "Request Timeout",
                 f"request headers not complete within {self.header_timeout:g} seconds",
             )
@@ -152,10 +177,13 @@ class EdgeHttpToolsProtocol(HttpToolsProtocol):
         self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
 
-def edge_protocol(max_header_bytes: int, header_timeout: float) -> type[EdgeHttpToolsProtocol]:
+def edge_protocol(
+    max_header_bytes: int, header_timeout: float, body_timeout: float
+) -> type[EdgeHttpToolsProtocol]:
     """The protocol class of one listener, with its limits."""
-    return type(
-        "EdgeHttpToolsProtocol",
-        (EdgeHttpToolsProtocol,),
-        {"max_header_bytes": max_header_bytes, "header_timeout": header_timeout},
-    )
+    limits = {
+        "max_header_bytes": max_header_bytes,
+        "header_timeout": header_timeout,
+        "body_timeout": body_timeout,
+    }
+    return type("EdgeHttpToolsProtocol", (EdgeHttpToolsProtocol,), limits)
