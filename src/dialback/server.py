@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import shutil
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,9 @@ def _banner(rt: Container) -> None:
     print("\n".join(lines), file=sys.stderr, flush=True)
 
 
-def listener_config(app: Any, port: int, settings: Settings) -> uvicorn.Config:
+def listener_config(
+    app: Any, port: int, settings: Settings, on_refusal: Callable[[str], None] | None = None
+) -> uvicorn.Config:
     """One listener: uvicorn with the edge protocol and every limit set explicitly."""
     return uvicorn.Config(
         app,
@@ -77,6 +80,7 @@ def listener_config(app: Any, port: int, settings: Settings) -> uvicorn.Config:
             settings.http_max_header_bytes,
             settings.http_header_timeout_seconds,
             settings.http_body_timeout_seconds,
+            on_refusal,
         ),
         timeout_keep_alive=settings.http_keepalive_timeout_seconds,  # type: ignore[arg-type]
         limit_concurrency=settings.http_max_connections,
@@ -94,8 +98,18 @@ async def serve(settings: Settings) -> None:
     rt = Container(settings)
     await rt.start()
     configs = [
-        listener_config(create_public_app(rt), settings.public_port, settings),
-        listener_config(create_internal_app(rt), settings.internal_port, settings),
+        listener_config(
+            create_public_app(rt),
+            settings.public_port,
+            settings,
+            functools.partial(rt.events.http_edge_refused, "public"),
+        ),
+        listener_config(
+            create_internal_app(rt),
+            settings.internal_port,
+            settings,
+            functools.partial(rt.events.http_edge_refused, "internal"),
+        ),
     ]
     servers = [_Server(c) for c in configs]
     loop = asyncio.get_running_loop()

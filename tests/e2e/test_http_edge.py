@@ -5,6 +5,7 @@ normal requests (large but allowed headers included) still work. Issue #11, item
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -95,6 +96,17 @@ def _read_response(s: socket.socket) -> bytes:
     return head + b"\r\n\r\n" + body
 
 
+def _refusals(server: DialbackProcess) -> dict[tuple[str, str], float]:
+    """ges_http_edge_refusals_total by (listener, reason), read from /metrics."""
+    text = httpx.get(f"{server.internal_url}/metrics", timeout=5).text
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("ges_http_edge_refusals_total{"):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+            out[(labels["listener"], labels["reason"])] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
 def _status(answer: bytes) -> int:
     return int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/1.1 ") else 0
 
@@ -129,6 +141,7 @@ def test_slowloris_connections_on_both_ports_are_closed_within_the_header_timeou
         ports = [server.public_port] * 25 + [server.internal_port] * 25
         return await asyncio.gather(*(dribbler(p) for p in ports))
 
+    before = _refusals(server)
     results = asyncio.run(attack())
     still_open = [r for r in results if r[1] is None]
     assert not still_open, f"{len(still_open)} of 50 dribbling connections still open"
@@ -138,6 +151,10 @@ def test_slowloris_connections_on_both_ports_are_closed_within_the_header_timeou
         status = _envelope(answer)
         assert status["code"] == 408 and "not complete within 1.5 seconds" in str(status["message"])
     assert httpx.get(f"{server.internal_url}/health/live", timeout=5).status_code == 200
+    after = _refusals(server)
+    for listener in ("public", "internal"):
+        key = (listener, "header_timeout")
+        assert after[key] - before[key] == 25, (listener, before, after)
 
 
 def test_a_silent_connection_is_closed_after_the_header_timeout(server: DialbackProcess) -> None:
@@ -171,6 +188,7 @@ def test_unterminated_oversized_headers_are_refused_and_memory_stays_bounded(
         ports = [server.public_port, server.internal_port] * 3
         return await asyncio.gather(*(flood(p) for p in ports))
 
+    before = _refusals(server)
     answers = asyncio.run(attack())
     grown = _rss_mb(server.proc.pid) - rss_before
     for answer in answers:
@@ -179,6 +197,10 @@ def test_unterminated_oversized_headers_are_refused_and_memory_stays_bounded(
         status = _envelope(answer)
         assert status["message"] == f"request headers exceed the limit of {MAX_HEADER_BYTES} bytes"
     assert grown < 12, f"RSS grew {grown:.1f} MiB for 6 x 8 MB of refused headers"
+    after = _refusals(server)
+    for listener in ("public", "internal"):
+        key = (listener, "header_too_large")
+        assert after[key] - before[key] == 3, (listener, before, after)
 
 
 def test_an_idle_keepalive_connection_is_closed_after_the_idle_timeout(
@@ -284,6 +306,7 @@ def test_a_body_dribbled_a_byte_at_a_time_is_cut_at_the_body_timeout(
     server: DialbackProcess,
 ) -> None:
     uncaught_before = _uncaught(server)
+    before = _refusals(server)
     body = b'{"serviceName":"demo","phoneNumber":"+14155550125"}'
 
     async def dribbler() -> tuple[float, bytes | None]:
@@ -316,3 +339,5 @@ def test_a_body_dribbled_a_byte_at_a_time_is_cut_at_the_body_timeout(
         assert "request body not complete within 1.5 seconds" in str(_envelope(answer)["message"])
     time.sleep(0.3)
     assert _uncaught(server) == uncaught_before, "a cut body was counted as a bug"
+    after = _refusals(server)
+    assert after[("public", "body_timeout")] - before[("public", "body_timeout")] == 10

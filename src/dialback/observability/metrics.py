@@ -27,6 +27,8 @@ HEALTH_GAUGES = (
     "POSTGRES_STATUS",
 )
 MONITOR_TYPES = ("scheduled", "due", "queued", "routing", "processing")
+# Reasons of ges_http_edge_refusals_total (web/edge.py).
+EDGE_REFUSALS = ("header_timeout", "header_too_large", "body_timeout")
 
 
 def _family(d: MetricDef) -> Family:
@@ -126,6 +128,7 @@ class Metrics:
     ges_due_backlog: Family
     ges_due_oldest_age_seconds: Family
     ges_dispatch_outcomes_total: Family
+    ges_http_edge_refusals_total: Family
     ges_monitor_cycle_duration_seconds: Family
     ges_monitor_last_run_timestamp_seconds: Family
     ges_build_info: Family
@@ -147,6 +150,9 @@ class Metrics:
             self.ges_monitor_size.set((t,), 0)
         for reason in ("answered", "no-answer", "busy", "failed", "cancelled", "retry"):
             self.ges_dispatch_outcomes_total.ensure((reason,))
+        for listener in ("public", "internal"):
+            for edge_reason in EDGE_REFUSALS:
+                self.ges_http_edge_refusals_total.ensure((listener, edge_reason))
         self.ges_dispatch_lateness_seconds.ensure()
         self.ges_monitor_cycle_duration_seconds.ensure()
         self.ges_eventloop_lag_seconds.ensure()

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -56,6 +57,8 @@ class EdgeHttpToolsProtocol(HttpToolsProtocol):
     max_header_bytes = 32 * 1024
     header_timeout = 10.0
     body_timeout = 10.0
+    # Told the reason of each refusal (header_timeout, header_too_large, body_timeout).
+    on_refusal: Callable[[str], None] = staticmethod(lambda _reason: None)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -93,6 +96,7 @@ class EdgeHttpToolsProtocol(HttpToolsProtocol):
                     return
                 if self._in_headers:
                     self._refuse(
+                        "header_too_large",
                         HEADER_TOO_LARGE,
                         "Request Header Fields Too Large",
                         f"request headers exceed the limit of {self.max_header_bytes} bytes",
@@ -138,6 +142,7 @@ class EdgeHttpToolsProtocol(HttpToolsProtocol):
             return
         message = f"request body not complete within {self.body_timeout:g} seconds"
         log.debug("edge closed a connection: %s", message)
+        self.on_refusal("body_timeout")
         if self.cycle is not None and not self.cycle.response_started:
             # The app waits for the body; closing marks the cycle disconnected before it runs
             # again, so nothing of its own is written after this answer.
@@ -154,15 +159,17 @@ class EdgeHttpToolsProtocol(HttpToolsProtocol):
             return
         if self._request_bytes_seen:
             self._refuse(
+                "header_timeout",
                 REQUEST_TIMEOUT,
                 "Request Timeout",
                 f"request headers not complete within {self.header_timeout:g} seconds",
             )
         else:
-            self.transport.close()
+            self.transport.close()  # silent since it opened: idle, not refused
 
-    def _refuse(self, status: int, reason: str, message: str) -> None:
+    def _refuse(self, kind: str, status: int, reason: str, message: str) -> None:
         log.debug("edge refused a connection: %s", message)
+        self.on_refusal(kind)
         self._cancel_header_timer()
         self._refused = True
         self.transport.write(_refusal(status, reason, message))
@@ -178,12 +185,17 @@ class EdgeHttpToolsProtocol(HttpToolsProtocol):
 
 
 def edge_protocol(
-    max_header_bytes: int, header_timeout: float, body_timeout: float
+    max_header_bytes: int,
+    header_timeout: float,
+    body_timeout: float,
+    on_refusal: Callable[[str], None] | None = None,
 ) -> type[EdgeHttpToolsProtocol]:
-    """The protocol class of one listener, with its limits."""
-    limits = {
+    """The protocol class of one listener, with its limits and who is told of a refusal."""
+    limits: dict[str, Any] = {
         "max_header_bytes": max_header_bytes,
         "header_timeout": header_timeout,
         "body_timeout": body_timeout,
     }
+    if on_refusal is not None:
+        limits["on_refusal"] = staticmethod(on_refusal)
     return type("EdgeHttpToolsProtocol", (EdgeHttpToolsProtocol,), limits)
