@@ -12,7 +12,7 @@ PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check
 PYTEST_ARGS ?=
 
 .PHONY: help run test test-unit lint fmt docs system-deps clean venv
-.PHONY: bench bench-quick
+.PHONY: bench bench-quick bench-edge
 
 help: ## Show the targets
 	@grep -hE '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -57,6 +57,11 @@ bench: $(STAMP) system-deps ## Benchmark suite (~8-10 min, needs wrk): bench/res
 bench-quick: $(STAMP) system-deps ## Quick benchmark (< 2 min; 100k rows instead of 1M), same outputs
 	@bench/ensure-wrk.sh
 	$(PY) -m bench --quick --write-docs
+
+bench-edge: $(STAMP) system-deps ## HTTP servers side by side (~3 min, wrk): limits + creates/s, bench/results/edge.json
+	@bench/ensure-wrk.sh
+	$(PIP_INSTALL) granian==2.8.9 hypercorn==0.18.0
+	$(PY) -m bench.edge
 
 docs: $(STAMP) ## Regenerate docs/metrics.md from the metric catalogue
 	$(PY) -m dialback.observability.docs docs/metrics.md

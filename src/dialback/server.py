@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import shutil
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
 from dialback.app import create_internal_app, create_public_app
 from dialback.container import Container
 from dialback.settings import Settings
+from dialback.web.edge import edge_protocol
 
 log = logging.getLogger("dialback.server")
 
@@ -65,30 +68,47 @@ def _banner(rt: Container) -> None:
     print("\n".join(lines), file=sys.stderr, flush=True)
 
 
+def listener_config(
+    app: Any, port: int, settings: Settings, on_refusal: Callable[[str], None] | None = None
+) -> uvicorn.Config:
+    """One listener: uvicorn with the edge protocol and every limit set explicitly."""
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=port,
+        http=edge_protocol(
+            settings.http_max_header_bytes,
+            settings.http_header_timeout_seconds,
+            settings.http_body_timeout_seconds,
+            on_refusal,
+        ),
+        timeout_keep_alive=settings.http_keepalive_timeout_seconds,  # type: ignore[arg-type]
+        limit_concurrency=settings.http_max_connections,
+        backlog=settings.http_backlog,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
 async def serve(settings: Settings) -> None:
     """Start the runtime and both HTTP servers; stop cleanly on SIGTERM/SIGINT."""
     rt = Container(settings)
     await rt.start()
     configs = [
-        uvicorn.Config(
+        listener_config(
             create_public_app(rt),
-            host=settings.host,
-            port=settings.public_port,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            server_header=False,
-            timeout_graceful_shutdown=10,
+            settings.public_port,
+            settings,
+            functools.partial(rt.events.http_edge_refused, "public"),
         ),
-        uvicorn.Config(
+        listener_config(
             create_internal_app(rt),
-            host=settings.host,
-            port=settings.internal_port,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            server_header=False,
-            timeout_graceful_shutdown=10,
+            settings.internal_port,
+            settings,
+            functools.partial(rt.events.http_edge_refused, "internal"),
         ),
     ]
     servers = [_Server(c) for c in configs]

@@ -92,6 +92,14 @@ class Settings(BaseSettings):
     callin_max_per_window: int = 500
     callin_window_seconds: int = 60
 
+    # The HTTP edge of both listeners (web/edge.py; docs/performance.md "The HTTP edge").
+    http_max_header_bytes: int = Field(default=32 * 1024, ge=1024)
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0)
+    http_body_timeout_seconds: float = Field(default=10.0, gt=0)
+    http_keepalive_timeout_seconds: float = Field(default=20.0, gt=0)
+    http_max_connections: int = Field(default=2048, ge=1)
+    http_backlog: int = Field(default=2048, ge=1)
+
     # Health checker and external (GWS-style) dependencies; unset URLs are not checked.
     health_check_min_seconds: float = 15.0
     health_check_max_seconds: float = 20.0

@@ -380,6 +380,20 @@ def test_log_level_and_length_come_from_logging_values(render: Render) -> None:
     assert one(render(), "ConfigMap")["data"]["DIALBACK_LOG_LEVEL"] == "info"
 
 
+def test_http_edge_limits_come_from_config_http_and_the_schema_bounds_them(
+    render: Render, helm: HelmRun
+) -> None:
+    data = one(
+        render("config.http.headerTimeoutSeconds=3", "config.http.maxHeaderBytes=16384"),
+        "ConfigMap",
+    )["data"]
+    assert data["DIALBACK_HTTP_HEADER_TIMEOUT_SECONDS"] == "3"
+    assert data["DIALBACK_HTTP_MAX_HEADER_BYTES"] == "16384"
+    for bad in ("config.http.headerTimeoutSeconds=0", "config.http.maxHeaderBytes=100"):
+        out = helm("template", "x", str(CHART), "--set", bad, check=False)
+        assert out.returncode != 0 and "http" in out.stderr, bad
+
+
 def test_a_config_change_rolls_the_pods(render: Render) -> None:
     def checksum(*sets: str) -> str:
         pod = one(render(*sets), "Deployment")["spec"]["template"]["metadata"]

@@ -452,6 +452,18 @@ CATALOGUE: tuple[MetricDef, ...] = (
         query="sum by (reason) (rate(ges_dispatch_outcomes_total[5m])) * 60",
     ),
     MetricDef(
+        "ges_http_edge_refusals_total",
+        "counter",
+        "counter",
+        "performance",
+        "Connections the HTTP edge closed before the app answered, by listener (public,"
+        " internal) and reason: header_timeout and body_timeout (408, slowloris),"
+        " header_too_large (431).",
+        ("listener", "reason"),
+        ges=False,
+        query="sum by (listener, reason) (increase(ges_http_edge_refusals_total[5m]))",
+    ),
+    MetricDef(
         "ges_monitor_cycle_duration_seconds",
         "histogram",
         "histogram",

@@ -113,6 +113,10 @@ class Events:
         one per cancel)."""
         self.metrics.CB_SUBMIT_FAILED.inc()
 
+    def http_edge_refused(self, listener: str, reason: str) -> None:
+        """The HTTP edge closed a connection of ``listener`` for ``reason`` (EDGE_REFUSALS)."""
+        self.metrics.ges_http_edge_refusals_total.inc((listener, reason))
+
     def oversize_body(self) -> None:
         """A request body exceeded the limit or had a bad length (GES INVALID_CONTENT_LENGTH)."""
         self.metrics.INVALID_CONTENT_LENGTH.inc()

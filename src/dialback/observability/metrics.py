@@ -30,6 +30,8 @@ MONITOR_TYPES = ("scheduled", "due", "queued", "routing", "processing")
 # ges_deadline_actions_total's labels: what a routed state's deadline did.
 DEADLINE_STATES = ("queued", "routing", "processing")
 DEADLINE_ACTIONS = ("republished", "retried", "completed")
+# Reasons of ges_http_edge_refusals_total (web/edge.py).
+EDGE_REFUSALS = ("header_timeout", "header_too_large", "body_timeout")
 
 
 def _family(d: MetricDef) -> Family:
@@ -132,6 +134,7 @@ class Metrics:
     ges_parked_callbacks: Family
     ges_monitor_dispatch_stalled_seconds: Family
     ges_dispatch_outcomes_total: Family
+    ges_http_edge_refusals_total: Family
     ges_monitor_cycle_duration_seconds: Family
     ges_monitor_last_run_timestamp_seconds: Family
     ges_build_info: Family
@@ -162,6 +165,9 @@ class Metrics:
             for action in DEADLINE_ACTIONS:
                 self.ges_deadline_actions_total.ensure((state, action))
         self.ges_routing_stream_losses_total.ensure()
+        for listener in ("public", "internal"):
+            for edge_reason in EDGE_REFUSALS:
+                self.ges_http_edge_refusals_total.ensure((listener, edge_reason))
         self.ges_dispatch_lateness_seconds.ensure()
         self.ges_monitor_cycle_duration_seconds.ensure()
         self.ges_eventloop_lag_seconds.ensure()

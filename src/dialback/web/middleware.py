@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dialback.kit.context import corr_id_var, log_context
@@ -139,6 +140,10 @@ class CorrelationAndLimits:
         token = corr_id_var.set(corr)
         try:
             await self.app(scope, self._limited(receive), tracking_send)
+        except ClientDisconnect:
+            # The client left before its body was read (or the HTTP edge cut a body that did not
+            # arrive in time, web/edge.py): no one to answer and not a bug.
+            log.debug("client disconnected before its request body was read")
         except Exception as exc:
             # A bug, not the client: answer the 500 envelope here, with this request's corrId,
             # and report it once, instead of letting the exception escape the application.
