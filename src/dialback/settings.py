@@ -42,6 +42,10 @@ class Settings(BaseSettings):
 
     # dialback's own Redis (throttle counters, caches). None = in-process memory.
     redis_url: SecretStr | None = None
+    # While it is unreachable throttles count in each replica's memory; Redis is tried again
+    # after this long. A command unanswered this long counts as Redis down.
+    redis_fallback_retry_seconds: float = 5.0
+    redis_command_timeout_seconds: float = 1.0
     # The routing Redis (GES "ORS Redis"). None = in-process memory transport.
     routing_redis_url: SecretStr | None = None
     routing_stream: str = "NewCallbackStream"
