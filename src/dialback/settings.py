@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     immediate_window_seconds: int = 60
     booking_horizon_days: int = 90
     api_key_cache_seconds: float = 30.0
+    # A create's Idempotency-Key answers its first booking for this long (then it is purged).
+    idempotency_window_seconds: int = 24 * 3600
 
     # Health checker and external (GWS-style) dependencies; unset URLs are not checked.
     health_check_min_seconds: float = 15.0

@@ -126,6 +126,7 @@ class Metrics:
     ges_due_backlog: Family
     ges_due_oldest_age_seconds: Family
     ges_dispatch_outcomes_total: Family
+    ges_callbacks_create_replayed_total: Family
     ges_monitor_cycle_duration_seconds: Family
     ges_monitor_last_run_timestamp_seconds: Family
     ges_build_info: Family
@@ -170,6 +171,7 @@ class Metrics:
         self.CB_TTL_LIMIT_REACHED.ensure((tenant,))
         self.CB_ENQUEUE_LIMIT_REACHED.ensure((tenant,))
         self.ges_callin_created.ensure((tenant,))
+        self.ges_callbacks_create_replayed_total.ensure((tenant,))
         for result in ("success", "failure"):
             self.ges_push_notifications_sent.ensure((tenant, result))
 

@@ -19,6 +19,7 @@ from dialback.db.migrations import (
     m002_book_callback,
     m003_open_number_index,
     m004_completed_index,
+    m008_idempotency_keys,
 )
 
 
@@ -43,6 +44,11 @@ MIGRATIONS: list[Migration] = [
         4,
         "ix_callbacks_completed: completions per service by time (statistics, EWT)",
         m004_completed_index.apply,
+    ),
+    Migration(
+        8,
+        "idempotency_keys: a retried create answers the first booking",
+        m008_idempotency_keys.apply,
     ),
 ]
 
