@@ -75,6 +75,7 @@ class Container:
                     link=RespLink.from_url(
                         settings.redis_url.get_secret_value(),
                         timeout=settings.redis_command_timeout_seconds,
+                        connect_timeout=settings.redis_command_timeout_seconds,
                     ),
                 ),
                 retry_seconds=settings.redis_fallback_retry_seconds,
