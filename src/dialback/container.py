@@ -36,18 +36,23 @@ from dialback.statistics.service import StatisticsService
 from dialback.tenants.auth import KeyCache
 from dialback.tenants.bootstrap import DemoCredentials, ensure_demo
 from dialback.tenants.service import TenantAdmin
-from dialback.throttle.counters import Counters, MemoryCounters, RedisCounters
+from dialback.throttle.counters import (
+    Counters,
+    FallbackCounters,
+    MemoryCounters,
+    RedisCounters,
+)
 from dialback.throttle.resp import RespLink
 
 log = logging.getLogger("dialback.runtime")
 
 
-def redis_client(url: str) -> aioredis.Redis:
+def redis_client(url: str, timeout: float = 5) -> aioredis.Redis:
     """A Redis client with bounded timeouts, so a dead server fails fast."""
     return aioredis.from_url(
         url,
         decode_responses=True,
-        socket_timeout=5,
+        socket_timeout=timeout,
         socket_connect_timeout=3,
         health_check_interval=15,
     )
@@ -77,9 +82,19 @@ class Container:
         # Bookings (the create hot path): one round trip on a raw asyncpg pool on PostgreSQL.
         self.store: CallbackStore = store_for(self.engine, settings.db_pool_size, db_timeouts)
         self.counters: Counters = (
-            RedisCounters(
-                redis_client(settings.redis_url.get_secret_value()),
-                link=RespLink.from_url(settings.redis_url.get_secret_value()),
+            FallbackCounters(
+                RedisCounters(
+                    redis_client(
+                        settings.redis_url.get_secret_value(),
+                        settings.redis_command_timeout_seconds,
+                    ),
+                    link=RespLink.from_url(
+                        settings.redis_url.get_secret_value(),
+                        timeout=settings.redis_command_timeout_seconds,
+                        connect_timeout=settings.redis_command_timeout_seconds,
+                    ),
+                ),
+                retry_seconds=settings.redis_fallback_retry_seconds,
             )
             if settings.redis_url
             else MemoryCounters()

@@ -48,6 +48,10 @@ class Settings(BaseSettings):
 
     # dialback's own Redis (throttle counters, caches). None = in-process memory.
     redis_url: SecretStr | None = None
+    # While it is unreachable throttles count in each replica's memory; Redis is tried again
+    # after this long. A command unanswered this long counts as Redis down.
+    redis_fallback_retry_seconds: float = 5.0
+    redis_command_timeout_seconds: float = 1.0
     # The routing Redis (GES "ORS Redis"). None = in-process memory transport.
     routing_redis_url: SecretStr | None = None
     routing_stream: str = "NewCallbackStream"
@@ -99,6 +103,9 @@ class Settings(BaseSettings):
     http_keepalive_timeout_seconds: float = Field(default=20.0, gt=0)
     http_max_connections: int = Field(default=2048, ge=1)
     http_backlog: int = Field(default=2048, ge=1)
+
+    # A create's Idempotency-Key answers its first booking for this long (then it is purged).
+    idempotency_window_seconds: int = 24 * 3600
 
     # Health checker and external (GWS-style) dependencies; unset URLs are not checked.
     health_check_min_seconds: float = 15.0

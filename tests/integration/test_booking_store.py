@@ -25,6 +25,7 @@ from testbed.servers import PostgresServer, RedisServer
 
 from dialback.callbacks.booking import (
     CallbackStore,
+    IdempotencyKey,
     NewCallback,
     PostgresStore,
     SqlAlchemyStore,
@@ -33,7 +34,7 @@ from dialback.callbacks.booking import (
 from dialback.db import migrations
 from dialback.db.engine import create_engine
 from dialback.db.migrations import latest_version, migrate
-from dialback.db.schema import callbacks, capacity_usage
+from dialback.db.schema import callbacks, capacity_usage, idempotency_keys
 from dialback.throttle.counters import RedisCounters
 from dialback.throttle.resp import RespLink
 from tests.support.stack import SettingsFactory, started_stack
@@ -201,9 +202,10 @@ async def _index_names(conn: Any) -> set[str]:
     )
 
 
-async def _booking_function_source(conn: Any) -> str | None:
-    q = "SELECT prosrc FROM pg_proc WHERE proname = 'dialback_book_callback'"
-    return (await conn.execute(sa.text(q))).scalar()
+async def _booking_function_source(conn: Any, nargs: int = 20) -> str | None:
+    """The booking function's source: of version 3 (20 arguments) or 8 (with the key, 23)."""
+    q = "SELECT prosrc FROM pg_proc WHERE proname = 'dialback_book_callback' AND pronargs = :n"
+    return (await conn.execute(sa.text(q), {"n": nargs})).scalar()
 
 
 async def test_migrations_give_the_booking_function_and_the_open_number_index(
@@ -213,12 +215,16 @@ async def test_migrations_give_the_booking_function_and_the_open_number_index(
         version = (
             await conn.execute(sa.text("SELECT max(version) FROM schema_migrations"))
         ).scalar()
-        assert version == latest_version() == 4
+        assert version == latest_version() >= 8
         assert "ix_callbacks_open_number" in await _index_names(conn)
         assert "ix_callbacks_completed" in await _index_names(conn)
         if engine.dialect.name == "postgresql":
             source = await _booking_function_source(conn)
             assert source is not None and "EXECUTE" not in source  # the cached-plan count
+            # Version 8 (the Idempotency-Key) counts the same way; version 3 stays for replicas
+            # of the previous release during a rolling upgrade.
+            keyed = await _booking_function_source(conn, 23)
+            assert keyed is not None and "EXECUTE" not in keyed and "idempotency_keys" in keyed
 
 
 async def test_a_version_2_database_upgrades_to_3(engine: AsyncEngine) -> None:
@@ -419,3 +425,101 @@ def test_number_type_decides_validity_like_is_valid_number() -> None:
             for num in (ex, phonenumbers.parse(f"+{ex.country_code}{ex.national_number}9", None)):
                 known = phonenumbers.number_type(num) != PhoneNumberType.UNKNOWN
                 assert phonenumbers.is_valid_number(num) == known, (region, num)
+
+
+async def keys_stored(engine: AsyncEngine) -> list[Any]:
+    async with engine.connect() as conn:
+        return list((await conn.execute(sa.select(idempotency_keys))).all())
+
+
+def idem(key: str = "order-1", request_hash: str = "h1", ttl: float = 3600) -> IdempotencyKey:
+    return IdempotencyKey(key, request_hash, time.time() + ttl)
+
+
+async def test_a_keyed_booking_stores_its_key_and_a_second_books_nothing(
+    engine: AsyncEngine, store: CallbackStore
+) -> None:
+    first = new()
+    assert (
+        await store.book(first, max_open=5, slot_start=None, slot_total=None, idem=idem())
+    ).outcome == "ok"
+    again = await store.book(new(), max_open=5, slot_start=None, slot_total=None, idem=idem())
+    assert again.outcome == "duplicate"
+    assert again.existing == (first.id, "h1")
+    other = await store.book(
+        new(), max_open=5, slot_start=None, slot_total=None, idem=idem(request_hash="h2")
+    )
+    assert other.existing == (first.id, "h1")  # the service answers 409 for another request
+    assert [r.id for r in await rows(engine)] == [first.id]
+    assert await store.find_key("tenant-1", "order-1", time.time()) == (first.id, "h1")
+    assert await store.find_key("tenant-2", "order-1", time.time()) is None
+    # Another tenant's key of the same name is its own.
+    theirs = new(tenant_id="tenant-2")
+    assert (
+        await store.book(theirs, max_open=5, slot_start=None, slot_total=None, idem=idem())
+    ).outcome == "ok"
+    assert len(await rows(engine)) == 2
+
+
+async def test_a_refused_keyed_booking_keeps_no_key(
+    engine: AsyncEngine, store: CallbackStore
+) -> None:
+    await store.book(new(), max_open=1, slot_start=None, slot_total=None)
+    refused = await store.book(new(), max_open=1, slot_start=None, slot_total=None, idem=idem())
+    assert refused.outcome == "open_limit"
+    full = await store.book(
+        new("+14155550199"), max_open=5, slot_start=SLOT, slot_total=0, idem=idem()
+    )
+    assert full.outcome == "full"
+    assert await keys_stored(engine) == []
+    # Decided afresh: the key books once the number has room.
+    ok = await store.book(
+        new("+14155550199"), max_open=5, slot_start=None, slot_total=None, idem=idem()
+    )
+    assert ok.outcome == "ok"
+
+
+async def test_concurrent_creates_with_one_key_book_once(
+    engine: AsyncEngine, store: CallbackStore
+) -> None:
+    # Same number (same lock) and other numbers (no lock in common): one booking either way.
+    cbs = [new() for _ in range(6)] + [new(f"+1415555{i:04d}") for i in range(6)]
+    results = await asyncio.gather(
+        *(store.book(cb, max_open=100, slot_start=None, slot_total=None, idem=idem()) for cb in cbs)
+    )
+    [winner] = [cb for cb, r in zip(cbs, results, strict=True) if r.outcome == "ok"]
+    assert {r.existing for r in results if r.outcome != "ok"} == {(winner.id, "h1")}
+    assert [r.id for r in await rows(engine)] == [winner.id]
+
+
+async def test_an_expired_key_books_again_and_expired_keys_are_purged(
+    engine: AsyncEngine, store: CallbackStore
+) -> None:
+    old = new()
+    await store.book(old, max_open=5, slot_start=None, slot_total=None, idem=idem(ttl=-1))
+    for i in range(3):
+        await store.book(
+            new(f"+1415555{i:04d}"),
+            max_open=5,
+            slot_start=None,
+            slot_total=None,
+            idem=idem(f"stale-{i}", ttl=-1),
+        )
+    assert await store.find_key("tenant-1", "order-1", time.time()) is None
+    fresh = new()
+    assert (
+        await store.book(fresh, max_open=5, slot_start=None, slot_total=None, idem=idem())
+    ).outcome == "ok"
+    assert await store.find_key("tenant-1", "order-1", time.time()) == (fresh.id, "h1")
+    # Each keyed booking purges up to two expired keys: two more bookings leave none.
+    for i in range(2):
+        await store.book(
+            new(f"+1415556{i:04d}"),
+            max_open=5,
+            slot_start=None,
+            slot_total=None,
+            idem=idem(f"new-{i}"),
+        )
+    now = time.time()
+    assert [k for k in await keys_stored(engine) if k.expires_at <= now] == []
+    assert len(await keys_stored(engine)) == 3

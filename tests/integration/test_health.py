@@ -74,20 +74,21 @@ async def test_redis_down_and_back(
 
         await wait_for(down, timeout=5)
         code, body = await ready(stack)
-        assert code == 503 and body["dependencies"]["redis"]["status"] == "down"
+        # Shown, but not required: throttles count per replica meanwhile (test_throttle_fallback).
+        assert body["dependencies"]["redis"]["status"] == "down"
+        assert code == 200 and body["dependencies"]["redis"]["required"] is False
         # dialback's own Redis does not count in GES_HEALTH (GES semantics).
         assert (await gauges(stack))["GES_HEALTH"] == 0
         # Liveness does no dependency I/O and stays up.
         assert (await stack.internal.get("/health/live")).status_code == 200
-        # A booking needs the throttle counters: 503 (retry later), not a 500 and not a bug.
+        # A booking goes on without the throttle Redis.
         key = await stack.tenant()
         r = await stack.public.post(
             "/engagement/v3/callbacks/create",
             json={"serviceName": "sales", "phoneNumber": "+14155550123"},
             headers={"x-api-key": key},
         )
-        assert r.status_code == 503, r.text
-        assert r.json()["status"]["corrId"] == r.headers["x-correlation-id"]
+        assert r.status_code == 200, r.text
         assert value(parse((await stack.internal.get("/metrics")).text), "UNCAUGHT_EXCEPTION") == 0
         own_redis.start()
 

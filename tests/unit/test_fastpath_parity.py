@@ -67,6 +67,17 @@ CASES: dict[str, dict[str, Any]] = {
     "unknown service": _case(json.dumps({**VALID, "serviceName": "nope"}).encode(), JSON),
     "not a phone number": _case(json.dumps({**VALID, "phoneNumber": "hello"}).encode(), JSON),
     "priority out of range": _case(json.dumps({**VALID, "priority": -1}).encode(), JSON),
+    "Idempotency-Key empty": _case(json.dumps(VALID).encode(), {**JSON, "idempotency-key": ""}),
+    "Idempotency-Key too long": _case(
+        json.dumps(VALID).encode(), {**JSON, "idempotency-key": "k" * 256}
+    ),
+    "Idempotency-Key not printable": _case(
+        json.dumps(VALID).encode(), {**JSON, "idempotency-key": "a\tb"}
+    ),
+    "Idempotency-Key with a bad body": _case(b"{}", {**JSON, "idempotency-key": "k-bad-body"}),
+    "Idempotency-Key without an api key": _case(
+        json.dumps(VALID).encode(), {**JSON, "idempotency-key": "k-no-auth"}, key=False
+    ),
 }
 
 
@@ -132,3 +143,29 @@ async def test_the_plain_route_really_runs_fastapis_machinery(stack: Stack) -> N
             assert r.status_code == 200, r.text
     assert "router" in seen["plain"]
     assert "router" not in seen["fast"]
+
+
+@pytest.mark.parametrize("first_fast", [True, False])
+async def test_a_key_replays_alike_across_the_two_routes(stack: Stack, first_fast: bool) -> None:
+    """Either route books with a key; the other answers that booking (same id, same bytes but
+    the corrId) and refuses the key for another body with the same 409."""
+    key = await stack.tenant()
+    plain_app = create_public_app(stack.rt, fast_routes=False)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=plain_app), base_url="http://public"
+    ) as plain:
+        clients = (stack.public, plain) if first_fast else (plain, stack.public)
+        headers = {**JSON, "x-api-key": key, "idempotency-key": f"parity-{first_fast}"}
+        headers["x-correlation-id"] = "parity"
+        answers = [
+            await client.post(CREATE, content=json.dumps(VALID).encode(), headers=headers)
+            for client in (*clients, *clients)
+        ]
+        assert {r.status_code for r in answers} == {200}
+        assert len({r.content for r in answers}) == 1
+        assert len({tuple(sorted(r.headers.items())) for r in answers}) == 1
+        other = json.dumps({**VALID, "phoneNumber": "+14155550124"}).encode()
+        refused = [await c.post(CREATE, content=other, headers=headers) for c in clients]
+        assert [r.status_code for r in refused] == [409, 409]
+        assert refused[0].content == refused[1].content
+        assert refused[0].headers == refused[1].headers

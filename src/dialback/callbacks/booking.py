@@ -5,8 +5,12 @@ number, at most ``slot_total`` bookings per slot — are decided here, under a l
 number, together with the insert, so a refused booking writes nothing and an accepted one is
 committed when ``book`` returns.
 
+A create with an ``Idempotency-Key`` stores the key with the booking, in the same transaction:
+a retry finds it (``find_key``), and a concurrent one with the same key gets ``duplicate`` and
+the first booking's id instead of booking again.
+
 - ``PostgresStore``: one round trip. The plpgsql function ``dialback_book_callback``
-  (migration 2) takes the number's advisory lock, counts, reserves and inserts; it runs as its
+  (migrations 2, 3 and 8) claims the key, takes the number's advisory lock, counts, reserves and inserts; it runs as its
   own autocommit transaction on a small raw asyncpg pool (``db.pg.RawPool``).
 - ``SqlAlchemyStore``: the same steps as separate statements in one SQLAlchemy transaction
   (the embedded SQLite store, where ``BEGIN IMMEDIATE`` is the lock).
@@ -20,13 +24,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import orjson
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dialback.callbacks import repository as repo
 from dialback.db.engine import DbTimeouts
 from dialback.db.pg import RawPool
 
-Outcome = Literal["ok", "open_limit", "full"]
+Outcome = Literal["ok", "open_limit", "full", "duplicate"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,11 +78,22 @@ class NewCallback:
 
 
 @dataclass(frozen=True, slots=True)
+class IdempotencyKey:
+    """A create's Idempotency-Key, the hash of its request, and when the key expires."""
+
+    key: str
+    request_hash: str
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class Booking:
-    """What ``book`` decided, and the number's open callbacks counted before it."""
+    """What ``book`` decided, and the number's open callbacks counted before it; for
+    ``duplicate``, the callback the key booked first and the hash of that request."""
 
     outcome: Outcome
     open_count: int
+    existing: repo.KeyedCallback | None = None
 
 
 class CallbackStore(ABC):
@@ -91,15 +107,21 @@ class CallbackStore(ABC):
         max_open: int,
         slot_start: float | None,
         slot_total: int | None,
+        idem: IdempotencyKey | None = None,
     ) -> Booking:
         """Book ``cb`` unless the number has ``max_open`` open callbacks (``open_limit``) or
         the slot starting ``slot_start`` holds ``slot_total`` bookings already (``full``).
 
         ``slot_start`` and ``slot_total`` are both set (the slot has a limit) or both None.
 
-        ``ok`` means the row (and its place in the slot) is committed; otherwise nothing was
-        written.
+        ``ok`` means the row (and its place in the slot, and ``idem``) is committed; otherwise
+        nothing was written. With ``idem``, a key the tenant already booked with (unexpired)
+        books nothing: ``duplicate``, with that booking.
         """
+
+    @abstractmethod
+    async def find_key(self, tenant_id: str, key: str, now: float) -> repo.KeyedCallback | None:
+        """The callback the tenant's unexpired Idempotency-Key ``key`` booked, if any."""
 
     @abstractmethod
     async def start(self) -> None:
@@ -122,6 +144,10 @@ class SqlAlchemyStore(CallbackStore):
     async def close(self) -> None:
         return None  # the Container disposes of the engine
 
+    async def find_key(self, tenant_id: str, key: str, now: float) -> repo.KeyedCallback | None:
+        async with self.engine.connect() as conn:
+            return await repo.find_idempotency_key(conn, tenant_id, key, now)
+
     async def book(
         self,
         cb: NewCallback,
@@ -129,9 +155,33 @@ class SqlAlchemyStore(CallbackStore):
         max_open: int,
         slot_start: float | None,
         slot_total: int | None,
+        idem: IdempotencyKey | None = None,
+    ) -> Booking:
+        try:
+            return await self._book(cb, max_open, slot_start, slot_total, idem)
+        except IntegrityError:
+            # The same key booked concurrently (for another number: no lock in common).
+            if idem is None:
+                raise
+            found = await self.find_key(cb.tenant_id, idem.key, cb.created_at)
+            if found is None:
+                raise
+            return Booking("duplicate", 0, found)
+
+    async def _book(
+        self,
+        cb: NewCallback,
+        max_open: int,
+        slot_start: float | None,
+        slot_total: int | None,
+        idem: IdempotencyKey | None,
     ) -> Booking:
         async with self.engine.begin() as conn:
             await repo.lock_number(conn, cb.tenant_id, cb.phone_number)
+            if idem is not None:
+                found = await repo.find_idempotency_key(conn, cb.tenant_id, idem.key, cb.created_at)
+                if found is not None:
+                    return Booking("duplicate", 0, found)
             open_count = await repo.count_open_for_number(conn, cb.tenant_id, cb.phone_number)
             if open_count >= max_open:
                 return Booking("open_limit", open_count)
@@ -140,13 +190,29 @@ class SqlAlchemyStore(CallbackStore):
                 if not await repo.reserve_capacity(conn, cb.service_id, slot_start, slot_total):
                     return Booking("full", open_count)
             await repo.insert_callback(conn, cb.row(slot_start))
+            if idem is not None:
+                await repo.insert_idempotency_key(
+                    conn,
+                    {
+                        "tenant_id": cb.tenant_id,
+                        "idem_key": idem.key,
+                        "request_hash": idem.request_hash,
+                        "callback_id": cb.id,
+                        "created_at": cb.created_at,
+                        "expires_at": idem.expires_at,
+                    },
+                )
         return Booking("ok", open_count)
 
 
 _BOOK_SQL = (
-    "SELECT outcome, open_count FROM dialback_book_callback("
-    + ", ".join(f"${i}" for i in range(1, 21))
+    "SELECT outcome, open_count, existing_id, existing_hash FROM dialback_book_callback("
+    + ", ".join(f"${i}" for i in range(1, 24))
     + ")"
+)
+_FIND_KEY_SQL = (
+    "SELECT callback_id, request_hash FROM idempotency_keys"
+    " WHERE tenant_id = $1 AND idem_key = $2 AND expires_at > $3"
 )
 
 
@@ -177,8 +243,9 @@ class PostgresStore(CallbackStore):
         max_open: int,
         slot_start: float | None,
         slot_total: int | None,
+        idem: IdempotencyKey | None = None,
     ) -> Booking:
-        outcome, open_count = await self._pool.fetchrow(
+        outcome, open_count, existing_id, existing_hash = await self._pool.fetchrow(
             _BOOK_SQL,
             repo.number_lock_key(cb.tenant_id, cb.phone_number),
             max_open,
@@ -200,8 +267,17 @@ class PostgresStore(CallbackStore):
             1,
             cb.max_attempts,
             cb.created_at,
+            idem.key if idem is not None else None,
+            idem.request_hash if idem is not None else None,
+            idem.expires_at if idem is not None else None,
         )
+        if outcome == "duplicate":
+            return Booking(outcome, 0, repo.KeyedCallback(existing_id, existing_hash))
         return Booking(outcome, int(open_count))
+
+    async def find_key(self, tenant_id: str, key: str, now: float) -> repo.KeyedCallback | None:
+        row = await self._pool.fetchrow(_FIND_KEY_SQL, tenant_id, key, now)
+        return repo.KeyedCallback(row[0], row[1]) if row is not None else None
 
 
 def store_for(

@@ -5,12 +5,17 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from pydantic import Field
 from starlette.responses import Response
 
 from dialback.callbacks import views
-from dialback.callbacks.schemas import CallbackId, CreateCallback, parse_time_param
+from dialback.callbacks.schemas import (
+    CallbackId,
+    CreateCallback,
+    idempotency_key,
+    parse_time_param,
+)
 from dialback.kit.errors import BadRequest
 from dialback.kit.text import SafeText
 from dialback.services.schemas import _check_tz
@@ -21,23 +26,39 @@ from dialback.web.fastpath import DirectRoute, read_json_body, validate_body
 router = APIRouter(prefix="/engagement/v3", tags=["callbacks"])
 
 
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Up to 255 printable ASCII characters: a retry with the same key (and "
+        "the same body) answers the callback the first create booked, without booking again.",
+    ),
+]
+
+
 async def create_callback(
-    body: CreateCallback, c: ContainerDep, tenant: TenantDep
+    body: CreateCallback,
+    c: ContainerDep,
+    tenant: TenantDep,
+    key: IdempotencyKeyHeader = None,
 ) -> EnvelopeResponse:
     """Book an immediate (no desiredTime) or scheduled callback."""
-    return ok({"id": await c.callbacks.create(tenant, body)})
+    return ok({"id": await c.callbacks.create(tenant, body, idempotency_key(key))})
 
 
 async def _serve_create(request: Request) -> Response:
     """``create_callback`` without FastAPI's per-request dependency solving (the hot path).
 
     The same steps in the same order, with the same errors: read the body and parse it as
-    JSON when the content type says JSON, authenticate, validate, book.
+    JSON when the content type says JSON, authenticate, validate, read the Idempotency-Key,
+    book.
     """
     raw, body = await read_json_body(request)
-    tenant = await api_tenant(request, request.headers.get("x-api-key"))
+    headers = request.headers
+    tenant = await api_tenant(request, headers.get("x-api-key"))
     req = validate_body(CreateCallback, raw, body)
-    cid = await container_of(request).callbacks.create(tenant, req)
+    key = idempotency_key(headers.get("idempotency-key"))
+    cid = await container_of(request).callbacks.create(tenant, req, key)
     return ok({"id": cid})
 
 

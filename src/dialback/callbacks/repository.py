@@ -22,11 +22,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dialback.callbacks.lifecycle import OPEN_STATES, Event, Transition, queued_event
 from dialback.db import pg
-from dialback.db.schema import callback_events, callbacks, capacity_usage, parked_callbacks
+from dialback.db.schema import (
+    callback_events,
+    callbacks,
+    capacity_usage,
+    idempotency_keys,
+    parked_callbacks,
+)
 from dialback.kit import jsontext
 
 CB = callbacks.c
 PARKED = parked_callbacks.c
+IK = idempotency_keys.c
 
 
 async def insert_callback(conn: AsyncConnection, values: dict[str, Any]) -> None:
@@ -733,3 +740,49 @@ def claimed_from(row: Any) -> Claimed:
         orjson.dumps(data if data is not None else {}).decode(),
         row.params or {},
     )
+
+
+class KeyedCallback(NamedTuple):
+    """The callback an Idempotency-Key booked, and the hash of the request that booked it."""
+
+    callback_id: str
+    request_hash: str
+
+
+async def find_idempotency_key(
+    conn: AsyncConnection, tenant_id: str, key: str, now: float
+) -> KeyedCallback | None:
+    """The callback booked with the tenant's unexpired ``key``, if any."""
+    q = sa.select(IK.callback_id, IK.request_hash).where(
+        IK.tenant_id == tenant_id, IK.idem_key == key, IK.expires_at > now
+    )
+    row = (await conn.execute(q)).first()
+    return KeyedCallback(row.callback_id, row.request_hash) if row is not None else None
+
+
+async def insert_idempotency_key(
+    conn: AsyncConnection, values: dict[str, Any], *, purge: int = 2
+) -> None:
+    """Store a key with its booking, replacing the same key expired; purge a few expired keys."""
+    now = values["created_at"]
+    await conn.execute(
+        idempotency_keys.delete().where(
+            IK.tenant_id == values["tenant_id"],
+            IK.idem_key == values["idem_key"],
+            IK.expires_at <= now,
+        )
+    )
+    await conn.execute(idempotency_keys.insert().values(**values))
+    expired = (
+        sa.select(IK.tenant_id, IK.idem_key)
+        .where(IK.expires_at <= now)
+        .order_by(IK.expires_at)
+        .limit(purge)
+    )
+    gone = (await conn.execute(expired)).all()
+    for tenant_id, key in gone:
+        await conn.execute(
+            idempotency_keys.delete().where(
+                IK.tenant_id == tenant_id, IK.idem_key == key, IK.expires_at <= now
+            )
+        )

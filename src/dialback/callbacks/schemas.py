@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -232,6 +233,33 @@ class CreateCallback(BaseModel):
         if self.pushTargets is not None or self.pushChannel is not None:
             params["pushTargets"] = self.push_targets()
         return params
+
+    def fingerprint(self) -> str:
+        """A hash of what the request asks for (an Idempotency-Key's retry must match it)."""
+        data = self.model_dump(mode="json", exclude_defaults=True)
+        try:
+            text = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+        except TypeError:  # an integer beyond 64 bits (refused before this, but never a 500)
+            text = json.dumps(data, sort_keys=True).encode()
+        return hashlib.sha256(text).hexdigest()
+
+
+IDEMPOTENCY_KEY_MAX = 255
+_IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]+")
+
+
+def idempotency_key(value: str | None) -> str | None:
+    """The ``Idempotency-Key`` header's value (None when absent); 400 unless it is 1 to 255
+    printable ASCII characters."""
+    if value is None:
+        return None
+    if not value:
+        raise BadRequest("Idempotency-Key: must not be empty")
+    if len(value) > IDEMPOTENCY_KEY_MAX:
+        raise BadRequest(f"Idempotency-Key: at most {IDEMPOTENCY_KEY_MAX} characters")
+    if _IDEMPOTENCY_KEY.fullmatch(value) is None:
+        raise BadRequest("Idempotency-Key: only printable ASCII characters")
+    return value
 
 
 class CallbackId(BaseModel):

@@ -7,6 +7,7 @@ Each method owns its transaction; it returns domain rows and dataclasses, which
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import logging
@@ -21,9 +22,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dialback.callbacks import lifecycle
 from dialback.callbacks import repository as repo
-from dialback.callbacks.booking import CallbackStore, NewCallback
+from dialback.callbacks.booking import CallbackStore, IdempotencyKey, NewCallback
+from dialback.callbacks.repository import KeyedCallback
 from dialback.callbacks.schemas import CreateCallback
-from dialback.callbacks.story import create_story
+from dialback.callbacks.story import CreateStory, create_story
 from dialback.kit.context import bind
 from dialback.kit.errors import BadRequest, Conflict, NotFound, TooManyRequests
 from dialback.kit.names import is_id
@@ -156,6 +158,7 @@ class CallbackService:
         self.events = events
         self.settings = settings
         self.wake_monitor = wake_monitor
+        self._in_flight: dict[tuple[str, str], asyncio.Future[None]] = {}
 
     async def require_service(
         self, tenant: Tenant, name: str, *, field: str | None = None
@@ -172,10 +175,43 @@ class CallbackService:
         for key, _ttl in keys:
             await self.counters.decr(key)
 
-    async def create(self, tenant: Tenant, req: CreateCallback) -> str:
-        """Book a callback; returns its id once the row is committed."""
+    async def create(
+        self, tenant: Tenant, req: CreateCallback, idempotency_key: str | None = None
+    ) -> str:
+        """Book a callback; returns its id once the row is committed.
+
+        With an ``idempotency_key`` the tenant already booked with (within the window), the
+        callback it booked, without booking again; 409 when that request asked otherwise.
+        """
         story = create_story()
         story.accepted(req)
+        if idempotency_key is None:
+            return await self._book(tenant, req, story, None)
+        idem = IdempotencyKey(
+            idempotency_key,
+            req.fingerprint(),
+            time.time() + self.settings.idempotency_window_seconds,
+        )
+        # One create per key at a time in this replica: a retry sent while the first is still
+        # booking waits for it and answers its id (rather than count against the throttles).
+        # Across replicas the store's transaction decides (``duplicate``).
+        flight = (tenant.id, idempotency_key)
+        while (pending := self._in_flight.get(flight)) is not None:
+            await asyncio.wait([pending])
+        done = asyncio.get_running_loop().create_future()
+        self._in_flight[flight] = done
+        try:
+            found = await self.store.find_key(tenant.id, idempotency_key, time.time())
+            if found is not None:
+                return self._replay(tenant, idem, found)
+            return await self._book(tenant, req, story, idem)
+        finally:
+            del self._in_flight[flight]
+            done.set_result(None)
+
+    async def _book(
+        self, tenant: Tenant, req: CreateCallback, story: CreateStory, idem: IdempotencyKey | None
+    ) -> str:
         svc = await self.require_service(tenant, req.serviceName, field="serviceName")
         cfg = svc.config
         story.service_resolved(svc.id)
@@ -258,7 +294,14 @@ class CallbackService:
                 max_open=max_open,
                 slot_start=limit_slot.start if limit_slot else None,
                 slot_total=limit_slot.total if limit_slot else None,
+                idem=idem,
             )
+            if booking.outcome == "duplicate":
+                # The same key booked concurrently: that booking's answer, uncounted.
+                assert idem is not None and booking.existing is not None
+                existing = self._replay(tenant, idem, booking.existing)
+                await self._release(keys)
+                return existing
             story.open_counted(booking.open_count, max_open)
             if booking.outcome == "open_limit":
                 self.events.number_throttled(tenant)
@@ -289,6 +332,17 @@ class CallbackService:
                 extra={"service": svc.name, "immediate": immediate, "dueTime": iso(due)},
             )
         return cid
+
+    def _replay(self, tenant: Tenant, idem: IdempotencyKey, found: KeyedCallback) -> str:
+        """The callback an Idempotency-Key booked, for a retry asking the same; else 409."""
+        if found.request_hash != idem.request_hash:
+            raise Conflict(
+                "Idempotency-Key: already used for a different request; "
+                "send a new key for a new callback"
+            )
+        bind(callbackId=found.callback_id)
+        self.events.idempotent_replay(tenant)
+        return found.callback_id
 
     async def cancel(self, tenant: Tenant, callback_id: str) -> str:
         """Public cancel of a callback no agent handles yet; 400 once an agent has it.

@@ -201,3 +201,17 @@ erasure_audit = sa.Table(
     sa.Column("corr_id", sa.String(64)),
 )
 sa.Index("ix_erasure_audit_at", erasure_audit.c.at)
+
+# The Idempotency-Key of a create, stored with its booking (in the same transaction): a retry
+# with the key answers the callback booked first, until ``expires_at``.
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("tenant_id", sa.String(36), primary_key=True),
+    sa.Column("idem_key", sa.String(255), primary_key=True),
+    sa.Column("request_hash", sa.String(64), nullable=False),
+    sa.Column("callback_id", sa.String(36), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+)
+sa.Index("ix_idempotency_keys_expires", idempotency_keys.c.expires_at)

@@ -464,6 +464,17 @@ CATALOGUE: tuple[MetricDef, ...] = (
         query="sum by (listener, reason) (increase(ges_http_edge_refusals_total[5m]))",
     ),
     MetricDef(
+        "ges_callbacks_create_replayed_total",
+        "counter",
+        "counter",
+        "business",
+        "Creates answered with the callback an earlier create with the same Idempotency-Key "
+        "booked (a client's retry: nothing booked again).",
+        ("tenant",),
+        ges=False,
+        query="sum by (tenant) (rate(ges_callbacks_create_replayed_total[5m])) * 60",
+    ),
+    MetricDef(
         "ges_monitor_cycle_duration_seconds",
         "histogram",
         "histogram",

@@ -37,6 +37,10 @@ class Events:
         """A callback was committed."""
         self.metrics.ges_callbacks_created.inc((tenant.name, service))
 
+    def idempotent_replay(self, tenant: Any) -> None:
+        """A create was answered from the booking its Idempotency-Key made earlier."""
+        self.metrics.ges_callbacks_create_replayed_total.inc((tenant.name,))
+
     def callin_created(self, tenant: Any) -> None:
         """A Click-To-Call-In request was committed."""
         self.metrics.ges_callin_created.inc((tenant.name,))

@@ -85,7 +85,9 @@ class HealthChecker:
         else:
             deps.append(Dependency("database", None, self._check_db, True, False))
         if counters is not None:
-            deps.append(Dependency("redis", "REDIS_CONNECTION", counters.ping, True, False))
+            # Not required: while it is down throttles count per replica and bookings go on;
+            # failing readiness would take every replica (they share it) out of service.
+            deps.append(Dependency("redis", "REDIS_CONNECTION", counters.ping, False, False))
         if routing_redis:
             deps.append(Dependency("routing_redis", "ORS_REDIS_STATUS", transport.ping, True, True))
         if watch_routing_engine:

@@ -135,6 +135,7 @@ class Metrics:
     ges_monitor_dispatch_stalled_seconds: Family
     ges_dispatch_outcomes_total: Family
     ges_http_edge_refusals_total: Family
+    ges_callbacks_create_replayed_total: Family
     ges_monitor_cycle_duration_seconds: Family
     ges_monitor_last_run_timestamp_seconds: Family
     ges_build_info: Family
@@ -196,6 +197,7 @@ class Metrics:
         self.CB_TTL_LIMIT_REACHED.ensure((tenant,))
         self.CB_ENQUEUE_LIMIT_REACHED.ensure((tenant,))
         self.ges_callin_created.ensure((tenant,))
+        self.ges_callbacks_create_replayed_total.ensure((tenant,))
         for result in ("success", "failure"):
             self.ges_push_notifications_sent.ensure((tenant, result))
 

@@ -1,16 +1,20 @@
 """Throttle counters (GES "Redis"): windowed counts shared by every replica, or in memory when
-embedded."""
+embedded, or in this replica's memory while the Redis is unreachable (``FallbackCounters``)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 import time
 from abc import ABC, abstractmethod
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisError
 
 from dialback.throttle.resp import RespLink
+
+log = logging.getLogger("dialback.throttle")
 
 
 class Counters(ABC):
@@ -109,3 +113,126 @@ class MemoryCounters(Counters):
 
     async def ping(self) -> None:
         return None
+
+    def take(self) -> list[tuple[str, int, float]]:
+        """Every live counter as (key, value, seconds left), and forget them all."""
+        now = time.monotonic()
+        values, self._values = self._values, {}
+        return [(k, v, exp - now) for k, (v, exp) in values.items() if v > 0 and exp > now]
+
+
+# Add what a replica counted alone during an outage; a key the server does not hold (it came
+# back empty, or the window ended there) gets the remaining TTL of the replica's own count.
+_ADD_MANY = """
+for i, key in ipairs(KEYS) do
+    redis.call('INCRBY', key, ARGV[2 * i - 1])
+    if redis.call('TTL', key) == -1 then
+        redis.call('EXPIRE', key, ARGV[2 * i])
+    end
+end
+return #KEYS
+"""
+
+# Redis refused or never answered: connection lost or refused, timeout, LOADING, READONLY, OOM...
+_REDIS_DOWN = (RedisError, OSError, TimeoutError)
+
+
+class FallbackCounters(Counters):
+    """Redis counters that keep counting in this replica's memory while Redis is unreachable.
+
+    Throttles are not worth an outage (GES keeps REDIS_CONNECTION out of GES_HEALTH): a failed
+    command opens a circuit, and for ``retry_seconds`` every count is made in memory without
+    touching Redis, so no request waits on a dead server. Then a probe in the background (or a
+    successful health check) closes the circuit and adds the counts made in memory to Redis,
+    so the windows stay honest. The approximation: in an outage each replica counts alone,
+    so a limit of N admits up to N x replicas.
+    """
+
+    def __init__(self, redis: RedisCounters, *, retry_seconds: float = 5.0) -> None:
+        self.redis = redis
+        self.retry_seconds = retry_seconds
+        self.memory = MemoryCounters()
+        self._retry_at: float | None = None  # None: Redis is in use
+        self._probe: asyncio.Task[None] | None = None
+
+    @property
+    def degraded(self) -> bool:
+        """Whether counts are made in this replica's memory now."""
+        return self._retry_at is not None
+
+    async def incr_many(self, keys: list[tuple[str, int]]) -> list[int]:
+        if self._retry_at is None:
+            try:
+                return await self.redis.incr_many(keys)
+            except _REDIS_DOWN as exc:
+                self._trip(exc)
+        else:
+            self._maybe_probe()
+        return await self.memory.incr_many(keys)
+
+    async def decr(self, key: str) -> None:
+        if self._retry_at is None:
+            try:
+                await self.redis.decr(key)
+                return
+            except _REDIS_DOWN as exc:
+                self._trip(exc)
+        await self.memory.decr(key)
+
+    async def ping(self) -> None:
+        await self.redis.ping()
+        if self._retry_at is not None:
+            await self._recover()
+
+    async def close(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            await asyncio.gather(self._probe, return_exceptions=True)
+        await self.redis.close()
+
+    def _trip(self, exc: BaseException) -> None:
+        if self._retry_at is None:
+            log.warning(
+                "dialback's Redis is unreachable (%s): throttles count in this replica's "
+                "memory until it is back",
+                str(exc)[:200] or type(exc).__name__,
+            )
+        self._retry_at = time.monotonic() + self.retry_seconds
+
+    def _maybe_probe(self) -> None:
+        assert self._retry_at is not None
+        if self._probe is None and time.monotonic() >= self._retry_at:
+            self._probe = asyncio.create_task(self._probe_once(), name="throttle-redis-probe")
+
+    async def _probe_once(self) -> None:
+        try:
+            await self.redis.ping()
+            await self._recover()
+        except _REDIS_DOWN as exc:
+            self._trip(exc)
+        finally:
+            self._probe = None
+
+    async def _recover(self) -> None:
+        """Count in Redis again, then add to it what this replica counted meanwhile."""
+        if self._retry_at is None:
+            return
+        self._retry_at = None
+        counted = self.memory.take()
+        try:
+            for start in range(0, len(counted), 500):
+                chunk = counted[start : start + 500]
+                args: list[int] = []
+                for _key, value, left in chunk:
+                    args += [value, max(1, int(left) + 1)]
+                await self.redis.client.eval(
+                    _ADD_MANY, len(chunk), *(self.redis.prefix + k for k, _v, _l in chunk), *args
+                )
+        except _REDIS_DOWN as exc:
+            self._trip(exc)  # counts not added are lost: those windows undercount a little
+            return
+        log.info(
+            "dialback's Redis is back: throttles count there again (%d counters from this "
+            "replica's memory added)",
+            len(counted),
+        )

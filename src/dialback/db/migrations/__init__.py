@@ -22,6 +22,7 @@ from dialback.db.migrations import (
     m005_parked_callbacks,
     m006_routed_deadline_index,
     m007_retention,
+    m008_idempotency_keys,
 )
 
 
@@ -61,6 +62,11 @@ MIGRATIONS: list[Migration] = [
         7,
         "erasure_audit and ix_callin_tenant_created: retention and erasure",
         m007_retention.apply,
+    ),
+    Migration(
+        8,
+        "idempotency_keys: a retried create answers the first booking",
+        m008_idempotency_keys.apply,
     ),
 ]
 
