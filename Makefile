@@ -12,7 +12,15 @@ PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check
 PYTEST_ARGS ?=
 
 .PHONY: help run test test-unit lint fmt docs system-deps clean venv
-.PHONY: bench bench-quick
+.PHONY: bench bench-quick chaos soak
+# `make chaos` / `make soak` parameters (shorter runs: e.g. `make chaos KILLS=3 CALLBACKS=1000`,
+# `make soak DURATION=120`); SOAK_RATE=0 measures the maximum first and soaks at half of it.
+KILLS ?= 12
+CALLBACKS ?= 10000
+CHAOS_RATE ?= 50
+DOWN ?= 10
+DURATION ?= 1800
+SOAK_RATE ?= 0
 
 help: ## Show the targets
 	@grep -hE '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -57,6 +65,12 @@ bench: $(STAMP) system-deps ## Benchmark suite (~8-10 min, needs wrk): bench/res
 bench-quick: $(STAMP) system-deps ## Quick benchmark (< 2 min; 100k rows instead of 1M), same outputs
 	@bench/ensure-wrk.sh
 	$(PY) -m bench --quick --write-docs
+
+chaos: $(STAMP) system-deps ## Long fault campaign (>= 10 kills, >= 10,000 callbacks, each fault; ~8 min): docs/reliability.md
+	$(PY) -m testbed.chaos chaos --kills $(KILLS) --callbacks $(CALLBACKS) --rate $(CHAOS_RATE) --down $(DOWN) --docs docs/reliability.md $(if $(NOTE),--note "$(NOTE)")
+
+soak: $(STAMP) system-deps ## Soak at half the measured maximum create rate (DURATION=1800 s): RSS, p99, errors + plot in docs/reliability.md
+	$(PY) -m testbed.chaos soak --duration $(DURATION) --rate $(SOAK_RATE) --docs docs/reliability.md $(if $(NOTE),--note "$(NOTE)")
 
 docs: $(STAMP) ## Regenerate docs/metrics.md from the metric catalogue
 	$(PY) -m dialback.observability.docs docs/metrics.md
