@@ -14,7 +14,8 @@ PYTEST_ARGS ?=
 .PHONY: help run test test-unit lint fmt docs system-deps clean venv
 .PHONY: bench bench-quick chaos soak
 # `make chaos` / `make soak` parameters (shorter runs: e.g. `make chaos KILLS=3 CALLBACKS=1000`,
-# `make soak DURATION=120`); SOAK_RATE=0 measures the maximum first and soaks at half of it.
+# `make soak DURATION=120`); SOAK_RATE=0 measures the maximum first and soaks at half of it;
+# FAULTS=kill,postgres narrows the campaign to some faults; NOTE="..." labels the figures.
 KILLS ?= 12
 CALLBACKS ?= 10000
 CHAOS_RATE ?= 50
@@ -67,7 +68,7 @@ bench-quick: $(STAMP) system-deps ## Quick benchmark (< 2 min; 100k rows instead
 	$(PY) -m bench --quick --write-docs
 
 chaos: $(STAMP) system-deps ## Long fault campaign (>= 10 kills, >= 10,000 callbacks, each fault; ~8 min): docs/reliability.md
-	$(PY) -m testbed.chaos chaos --kills $(KILLS) --callbacks $(CALLBACKS) --rate $(CHAOS_RATE) --down $(DOWN) --docs docs/reliability.md $(if $(NOTE),--note "$(NOTE)")
+	$(PY) -m testbed.chaos chaos --kills $(KILLS) --callbacks $(CALLBACKS) --rate $(CHAOS_RATE) --down $(DOWN) $(if $(FAULTS),--faults $(FAULTS)) --docs docs/reliability.md $(if $(NOTE),--note "$(NOTE)")
 
 soak: $(STAMP) system-deps ## Soak at half the measured maximum create rate (DURATION=1800 s): RSS, p99, errors + plot in docs/reliability.md
 	$(PY) -m testbed.chaos soak --duration $(DURATION) --rate $(SOAK_RATE) --docs docs/reliability.md $(if $(NOTE),--note "$(NOTE)")

@@ -437,6 +437,7 @@ class RecordingConsumer:
         self.name = "chaos-recorder"
         self.deliveries: dict[tuple[str, int], list[Delivery]] = {}
         self.decided: dict[tuple[str, int], str] = {}
+        self.finished: set[tuple[str, int]] = set()
         self.cancels = 0
         self.outcomes_emitted = 0
         self.group_recreated = 0
@@ -509,20 +510,23 @@ class RecordingConsumer:
         if key not in self.decided:
             retry = key[1] == 1 and self.rng.random() < self.no_answer_fraction
             self.decided[key] = "no-answer" if retry else "answered"
+            events = ["ROUTING", "PROCESSING"] if self.decided[key] == "answered" else ["ROUTING"]
             delay = self.rng.uniform(0.05, 0.6)
+        elif key in self.finished:
+            # Finished, yet published again: the first report was lost; report the outcome
+            # again and call nobody twice (docs/routing.md, the contract for a dialer).
+            events, delay = [], 0.0
         else:
-            delay = 0.0  # the same attempt again: report what was decided, dial nobody twice
-        task = asyncio.create_task(self._report(key, self.decided[key], delay))
+            return  # still held (its outcome is being reported): ignore the redelivery
+        task = asyncio.create_task(self._report(key, [*events, "COMPLETED"], delay))
         self._emits.add(task)
         task.add_done_callback(self._emits.discard)
 
-    async def _report(self, key: tuple[str, int], reason: str, delay: float) -> None:
+    async def _report(self, key: tuple[str, int], events: list[str], delay: float) -> None:
         await asyncio.sleep(delay)
-        events = (
-            [("ROUTING", ""), ("PROCESSING", "")] if reason == "answered" else [("ROUTING", "")]
-        )
-        events.append(("COMPLETED", reason))
-        for event, why in events:
+        reason = self.decided[key]
+        for event in events:
+            why = reason if event == "COMPLETED" else ""
             fields = {
                 "id": key[0],
                 "attempt": str(key[1]),
@@ -537,6 +541,7 @@ class RecordingConsumer:
                     break
                 except Exception:  # routing Redis down: keep the outcome until it is back
                     await asyncio.sleep(0.3)
+        self.finished.add(key)
 
 
 # --------------------------------------------------------------------------- gauges
@@ -640,6 +645,8 @@ class CampaignConfig:
     poison_companions: int = 10
     republish_gap_seconds: float = 1.0
     seed: int = 11
+    # Which faults run, in this order (a subset narrows a failure down).
+    faults: tuple[str, ...] = ("poison", "kill", "postgres", "redis", "routing")
     extra_env: dict[str, str] = field(default_factory=dict)
     workdir: Path | None = None
     log: Callable[[str], None] = print
@@ -750,14 +757,21 @@ class Campaign:
         self.log(f"topology up in {time.monotonic() - self.t0:.1f}s; load at {cfg.rate}/s")
         try:
             await asyncio.sleep(cfg.warmup_seconds)
-            await self._poison()
+            if "poison" in cfg.faults:
+                await self._poison()
             kill = 0
-            while kill < cfg.kills:
+            while "kill" in cfg.faults and kill < cfg.kills:
                 kill += 1
                 every_all = cfg.kill_all_every and kill % cfg.kill_all_every == 0
                 await self._kill(all_at_once=bool(every_all))
-            for fault in (self._postgres, self._own_redis, self._routing_redis):
-                await fault()
+            steps = {
+                "postgres": self._postgres,
+                "redis": self._own_redis,
+                "routing": self._routing_redis,
+            }
+            for name, fault in steps.items():
+                if name in cfg.faults:
+                    await fault()
             while len(self.load.acked) < cfg.min_callbacks:
                 await asyncio.sleep(1)
         finally:
@@ -994,7 +1008,8 @@ class Campaign:
         res.stuck = Counter(stored[i]["state"] for i in stuck)
         if stuck:
             res.failures.append(
-                f"stuck: {len(stuck)} acknowledged callbacks not COMPLETED after a {cfg.drain_timeout:g}s drain ({dict(res.stuck)})"
+                f"stuck: {len(stuck)} acknowledged callbacks not COMPLETED after a {cfg.drain_timeout:g}s drain ({dict(res.stuck)}); "
+                f"by the last fault injected before their create: {dict(self._by_fault(stuck))}"
             )
         # Exactly once per attempt.
         res.deliveries = sum(len(v) for v in consumer.deliveries.values())
@@ -1034,7 +1049,8 @@ class Campaign:
                 f"server errors: {bad} (a dependency outage must answer 503, never 500)"
             )
         # The poison row: set aside, readable by the admin API, not blocking its batch.
-        await self._check_poison(poison_row, parked_in)
+        if "poison" in cfg.faults:
+            await self._check_poison(poison_row, parked_in)
         # Every health gauge back to 0.
         since = time.monotonic()
         await self.sampler.wait_all_zero(since, 20)
@@ -1048,6 +1064,15 @@ class Campaign:
                 f"health gauges not back to 0 at the end: {not_zero or 'replica not scraped'}"
             )
         self.log(f"checked: {len(res.failures)} failures")
+
+    def _by_fault(self, ids: list[str]) -> Counter[str]:
+        """How many of ``ids`` were created after each fault (before any: 'before faults')."""
+        out: Counter[str] = Counter()
+        for i in ids:
+            at = self.load.acked[i].at
+            last = [f for f in self.result.faults if f.injected <= at]
+            out[f"{len(last)}. {last[-1].name}" if last else "before faults"] += 1
+        return out
 
     async def _check_poison(self, row: asyncpg.Record | None, parked_in: list[str]) -> None:
         res = self.result
@@ -1099,6 +1124,14 @@ def render_result(res: CampaignResult) -> str:
     """The campaign's figures as Markdown: what was done, counts, recovery and gauge flips."""
     cfg = res.config
     t0 = res.faults[0].injected if res.faults else 0.0
+    described = {
+        "poison": f"one poison row due with {cfg.poison_companions} bookings",
+        "kill": f"{res.kills} kill events ({res.sigkills} SIGKILLs)",
+        "postgres": f"PostgreSQL down {cfg.pg_down_seconds:g} s",
+        "redis": f"dialback's Redis down {cfg.redis_down_seconds:g} s",
+        "routing": f"routing Redis down {cfg.routing_down_seconds:g} s, then empty",
+    }
+    done = [described[f] for f in cfg.faults if f in described]
 
     def rel(t: float | None, base: float | None) -> float | None:
         return None if t is None or base is None else t - base
@@ -1106,11 +1139,9 @@ def render_result(res: CampaignResult) -> str:
     out = [
         f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(res.started))}, "
         f"{res.wall_seconds:.0f} s wall; parameters: {cfg.replicas} replicas, {cfg.rate:g} creates/s "
-        f"({cfg.scheduled_fraction:.0%} scheduled 8-12 s ahead), {res.kills} kill events "
-        f"({res.sigkills} SIGKILLs), PostgreSQL down {cfg.pg_down_seconds:g} s, dialback's Redis "
-        f"down {cfg.redis_down_seconds:g} s, routing Redis down {cfg.routing_down_seconds:g} s "
-        f"then empty, {cfg.no_answer_fraction:.0%} of first attempts unanswered (retried once), "
-        f"seed {cfg.seed}.",
+        f"({cfg.scheduled_fraction:.0%} scheduled 8-12 s ahead), "
+        f"{cfg.no_answer_fraction:.0%} of first attempts unanswered (retried once), seed {cfg.seed}; "
+        f"faults: {', '.join(done) or 'none'}.",
         "",
         "| figure | value |",
         "|---|---|",
@@ -1124,12 +1155,21 @@ def render_result(res: CampaignResult) -> str:
         f"| acknowledged not COMPLETED after the drain | {sum(res.stuck.values()):,} {dict(res.stuck) or ''} |",
         f"| drain time (load stopped → all COMPLETED) | {_fmt(res.drain_seconds)} |",
         f"| final states in the store | {', '.join(f'{s}: {n:,}' for s, n in sorted(res.states.items()))} |",
-        f"| poison row | {res.poison.get('state')} (reason {res.poison.get('reason')}, parking {res.poison.get('parked') or '—'}); admin GET → {res.poison.get('admin_status')}; its batch companions {res.poison.get('companions')} |",
-        f"| creates during dialback's Redis outage | {res.own_redis_outage[0]:,} acknowledged of {res.own_redis_outage[1]:,} |",
         "",
         "| # | fault | injected at | cleared after | recovered: first create after | all gauges 0 after | gauge flips (1 at / 0 at, after injection) | answers in the fault window |",
         "|---|---|---|---|---|---|---|---|",
     ]
+    extra: list[str] = []
+    if "poison" in cfg.faults:
+        extra.append(
+            f"| poison row | {res.poison.get('state')} (reason {res.poison.get('reason')}, parking {res.poison.get('parked') or '—'}); admin GET → {res.poison.get('admin_status')}; its batch companions {res.poison.get('companions')} |"
+        )
+    if "redis" in cfg.faults:
+        extra.append(
+            f"| creates during dialback's Redis outage | {res.own_redis_outage[0]:,} acknowledged of {res.own_redis_outage[1]:,} |"
+        )
+    at = next(i for i, line in enumerate(out) if line.startswith("| final states"))
+    out[at + 1 : at + 1] = extra
     for n, f in enumerate(res.faults, 1):
         flips = "; ".join(
             f"{g} {_fmt(rel(up, f.injected))}/{_fmt(rel(down, f.injected))}"
@@ -1367,8 +1407,9 @@ in `make test` as `tests/e2e/test_chaos.py`). Each command rewrites its own sect
 **Topology.** Three `dialback serve` replicas on one PostgreSQL, dialback's own Redis and a
 routing Redis, all real processes on 127.0.0.1. The routing engine is a recording consumer: it
 reads `NewCallbackStream` with the consumer group `routing-engine` (docs/routing.md), records
-every `(callback id, attempt)` delivery, dials each attempt once (a redelivery of the same
-attempt re-reports the outcome already decided, as the contract asks of a dialer), reports
+every `(callback id, attempt)` delivery and dials each attempt once, as docs/routing.md asks of
+a dialer (a redelivery of an attempt it still holds is ignored; of one it finished, its
+`COMPLETED` is reported again; an attempt it never saw is a new dispatch), reports
 `ROUTING`, `PROCESSING` and `COMPLETED` (10 % of first attempts `no-answer`, retried once), and
 heartbeats. The load is an open loop of creates spread over the serving replicas, 10 % of them
 scheduled 8-12 s ahead; every answer is recorded.
@@ -1427,6 +1468,11 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--rate", type=float, default=50.0, help="creates/s")
     c.add_argument("--down", type=float, default=10.0, help="seconds each dependency stays down")
     c.add_argument("--drain", type=float, default=120.0)
+    c.add_argument(
+        "--faults",
+        default="poison,kill,postgres,redis,routing",
+        help="comma-separated subset of poison,kill,postgres,redis,routing",
+    )
     s = sub.add_parser("soak", help="steady load, RSS and p99 over time")
     s.add_argument("--replicas", type=int, default=3)
     s.add_argument("--duration", type=float, default=1800.0, help="seconds")
@@ -1453,6 +1499,7 @@ def main(argv: list[str] | None = None) -> int:
             routing_down_seconds=args.down,
             drain_timeout=args.drain,
             poison_companions=50,
+            faults=tuple(x.strip() for x in args.faults.split(",") if x.strip()),
             workdir=args.workdir,
         )
         res = asyncio.run(Campaign(cfg).run())
