@@ -560,7 +560,7 @@ class Flip:
 class GaugeSampler:
     """Scrapes every serving replica's /metrics and records each gauge change."""
 
-    def __init__(self, topo: Topology, every: float = 0.5) -> None:
+    def __init__(self, topo: Topology, every: float = 1.0) -> None:
         self.topo = topo
         self.every = every
         self.flips: list[Flip] = []
@@ -641,7 +641,7 @@ class CampaignConfig:
     settle_seconds: float = 1.5
     recovery_timeout: float = 40.0
     drain_timeout: float = 60.0
-    poison_lead_seconds: float = 8.0
+    poison_lead_seconds: float = 10.0
     poison_companions: int = 10
     republish_gap_seconds: float = 1.0
     seed: int = 11
@@ -1339,6 +1339,7 @@ def plot_soak(res: SoakResult, path: Path) -> None:
         width=0.6 * (minutes[1] - minutes[0]) if len(minutes) > 1 else 0.1,
         color="tab:gray",
     )
+    errs.set_ylim(0, max([1, *(s.errors for s in res.samples)]) * 1.1)
     errs.set_ylabel("errors")
     errs.set_xlabel("minutes")
     errs.grid(alpha=0.3)
@@ -1429,7 +1430,7 @@ the drain time; the poison row set aside and its batch companions completed); no
 503) from any request; every health gauge (`GES_HEALTH`, `POSTGRES_STATUS`, `REDIS_CONNECTION`,
 `ORS_REDIS_STATUS`, `ALL_URS_DOWN`) back to 0 on every replica at the end; bookings keep being
 acknowledged while dialback's own Redis is down. Health gauges are scraped from each replica's
-internal `/metrics` every 0.5 s (health checks every 1-1.5 s in the campaign).
+internal `/metrics` every second (health checks every 1-1.5 s in the campaign).
 """
 
 
