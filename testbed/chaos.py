@@ -754,7 +754,10 @@ class Campaign:
         self.load = Load(self.topo, key, self.rng, scheduled_fraction=cfg.scheduled_fraction)
         stop_load = asyncio.Event()
         load_task = asyncio.create_task(self.load.run(cfg.rate, stop_load))
-        self.log(f"topology up in {time.monotonic() - self.t0:.1f}s; load at {cfg.rate}/s")
+        self.log(
+            f"topology up in {time.monotonic() - self.t0:.1f}s; load at {cfg.rate}/s; "
+            f"replica logs in {self.workdir}"
+        )
         try:
             await asyncio.sleep(cfg.warmup_seconds)
             if "poison" in cfg.faults:
@@ -772,8 +775,15 @@ class Campaign:
             for name, fault in steps.items():
                 if name in cfg.faults:
                     await fault()
-            while len(self.load.acked) < cfg.min_callbacks:
+            # Load on until the count is reached, bounded (a service that stopped acknowledging
+            # must not hold the campaign for ever).
+            bound = time.monotonic() + max(60.0, 3 * cfg.min_callbacks / cfg.rate)
+            while len(self.load.acked) < cfg.min_callbacks and time.monotonic() < bound:
                 await asyncio.sleep(1)
+            if len(self.load.acked) < cfg.min_callbacks:
+                self.result.failures.append(
+                    f"only {len(self.load.acked):,} of the {cfg.min_callbacks:,} callbacks asked for were acknowledged"
+                )
         finally:
             stop_load.set()
             await load_task
