@@ -12,7 +12,16 @@ PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check
 PYTEST_ARGS ?=
 
 .PHONY: help run test test-unit lint fmt docs system-deps clean venv
-.PHONY: bench bench-quick bench-edge
+.PHONY: bench bench-quick bench-edge chaos soak
+# `make chaos` / `make soak` parameters (shorter runs: e.g. `make chaos KILLS=3 CALLBACKS=1000`,
+# `make soak DURATION=120`); SOAK_RATE=0 measures the maximum first and soaks at half of it;
+# FAULTS=kill,postgres narrows the campaign to some faults; NOTE="..." labels the figures.
+KILLS ?= 12
+CALLBACKS ?= 10000
+CHAOS_RATE ?= 50
+DOWN ?= 10
+DURATION ?= 1800
+SOAK_RATE ?= 0
 
 help: ## Show the targets
 	@grep -hE '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -62,6 +71,12 @@ bench-edge: $(STAMP) system-deps ## HTTP servers side by side (~3 min, wrk): lim
 	@bench/ensure-wrk.sh
 	$(PIP_INSTALL) granian==2.8.9 hypercorn==0.18.0
 	$(PY) -m bench.edge
+
+chaos: $(STAMP) system-deps ## Long fault campaign (>= 10 kills, >= 10,000 callbacks, each fault; ~8 min): docs/reliability.md
+	$(PY) -m testbed.chaos chaos --kills $(KILLS) --callbacks $(CALLBACKS) --rate $(CHAOS_RATE) --down $(DOWN) $(if $(FAULTS),--faults $(FAULTS)) --docs docs/reliability.md $(if $(NOTE),--note "$(NOTE)")
+
+soak: $(STAMP) system-deps ## Soak at half the measured maximum create rate (DURATION=1800 s): RSS, p99, errors + plot in docs/reliability.md
+	$(PY) -m testbed.chaos soak --duration $(DURATION) --rate $(SOAK_RATE) --docs docs/reliability.md $(if $(NOTE),--note "$(NOTE)")
 
 docs: $(STAMP) ## Regenerate docs/metrics.md from the metric catalogue
 	$(PY) -m dialback.observability.docs docs/metrics.md
