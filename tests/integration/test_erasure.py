@@ -24,6 +24,7 @@ from dialback.db.schema import (
     callin_requests,
     capacity_usage,
     erasure_audit,
+    idempotency_keys,
 )
 from dialback.kit.phone import mask
 from dialback.services.schemas import ServiceConfig
@@ -365,6 +366,27 @@ async def test_deleting_one_callback(any_store: Stack) -> None:
     assert page["total"] == 3
     assert [i["callbackId"] for i in page["items"]] == [busy, queued, scheduled]
     assert s.rt.metrics.ges_erasures_total.value(("callback",)) == 3
+
+
+async def test_an_erased_booking_is_not_answered_again_by_its_idempotency_key(
+    any_store: Stack,
+) -> None:
+    # The key booked a callback that is erased: a retry with it must not answer the erased id
+    # as if it were booked (nor keep the request's hash, which covers the number).
+    s = any_store
+    key = await s.tenant("acme", config=ServiceConfig.model_validate(CAPACITY))
+    body = {"serviceName": "sales", "phoneNumber": NUMBER, "desiredTime": iso(time.time() + 7200)}
+    headers = {"x-api-key": key, "Idempotency-Key": "order-1001"}
+    create = "/engagement/v3/callbacks/create"
+    first = str(data(await s.public.post(create, json=body, headers=headers))["id"])
+    assert str(data(await s.public.post(create, json=body, headers=headers))["id"]) == first
+    assert await ids_in(s, idempotency_keys, [first], "callback_id") == {first}
+
+    data(await s.internal.delete(f"{A}/callbacks/{first}"))
+    assert await ids_in(s, idempotency_keys, [first], "callback_id") == set()
+    again = str(data(await s.public.post(create, json=body, headers=headers))["id"])
+    assert again != first
+    assert await state_of(s, again) == "SCHEDULED"
 
 
 async def test_an_erasure_with_the_routing_redis_down_is_a_503_that_changes_nothing(

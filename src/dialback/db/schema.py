@@ -215,3 +215,4 @@ idempotency_keys = sa.Table(
     sa.Column("expires_at", sa.Float, nullable=False),
 )
 sa.Index("ix_idempotency_keys_expires", idempotency_keys.c.expires_at)
+sa.Index("ix_idempotency_keys_callback", idempotency_keys.c.callback_id)

@@ -14,7 +14,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dialback.db.schema import callback_events, callbacks, callin_requests, erasure_audit
+from dialback.db.schema import (
+    callback_events,
+    callbacks,
+    callin_requests,
+    erasure_audit,
+    idempotency_keys,
+    parked_callbacks,
+)
 
 CB = callbacks.c
 CI = callin_requests.c
@@ -58,7 +65,8 @@ async def purge_completed_callbacks(
 async def delete_callbacks(
     conn: AsyncConnection, ids: Sequence[str], *, only_completed: bool = False
 ) -> tuple[int, int]:
-    """Delete these callbacks and their history; (callbacks, events) removed."""
+    """Delete these callbacks, their history, their parked records and the Idempotency-Keys
+    that booked them (a retry with such a key books anew); (callbacks, events) removed."""
     if not ids:
         return 0, 0
     where: list[sa.ColumnElement[bool]] = [CB.id.in_(list(ids))]
@@ -70,6 +78,8 @@ async def delete_callbacks(
     events = await conn.execute(
         callback_events.delete().where(callback_events.c.callback_id.in_(gone))
     )
+    await conn.execute(parked_callbacks.delete().where(parked_callbacks.c.callback_id.in_(gone)))
+    await conn.execute(idempotency_keys.delete().where(idempotency_keys.c.callback_id.in_(gone)))
     return len(gone), int(events.rowcount or 0)
 
 

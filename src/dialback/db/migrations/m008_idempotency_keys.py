@@ -18,6 +18,8 @@ _idempotency_keys = sa.Table(
     sa.Column("expires_at", sa.Float, nullable=False),
 )
 sa.Index("ix_idempotency_keys_expires", _idempotency_keys.c.expires_at)
+# Erasure and retention delete the keys of the callbacks they delete.
+sa.Index("ix_idempotency_keys_callback", _idempotency_keys.c.callback_id)
 
 # Version 3's function with the key: a NULL key books as before. The key is claimed first,
 # before the number's lock, so a concurrent retry with the same key waits for the first
