@@ -328,6 +328,8 @@ VALUES = {
     "python": ("3.11.2",),
     "state": ("queued", "routing"),
     "action": ("republished", "completed"),
+    "listener": ("public", "internal"),
+    "kind": ("callbacks", "callback"),
 }
 STEP = 15
 POINTS = 300  # 75 minutes: more than the 1h $__range and the 15m windows

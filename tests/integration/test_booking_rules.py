@@ -367,7 +367,7 @@ async def test_refused_requests_do_not_consume_the_tenant_allowance(stack: Stack
     r = await create(stack, key, number=phone(3), desiredTime=full + 3 * 3600)
     assert_error(r, 429, "tenant 'acme' has reached its limit of 3")
     # The throttled request gave its unit back too: the window counter stays at the limit.
-    client = stack.rt.counters.client  # type: ignore[attr-defined]
+    client = stack.rt.counters.redis.client  # type: ignore[attr-defined]
     keys = await client.keys("dialback:ten:*")
     assert [int(await client.get(k)) for k in keys] == [3]
 

@@ -45,9 +45,9 @@ def outage_settings(settings_with: SettingsFactory, pg: PostgresServer, **kw: An
     return settings_with(database_url=pg.url("dialback"), simulator="off", **{**TIGHT, **kw})
 
 
-async def prepared(stack: Stack) -> tuple[str, str]:
+async def prepared(stack: Stack, **tenant_settings: Any) -> tuple[str, str]:
     """A tenant with a service and a call-in group, and one booked callback: (key, its id)."""
-    key = await stack.tenant()
+    key = await stack.tenant(settings=tenant_settings or None)
     r = await stack.internal.put(
         "/admin/v1/tenants/acme/callin-groups/g", json={"numbers": ["+14155550190"]}
     )
@@ -371,7 +371,8 @@ async def test_a_restart_under_load_answers_only_200_or_503_and_keeps_every_200(
     (no key cache), as every request does once its cached key expires."""
     pg = own_postgres
     async with started_stack(outage_settings(settings_with, pg, api_key_cache_seconds=0)) as stack:
-        key, _ = await prepared(stack)
+        # A fast machine books more than the default 500 per window here: no 429 either.
+        key, _ = await prepared(stack, throttle={"maxCallbacks": 100_000, "windowSeconds": 60})
         answers: list[httpx.Response] = []
         stop = asyncio.Event()
 
@@ -395,7 +396,9 @@ async def test_a_restart_under_load_answers_only_200_or_503_and_keeps_every_200(
             stop.set()
             await asyncio.wait_for(asyncio.gather(*clients), timeout=10)
         codes = [r.status_code for r in answers]
-        assert set(codes) <= {200, 503}, sorted(set(codes))
+        assert set(codes) <= {200, 503}, sorted(
+            {(r.status_code, r.text[:160]) for r in answers if r.status_code not in (200, 503)}
+        )
         for r in answers:
             if r.status_code == 503:
                 assert_unavailable("create under load", r)
