@@ -182,6 +182,7 @@ class RedisTransport(RoutingTransport):
         self._script = client.register_script(_PUBLISH_BATCH)
         self._last_autoclaim = 0.0
         self._provisioned = False
+        self._provision_lock = asyncio.Lock()
         self.losses_detected = 0
 
     async def publish(self, dispatches: list[Dispatch]) -> list[bool]:
@@ -242,16 +243,22 @@ class RedisTransport(RoutingTransport):
         return True
 
     async def ensure_groups(self, provisioner: bool = True) -> bool:
-        created = await self._group(self.outcome_stream, self.outcome_group)
-        created = await self._group(self.dispatch_stream, self.routing_group) or created
-        if not provisioner:
-            return False
-        marked = bool(await self.client.set(self.provisioned_key, f"{time.time():.3f}", nx=True))
-        lost = self._provisioned and (created or marked)
-        self._provisioned = True
-        if lost:
-            self.losses_detected += 1
-        return lost
+        # One call at a time: the monitor's outcome loop and its deadline sweep both provision
+        # at start, and interleaved, one would read the other's fresh groups as a loss.
+        async with self._provision_lock:
+            was_provisioned = self._provisioned
+            created = await self._group(self.outcome_stream, self.outcome_group)
+            created = await self._group(self.dispatch_stream, self.routing_group) or created
+            if not provisioner:
+                return False
+            marked = bool(
+                await self.client.set(self.provisioned_key, f"{time.time():.3f}", nx=True)
+            )
+            lost = was_provisioned and (created or marked)
+            self._provisioned = True
+            if lost:
+                self.losses_detected += 1
+            return lost
 
     async def read_outcomes(
         self, consumer: str, count: int, block_ms: int
