@@ -13,6 +13,7 @@ from pathlib import Path
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dialback.audit.service import AuditLog
 from dialback.callbacks.booking import CallbackStore, store_for
 from dialback.callbacks.lifecycle import Lifecycle, RetryRule
 from dialback.callbacks.service import CallbackService
@@ -181,6 +182,7 @@ class Container:
             if settings.retention_enabled
             else None
         )
+        self.audit = AuditLog(self.engine)
         self.started_at = time.time()
         self.demo: DemoCredentials | None = None
         self._started = False

@@ -5,8 +5,10 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, SecretStr
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from dialback.kit.addresses import parse_networks
 
 LOG_LEVELS = ("trace", "debug", "info", "warn", "error")
 # Other spellings of the same levels (GES's Helm sample is "DEBUG"; Python and log4js say
@@ -25,6 +27,11 @@ def canonical_log_level(value: Any) -> Any:
 LogLevel = Annotated[
     Literal["trace", "debug", "info", "warn", "error"], BeforeValidator(canonical_log_level)
 ]
+
+
+def _valid_networks(text: str) -> str:
+    parse_networks(text)
+    return text
 
 
 class Settings(BaseSettings):
@@ -85,6 +92,9 @@ class Settings(BaseSettings):
     # Comma-separated bearer tokens for the admin API on the internal port.
     admin_tokens: SecretStr = SecretStr("")
     demo: bool = False
+    # Proxies whose X-Forwarded-For names the client (comma-separated addresses or CIDRs); the
+    # audit log and the brute-force limits key on that address. Empty: the peer is the client.
+    trusted_proxies: Annotated[str, AfterValidator(_valid_networks)] = ""
     demo_api_key: SecretStr | None = None
 
     max_body_bytes: int = 64 * 1024
@@ -157,6 +167,11 @@ class Settings(BaseSettings):
     def admin_token_list(self) -> list[str]:
         """The configured admin tokens, blanks dropped."""
         return [t.strip() for t in self.admin_tokens.get_secret_value().split(",") if t.strip()]
+
+    @cached_property
+    def trusted_proxy_networks(self) -> tuple[Any, ...]:
+        """``trusted_proxies`` parsed (web.client)."""
+        return parse_networks(self.trusted_proxies)
 
     def tolerances(self) -> dict[str, float]:
         """The `_tolerance` gauges and their values."""

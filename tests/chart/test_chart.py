@@ -413,6 +413,7 @@ OPTIONAL_URLS = (
     "config.healthCheck.authUrl=http://idp/health",
     "config.healthCheck.tenantDirectoryUrl=http://dir/health",
     "config.healthCheck.configSourceUrl=http://conf/health",
+    "config.trustedProxies=10.0.0.0/8",
 )
 
 
