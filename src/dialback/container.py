@@ -22,6 +22,8 @@ from dialback.db.engine import DbTimeouts, create_engine
 from dialback.db.migrations import current_version, latest_version, migrate
 from dialback.identity.admin_tokens import AdminTokens
 from dialback.identity.authenticate import AdminAuthenticator
+from dialback.identity.bruteforce import AttemptLimiter
+from dialback.identity.oidc import OidcClient
 from dialback.monitor.monitor import CallbackMonitor
 from dialback.observability.events import Events
 from dialback.observability.health import HealthChecker
@@ -185,6 +187,8 @@ class Container:
             else None
         )
         self.audit = AuditLog(self.engine)
+        self.oidc: OidcClient | None = None
+        self.attempts = AttemptLimiter()
         self.authenticator = AdminAuthenticator(AdminTokens(settings.admin_token_list()))
         self.started_at = time.time()
         self.demo: DemoCredentials | None = None
