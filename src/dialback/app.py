@@ -17,6 +17,7 @@ from dialback.callbacks import endpoints as callbacks_public
 from dialback.callins import admin_endpoints as callins_admin
 from dialback.callins import endpoints as callins_public
 from dialback.container import Container
+from dialback.identity import admin_endpoints as users_admin
 from dialback.kit.errors import NotFound
 from dialback.observability import admin_endpoints as logging_admin
 from dialback.observability.http_metrics import RequestObservability
@@ -24,6 +25,7 @@ from dialback.retention import admin_endpoints as retention_admin
 from dialback.services import admin_endpoints as services_admin
 from dialback.statistics import endpoints as statistics_public
 from dialback.tenants import admin_endpoints as tenants_admin
+from dialback.ui.endpoints import install_ui
 from dialback.web import probes
 from dialback.web.deps import admin_principal
 from dialback.web.envelope import ERRORS
@@ -57,6 +59,7 @@ def admin_router() -> APIRouter:
     for domain in (tenants_admin, services_admin, callbacks_admin, callins_admin, logging_admin):
         router.include_router(domain.router)
     router.include_router(retention_admin.router)
+    router.include_router(users_admin.router)
     return router
 
 
@@ -127,8 +130,9 @@ def create_public_app(c: Container, *, fast_routes: bool = True) -> FastAPI:
 
 
 def create_internal_app(c: Container) -> FastAPI:
-    """Probes, /metrics and the admin API."""
+    """Probes, /metrics, the admin API and the Callback UI (``/ui``)."""
     app = _base_app(c, "dialback internal API", "Probes and the admin API (bearer token).")
     app.include_router(probes.router)
     app.include_router(admin_router())
+    install_ui(app)
     return app

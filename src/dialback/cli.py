@@ -1,4 +1,4 @@
-"""The ``dialback`` command: serve, migrate, router-sim, demo."""
+"""The ``dialback`` command: serve, migrate, router-sim, demo, users."""
 
 from __future__ import annotations
 
@@ -7,9 +7,15 @@ import asyncio
 import contextlib
 import os
 import sys
+from typing import TYPE_CHECKING, Any
 
 from dialback.observability.logging import setup_logging
 from dialback.settings import Settings
+
+if TYPE_CHECKING:
+    from dialback.audit.service import AuditLog
+    from dialback.identity.roles import Principal
+    from dialback.identity.users import User, UserAdmin, WithPassword
 
 
 def _run(coro: object) -> None:
@@ -113,6 +119,179 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.url or local_public_url(), args.api_key, args.phone, args.timeout)
 
 
+def _os_user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name (a container without a passwd entry)
+        return f"uid-{os.getuid()}"
+
+
+def _read_password(args: argparse.Namespace) -> str | None:
+    if not getattr(args, "password_stdin", False):
+        return None
+    line = sys.stdin.readline()
+    return line.rstrip("\r\n")
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    """Manage the local users of the Callback UI in the configured database."""
+    from dialback.audit.service import AuditLog
+    from dialback.db.engine import create_engine
+    from dialback.identity.roles import Principal, Role
+    from dialback.identity.users import UserAdmin
+    from dialback.kit.errors import ApiError
+
+    settings = Settings()
+    setup_logging("warn", fmt="console")
+    actor = Principal("cli", _os_user(), frozenset({Role.ADMINISTRATOR}))
+
+    async def go() -> int:
+        engine = create_engine(settings.database_url)
+        users = UserAdmin(engine)
+        audit = AuditLog(engine)
+        try:
+            return await _users_action(args, users, audit, actor)
+        finally:
+            await engine.dispose()
+
+    try:
+        password = _read_password(args)
+        args.password = password
+        return int(asyncio.run(go()))
+    except ApiError as exc:
+        print(f"dialback users: {exc.message}", file=sys.stderr)
+        return 2
+
+
+async def _users_action(
+    args: argparse.Namespace, users: UserAdmin, audit: AuditLog, actor: Principal
+) -> int:
+    from dialback.identity.users import parse_roles, parse_tenants
+    from dialback.kit.errors import BadRequest
+
+    def describe(u: User) -> str:
+        scope = "every tenant" if u.tenants is None else ",".join(sorted(u.tenants))
+        roles = ",".join(sorted(r.value for r in u.roles))
+        state = " (disabled)" if u.disabled else ""
+        return f"{u.username}\t{roles}\t{scope}{state}"
+
+    async def record(action: str, username: str, detail: dict[str, Any] | None = None) -> None:
+        await audit.record(
+            actor, action, object_type="user", object_id=username, address="cli", detail=detail
+        )
+
+    def shown_once(result: WithPassword) -> None:
+        if result.generated_password is not None:
+            print(
+                f"password for {result.user.username} (shown once, keep it safe): "
+                f"{result.generated_password}"
+            )
+
+    command = args.users_command
+    if command == "list":
+        for u in await users.list():
+            print(describe(u))
+        return 0
+    if command == "add":
+        roles = parse_roles(args.role)
+        tenants = parse_tenants(args.tenant or None)
+        result = await users.add(args.name, roles, tenants, password=args.password)
+        await record(
+            "users.create",
+            result.user.username,
+            {"roles": sorted(roles), "tenants": sorted(tenants) if tenants else None},
+        )
+        print(f"added {describe(result.user)}")
+        shown_once(result)
+        return 0
+    if command == "remove":
+        user = await users.remove(args.name)
+        await record("users.delete", user.username)
+        print(f"removed {user.username}")
+        return 0
+    if command == "reset-password":
+        result = await users.reset_password(args.name, args.password)
+        await record("users.password_reset", result.user.username)
+        print(f"password of {result.user.username} reset; its sessions ended")
+        shown_once(result)
+        return 0
+    if command == "set-roles":
+        roles = parse_roles(args.role)
+        if args.tenant and args.all_tenants:
+            raise BadRequest("give --tenant or --all-tenants, not both")
+        set_tenants = bool(args.tenant) or args.all_tenants
+        tenants = None if args.all_tenants else parse_tenants(args.tenant or None)
+        user = await users.update(args.name, roles=roles, tenants=tenants, set_tenants=set_tenants)
+        await record(
+            "users.update",
+            user.username,
+            {"roles": sorted(roles), "tenants": sorted(tenants) if tenants else None},
+        )
+        print(f"set {describe(user)}")
+        return 0
+    disabled = command == "disable"
+    user = await users.update(args.name, disabled=disabled)
+    await record("users.disable" if disabled else "users.enable", user.username)
+    print(f"{'disabled' if disabled else 'enabled'} {user.username}")
+    return 0
+
+
+def _users_parser(sub: argparse._SubParsersAction) -> None:
+    from dialback.identity.roles import Role
+
+    roles = ", ".join(r.value for r in Role)
+    u = sub.add_parser(
+        "users",
+        help="manage the local users of the Callback UI (in DIALBACK_DATABASE_URL)",
+        description="Local users of the Callback UI. Exit code 2 on a refused request.",
+    )
+    u.set_defaults(func=cmd_users)
+    us = u.add_subparsers(dest="users_command", required=True)
+
+    def name(p: argparse.ArgumentParser) -> None:
+        p.add_argument("name", help="the user name (stored lower-cased)")
+
+    def password_stdin(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--password-stdin",
+            action="store_true",
+            help="read the password from the first line of standard input "
+            "(otherwise one is generated and printed once)",
+        )
+
+    def role_and_tenants(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--role", action="append", required=True, help=f"a role ({roles}); repeatable"
+        )
+        p.add_argument(
+            "--tenant",
+            action="append",
+            default=[],
+            help="a tenant the user may see; repeatable (none: every tenant)",
+        )
+
+    a = us.add_parser("add", help="add a user")
+    name(a)
+    role_and_tenants(a)
+    password_stdin(a)
+    r = us.add_parser("remove", help="remove a user (its sessions end)")
+    name(r)
+    rp = us.add_parser("reset-password", help="set a new password (its sessions end)")
+    name(rp)
+    password_stdin(rp)
+    sr = us.add_parser("set-roles", help="replace a user's roles (and tenant scope)")
+    name(sr)
+    role_and_tenants(sr)
+    sr.add_argument("--all-tenants", action="store_true", help="let the user see every tenant")
+    d = us.add_parser("disable", help="disable a user (its sessions end)")
+    name(d)
+    e = us.add_parser("enable", help="enable a disabled user")
+    name(e)
+    us.add_parser("list", help="list the users: name, roles, tenants")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``dialback`` command."""
     p = argparse.ArgumentParser(prog="dialback", description=__doc__)
@@ -166,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to wait for COMPLETED (default: %(default)s)",
     )
     d.set_defaults(func=cmd_demo)
+    _users_parser(sub)
     return p
 
 

@@ -24,6 +24,9 @@ from dialback.identity.admin_tokens import AdminTokens
 from dialback.identity.authenticate import AdminAuthenticator
 from dialback.identity.bruteforce import AttemptLimiter
 from dialback.identity.oidc import OidcClient
+from dialback.identity.sessions import SessionManager
+from dialback.identity.users import DemoAdmin, UserAdmin, ensure_demo_admin
+from dialback.kit.errors import ApiError
 from dialback.monitor.monitor import CallbackMonitor
 from dialback.observability.events import Events
 from dialback.observability.health import HealthChecker
@@ -190,6 +193,10 @@ class Container:
         self.oidc: OidcClient | None = None
         self.attempts = AttemptLimiter()
         self.authenticator = AdminAuthenticator(AdminTokens(settings.admin_token_list()))
+        # Operators: local users and the Callback UI's sessions.
+        self.users = UserAdmin(self.engine)
+        self.sessions = SessionManager(self.engine, settings, self.users)
+        self.demo_admin: DemoAdmin | None = None
         self.started_at = time.time()
         self.demo: DemoCredentials | None = None
         self._started = False
@@ -213,6 +220,7 @@ class Container:
             self.keys.clear()
             # The demo may have generated an admin token.
             self.authenticator.tokens = AdminTokens(self.settings.admin_token_list())
+            await self._demo_admin()
         await self._known_series()
         self.loop_lag.start()
         if self.simulator:
@@ -224,6 +232,18 @@ class Container:
         await self.health.check_all()
         self.health.start()
         self._started = True
+
+    async def _demo_admin(self) -> None:
+        """The demo administrator of the Callback UI (DIALBACK_DEMO_ADMIN_*)."""
+        pinned = self.settings.demo_admin_password
+        try:
+            self.demo_admin = await ensure_demo_admin(
+                self.users,
+                self.settings.demo_admin_user,
+                pinned.get_secret_value() if pinned is not None else None,
+            )
+        except ApiError as exc:
+            raise RuntimeError(f"DIALBACK_DEMO_ADMIN_USER/PASSWORD: {exc.message}") from None
 
     async def _known_series(self) -> None:
         """Create every tenant's and service's labelled series at 0."""

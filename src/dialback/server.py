@@ -62,6 +62,16 @@ def _banner(rt: Container) -> None:
                 "  (generated: a new token on every start; set DIALBACK_ADMIN_TOKENS to keep one)"
             )
         host = "127.0.0.1" if s.host in ("", "0.0.0.0", "::") else s.host
+        if rt.demo_admin:
+            lines.append(
+                f"Callback UI: http://{host}:{s.internal_port}/ui/login "
+                f"user {rt.demo_admin.username} password {rt.demo_admin.password}"
+            )
+            if rt.demo_admin.generated:
+                lines.append(
+                    "  (generated: a new password on every start; "
+                    "set DIALBACK_DEMO_ADMIN_PASSWORD to keep one)"
+                )
         local = (host, s.public_port) == ("127.0.0.1", 3005)  # `dialback demo`'s default
         url = "" if local else f" --url http://{host}:{s.public_port}"
         lines.append(f"try it: {dialback_command()} demo{url} --api-key {rt.demo.api_key}")

@@ -108,6 +108,16 @@ class Settings(BaseSettings):
     trusted_proxies: Annotated[str, AfterValidator(_valid_networks)] = ""
     demo_api_key: SecretStr | None = None
 
+    # Operators of the Callback UI (docs/security.md "Local users and passwords", "Sessions
+    # and CSRF"). The demo administrator exists only with DIALBACK_DEMO.
+    demo_admin_user: str = Field("admin", min_length=1, max_length=64)
+    demo_admin_password: SecretStr | None = None
+    session_secret: SecretStr | None = None
+    session_idle_minutes: float = Field(20.0, gt=0)
+    session_max_hours: float = Field(12.0, gt=0)
+    session_cookie_secure: bool = False
+    ui_url: str | None = None
+
     max_body_bytes: int = 64 * 1024
     immediate_window_seconds: int = 60
     booking_horizon_days: int = 90

@@ -216,3 +216,68 @@ idempotency_keys = sa.Table(
 )
 sa.Index("ix_idempotency_keys_expires", idempotency_keys.c.expires_at)
 sa.Index("ix_idempotency_keys_callback", idempotency_keys.c.callback_id)
+
+# Local operators (identity/users.py): the password only as an argon2id hash; ``tenants`` NULL
+# means every tenant.
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("username", sa.String(64), nullable=False, unique=True),
+    sa.Column("display_name", sa.String(200), nullable=False),
+    sa.Column("password_hash", sa.String(200), nullable=False),
+    sa.Column("roles", Json, nullable=False),
+    sa.Column("tenants", Json),
+    sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("password_changed_at", sa.Float, nullable=False),
+    sa.Column("last_login_at", sa.Float),
+)
+
+# Callback UI sessions (identity/sessions.py), keyed by the SHA-256 of the session id: the
+# store never holds a usable cookie.
+ui_sessions = sa.Table(
+    "ui_sessions",
+    metadata,
+    sa.Column("id_hash", sa.String(64), primary_key=True),
+    sa.Column("principal_kind", sa.String(16), nullable=False),
+    sa.Column("principal_name", sa.String(200), nullable=False),
+    sa.Column("principal_subject", sa.String(255), nullable=False),
+    sa.Column("roles", Json, nullable=False),
+    sa.Column("tenants", Json),
+    sa.Column("csrf_token", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("last_seen_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Column("address", sa.String(64), nullable=False),
+    sa.Column("user_agent", sa.String(200), nullable=False),
+    sa.Column("ended_at", sa.Float),
+    sa.Column("end_reason", sa.String(32)),
+)
+sa.Index("ix_ui_sessions_principal", ui_sessions.c.principal_kind, ui_sessions.c.principal_name)
+sa.Index("ix_ui_sessions_expires", ui_sessions.c.expires_at)
+
+# OIDC sign-ins in progress, keyed by the SHA-256 of ``state``; each is taken once.
+login_flows = sa.Table(
+    "login_flows",
+    metadata,
+    sa.Column("state_hash", sa.String(64), primary_key=True),
+    sa.Column("nonce", sa.String(255), nullable=False),
+    sa.Column("code_verifier", sa.String(255), nullable=False),
+    sa.Column("return_to", sa.String(500), nullable=False),
+    sa.Column("binding_hash", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+)
+sa.Index("ix_login_flows_expires", login_flows.c.expires_at)
+
+# The generated key that signs session cookies when DIALBACK_SESSION_SECRET is unset: in the
+# store, so every replica signs and verifies alike.
+session_keys = sa.Table(
+    "session_keys",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("secret", sa.String(128), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)

@@ -23,6 +23,7 @@ from dialback.db.migrations import (
     m006_routed_deadline_index,
     m007_retention,
     m008_idempotency_keys,
+    m009_operators,
 )
 
 
@@ -67,6 +68,11 @@ MIGRATIONS: list[Migration] = [
         8,
         "idempotency_keys: a retried create answers the first booking",
         m008_idempotency_keys.apply,
+    ),
+    Migration(
+        9,
+        "users, ui_sessions, login_flows, session_keys: operators sign in",
+        m009_operators.apply,
     ),
 ]
 

@@ -1,0 +1,1 @@
+"""The Callback UI on the internal port at ``/ui``: server-rendered pages, sessions, CSRF."""
