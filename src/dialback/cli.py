@@ -139,6 +139,7 @@ def cmd_users(args: argparse.Namespace) -> int:
     """Manage the local users of the Callback UI in the configured database."""
     from dialback.audit.service import AuditLog
     from dialback.db.engine import create_engine
+    from dialback.db.migrations import current_version, latest_version
     from dialback.identity.roles import Principal, Role
     from dialback.identity.users import UserAdmin
     from dialback.kit.errors import ApiError
@@ -152,6 +153,14 @@ def cmd_users(args: argparse.Namespace) -> int:
         users = UserAdmin(engine)
         audit = AuditLog(engine)
         try:
+            have = await current_version(engine)
+            if have < latest_version():
+                print(
+                    f"dialback users: the database schema is at version {have}, this dialback "
+                    f"needs {latest_version()}: run `dialback migrate` first",
+                    file=sys.stderr,
+                )
+                return 2
             return await _users_action(args, users, audit, actor)
         finally:
             await engine.dispose()

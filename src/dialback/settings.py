@@ -35,6 +35,14 @@ def _valid_admin_tokens(value: SecretStr) -> SecretStr:
     return value
 
 
+def _valid_ui_url(url: str | None) -> str | None:
+    if not url:
+        return None
+    if not url.startswith(("http://", "https://")) or any(c in url for c in "?# "):
+        raise ValueError("must be an http(s) URL without query or fragment")
+    return url.rstrip("/")
+
+
 def _valid_networks(text: str) -> str:
     parse_networks(text)
     return text
@@ -116,7 +124,7 @@ class Settings(BaseSettings):
     session_idle_minutes: float = Field(20.0, gt=0)
     session_max_hours: float = Field(12.0, gt=0)
     session_cookie_secure: bool = False
-    ui_url: str | None = None
+    ui_url: Annotated[str | None, AfterValidator(_valid_ui_url)] = None
 
     max_body_bytes: int = 64 * 1024
     immediate_window_seconds: int = 60

@@ -45,6 +45,8 @@ SECRET_SETTINGS = {
     "admin_tokens",
     "demo_api_key",
     "erasure_hash_key",
+    "session_secret",
+    "demo_admin_password",
 }
 # Where the chart's defaults deliberately differ from the code's (container, not laptop).
 CHART_DEFAULTS = {
@@ -414,6 +416,7 @@ OPTIONAL_URLS = (
     "config.healthCheck.tenantDirectoryUrl=http://dir/health",
     "config.healthCheck.configSourceUrl=http://conf/health",
     "config.trustedProxies=10.0.0.0/8",
+    "config.ui.url=https://callbacks.example.com",
 )
 
 
@@ -491,6 +494,12 @@ def test_secret_refs_default_and_override(render: Render) -> None:
         "DIALBACK_ERASURE_HASH_KEY": {
             "name": FULLNAME,
             "key": "erasure-hash-key",
+            "optional": True,
+        },
+        "DIALBACK_SESSION_SECRET": {"name": FULLNAME, "key": "session-secret", "optional": True},
+        "DIALBACK_DEMO_ADMIN_PASSWORD": {
+            "name": FULLNAME,
+            "key": "demo-admin-password",
             "optional": True,
         },
     }
