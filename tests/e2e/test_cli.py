@@ -15,7 +15,9 @@ from testbed.servers import free_port
 
 from dialback.cli import build_parser
 from dialback.db.migrations import MIGRATIONS
-from tests.support.process import DialbackProcess
+from tests.support.process import DialbackProcess, ui_sign_in
+
+UI_LINE = re.compile(r"Callback UI: (\S+) user (\S+) password (\S+)")
 
 
 def _env(**kw: str) -> dict[str, str]:
@@ -173,7 +175,13 @@ def test_generated_demo_key_rotates_and_the_banner_says_how_to_use_it(tmp_path: 
     }
     first = DialbackProcess(env, tmp_path / "first.log", cwd=tmp_path).start()
     try:
-        old_key = re.search(r"API key \(x-api-key\): (\S+)", _banner(first, "try it:"))
+        first_banner = _banner(first, "try it:")
+        old_key = re.search(r"API key \(x-api-key\): (\S+)", first_banner)
+        old_admin = UI_LINE.search(first_banner)
+        assert old_admin, first_banner
+        assert old_admin.group(1) == f"{first.internal_url}/ui/login"
+        assert old_admin.group(2) == "admin"
+        assert ui_sign_in(first.internal_url, "admin", old_admin.group(3)).status_code == 303
     finally:
         first.stop()
     assert old_key
@@ -183,6 +191,12 @@ def test_generated_demo_key_rotates_and_the_banner_says_how_to_use_it(tmp_path: 
         assert "a new key on every start, the previous one revoked" in banner
         assert "set DIALBACK_DEMO_API_KEY to keep one" in banner
         assert "set DIALBACK_ADMIN_TOKENS to keep one" in banner
+        assert "set DIALBACK_DEMO_ADMIN_PASSWORD to keep one" in banner
+        admin = UI_LINE.search(banner)
+        assert admin and admin.group(3) != old_admin.group(3)
+        assert ui_sign_in(second.internal_url, "admin", old_admin.group(3)).status_code == 401
+        signed = ui_sign_in(second.internal_url, "admin", admin.group(3))
+        assert signed.status_code == 303 and signed.headers["location"] == "/ui/"
         new_key = re.search(r"API key \(x-api-key\): (\S+)", banner)
         assert new_key and new_key.group(1) != old_key.group(1)
 

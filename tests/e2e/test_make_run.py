@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.process import DialbackProcess
+from tests.support.process import DialbackProcess, ui_sign_in
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,6 +51,7 @@ def test_embedded_default_serves_the_readme_example(tmp_path: Path) -> None:
         {
             "DIALBACK_DEMO": "true",
             "DIALBACK_DEMO_API_KEY": key,
+            "DIALBACK_DEMO_ADMIN_PASSWORD": "pinned demo admin password",
             "DIALBACK_SIM_HANDLE_SECONDS": "0.3",
             "DIALBACK_SIM_ANSWER_PROBABILITY": "1",
         },
@@ -107,5 +108,13 @@ def test_embedded_default_serves_the_readme_example(tmp_path: Path) -> None:
         assert (tmp_path / "var" / "dialback.db").exists()
         banner = (tmp_path / "serve.log").read_text()
         assert f"API key (x-api-key): {key}" in banner
+        # The demo administrator, with the pinned password, signs in to the Callback UI.
+        assert (
+            f"Callback UI: {proc.internal_url}/ui/login user admin password "
+            "pinned demo admin password"
+        ) in banner
+        assert "a new password on every start" not in banner
+        signed = ui_sign_in(proc.internal_url, "admin", "pinned demo admin password")
+        assert signed.status_code == 303 and "dialback_session=" in signed.headers["set-cookie"]
     finally:
         proc.stop()

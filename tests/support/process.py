@@ -81,3 +81,18 @@ class DialbackProcess:
     def stop(self) -> None:
         """Graceful stop (SIGTERM), then SIGKILL if it hangs."""
         self.kill(signal.SIGTERM)
+
+
+def ui_sign_in(internal_url: str, username: str, password: str) -> httpx.Response:
+    """Sign in to the Callback UI of a running dialback as a browser does (the form, its CSRF
+    cookie, the POST); the POST's answer (303 with a session cookie when it worked)."""
+    import re
+
+    with httpx.Client(base_url=internal_url, timeout=10) as browser:
+        form = browser.get("/ui/login")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+        assert form.status_code == 200 and token, form.text
+        return browser.post(
+            "/ui/login",
+            data={"username": username, "password": password, "csrf_token": token.group(1)},
+        )
