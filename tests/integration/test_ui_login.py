@@ -8,12 +8,13 @@ import time
 from collections.abc import AsyncIterator
 from http.cookies import SimpleCookie
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 import sqlalchemy as sa
+from argon2 import PasswordHasher
 
 from dialback.app import create_internal_app
 from dialback.container import Container
@@ -26,8 +27,9 @@ from dialback.identity.oidc import (
     OidcRejected,
     OidcUnavailable,
 )
-from dialback.identity.roles import Role
+from dialback.identity.roles import Permission, Principal, Role
 from dialback.identity.sessions import sha256_hex
+from dialback.ui.deps import UiPrincipalDep, ui_requires, ui_router
 from tests.support.stack import make_settings
 
 PASSWORD = "correct horse battery staple"
@@ -37,9 +39,13 @@ TOKEN_RE = re.compile(r'name="csrf_token" value="([^"]*)"')
 class Ui:
     """A browser on the internal app: its own cookie jar."""
 
-    def __init__(self, rt: Container, base_url: str = "http://internal", **kw: Any) -> None:
+    def __init__(
+        self, rt: Container, base_url: str = "http://internal", app: Any = None, **kw: Any
+    ) -> None:
         self.client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=create_internal_app(rt)), base_url=base_url, **kw
+            transport=httpx.ASGITransport(app=app or create_internal_app(rt)),
+            base_url=base_url,
+            **kw,
         )
         self.login_token = ""
 
@@ -574,5 +580,55 @@ async def test_the_redirect_uri_follows_dialback_ui_url(tmp_path: Path) -> None:
                 headers={"origin": "https://callbacks.example.com"},
             )
             assert right.status_code == 303
+    finally:
+        await rt.stop()
+
+
+async def test_a_hash_with_old_parameters_is_remade_at_the_next_sign_in(rt: Container) -> None:
+    weak = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1).hash(PASSWORD)
+    async with rt.engine.begin() as conn:
+        await conn.execute(users.update().values(password_hash=weak))
+    async with Ui(rt) as ui:
+        assert (await ui.sign_in("alice")).status_code == 303
+    async with rt.engine.connect() as conn:
+        stored = (await conn.execute(sa.select(users.c.password_hash))).scalar_one()
+    assert stored != weak and stored.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+    assert (await rt.users.authenticate("alice", PASSWORD)).name == "alice"
+
+
+async def test_pages_built_on_the_ui_dependencies_enforce_roles_and_csrf(tmp_path: Path) -> None:
+    """What the Callback UI's pages build on: ``ui_router``, ``ui_requires``, the session."""
+    pages = ui_router()
+
+    @pages.get("/admin-only")
+    async def admin_only(p: Annotated[Principal, ui_requires(Permission.USERS_WRITE)]) -> str:
+        return p.actor
+
+    @pages.post("/act")
+    async def act(p: UiPrincipalDep) -> str:
+        return p.actor
+
+    rt = await _runtime(f"sqlite+aiosqlite:///{tmp_path}/d.db", tmp_path)
+    try:
+        await rt.users.add("mo", frozenset({Role.MONITOR}), password=PASSWORD)
+        await rt.users.add("ada", frozenset({Role.ADMINISTRATOR}), password=PASSWORD)
+        app = create_internal_app(rt)
+        app.include_router(pages)
+        async with Ui(rt, app=app) as anon:
+            first = await anon.client.get("/ui/admin-only?x=1")
+            assert first.headers["location"] == "/ui/login?next=/ui/admin-only%3Fx%3D1"
+            no_session = await anon.client.post("/ui/act", data={"csrf_token": "x"})
+            assert no_session.status_code == 401 and "not signed in" in no_session.text
+        for name, status in (("mo", 403), ("ada", 200)):
+            async with Ui(rt, app=app) as ui:
+                await ui.sign_in(name)
+                page = await ui.client.get("/ui/admin-only")
+                assert page.status_code == status, page.text
+                if status == 403:
+                    assert "needs users.write" in page.text
+                token = await ui.csrf()
+                assert (await ui.client.post("/ui/act")).status_code == 403
+                done = await ui.client.post("/ui/act", data={"csrf_token": token})
+                assert done.status_code == 200 and done.json() == f"local:{name}"
     finally:
         await rt.stop()

@@ -45,9 +45,9 @@ def roles_json(roles: frozenset[Role]) -> list[str]:
     return sorted(r.value for r in roles)
 
 
-def tenants_json(tenants: frozenset[str] | None) -> list[str] | None:
-    """A tenant scope as stored: sorted names, or NULL for every tenant."""
-    return None if tenants is None else sorted(tenants)
+def tenants_json(tenants: frozenset[str] | None) -> Any:
+    """A tenant scope as stored: sorted names, or SQL NULL (not JSON null) for every tenant."""
+    return sa.null() if tenants is None else sorted(tenants)
 
 
 def _user(row: Any) -> UserRow:

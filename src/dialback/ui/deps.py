@@ -9,7 +9,7 @@ import posixpath
 from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
 
-from fastapi import Depends, Request
+from fastapi import APIRouter, Depends, Request
 
 from dialback.identity.roles import PERMISSION_TEXT, Permission, Principal
 from dialback.identity.sessions import LOGIN_CSRF_COOKIE, SESSION_COOKIE, Session
@@ -228,8 +228,7 @@ async def csrf_protect(request: Request) -> None:
         if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
             value = (await request.form()).get(CSRF_FIELD)
             given = value if isinstance(value, str) else None
-    route = request.scope.get("route")
-    if getattr(route, "path", None) in PRE_SESSION_PATHS:
+    if ui_path(request) in PRE_SESSION_PATHS:
         expected = await c.sessions.unsign(request.cookies.get(LOGIN_CSRF_COOKIE))
         if expected is None:
             raise _csrf_refused(
@@ -242,3 +241,15 @@ async def csrf_protect(request: Request) -> None:
         raise _csrf_refused("the form's CSRF token is missing: reload the page and try again.")
     if not hmac.compare_digest(given.encode(), expected.encode()):
         raise _csrf_refused("the form's CSRF token is wrong: reload the page and try again.")
+
+
+def ui_router(**kwargs: Any) -> APIRouter:
+    """A router of UI pages: under ``/ui``, out of the OpenAPI document, every state-changing
+    route behind ``csrf_protect``. Build every UI router with it (a test holds that every
+    POST/PUT/PATCH/DELETE under ``/ui`` has the check)."""
+    return APIRouter(
+        prefix=UI_PREFIX,
+        include_in_schema=False,
+        dependencies=[Depends(csrf_protect), *kwargs.pop("dependencies", [])],
+        **kwargs,
+    )

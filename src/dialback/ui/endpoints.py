@@ -7,11 +7,12 @@ from __future__ import annotations
 import inspect
 import logging
 import secrets
+from collections.abc import Sequence
 from importlib import resources
 from typing import Annotated, Any
 
 import jinja2
-from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request
+from fastapi import APIRouter, FastAPI, Form, Query, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -37,11 +38,11 @@ from dialback.ui.deps import (
     UiRedirect,
     UiSessionDep,
     cookie_secure,
-    csrf_protect,
     current_session,
     is_https,
     is_ui_request,
     safe_next,
+    ui_router,
 )
 from dialback.web.client import client_address
 from dialback.web.deps import ContainerDep, container_of
@@ -69,7 +70,7 @@ templates = jinja2.Environment(
     undefined=jinja2.StrictUndefined,
 )
 
-router = APIRouter(prefix=UI_PREFIX, include_in_schema=False, dependencies=[Depends(csrf_protect)])
+router = ui_router()
 
 
 def _base(request: Request) -> str:
@@ -476,9 +477,12 @@ async def _delegate(handler: Any, request: Request, exc: Exception) -> Response:
     return result
 
 
-def install_ui(app: FastAPI) -> None:
-    """Mount the UI at ``/ui``: its routes, HTML error pages and security headers."""
+def install_ui(app: FastAPI, pages: Sequence[APIRouter] = ()) -> None:
+    """Mount the UI at ``/ui``: the sign-in pages and ``pages`` (routers made by
+    ``ui_router``), HTML error pages and security headers."""
     app.include_router(router)
+    for extra in pages:
+        app.include_router(extra)
     api_error = app.exception_handlers[ApiError]
     validation_error = app.exception_handlers[RequestValidationError]
     http_error = app.exception_handlers[StarletteHTTPException]
