@@ -90,5 +90,6 @@ async def test_every_route_is_labelled_with_its_full_template_however_it_was_ans
         "/health/",
         "/docs",
         "/openapi",
+        "/ui",  # the Callback UI (HTML pages)
     )
     assert [t for t in labelled - {"unmatched"} if not t.startswith(prefixes)] == []
