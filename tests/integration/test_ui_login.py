@@ -564,7 +564,11 @@ async def test_the_redirect_uri_follows_dialback_ui_url(tmp_path: Path) -> None:
     )
     try:
         rt.oidc = idp = StandIn()
-        async with Ui(rt) as ui:
+        # TLS ends at the ingress: over this plain-http hop the cookies are Secure all the same.
+        async with Ui(rt) as plain:
+            page = await plain.client.get("/ui/login")
+            assert _cookie(page, "dialback_login_csrf")["dialback_login_csrf"]["secure"] is True
+        async with Ui(rt, base_url="https://internal") as ui:
             await ui.client.get("/ui/login/oidc")
             assert idp.redirects == ["https://callbacks.example.com/ui/auth/callback"]
             await rt.users.add("alice", frozenset({Role.MONITOR}), password=PASSWORD)

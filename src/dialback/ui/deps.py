@@ -114,8 +114,11 @@ def _from_trusted_proxy(peer: str, settings: Settings) -> bool:
 
 
 def cookie_secure(request: Request, settings: Settings) -> bool:
-    """Whether cookies get the Secure attribute (TLS, or DIALBACK_SESSION_COOKIE_SECURE)."""
-    return settings.session_cookie_secure or is_https(request, settings)
+    """Whether cookies get the Secure attribute: the request came over TLS, the UI's public URL
+    is https (DIALBACK_UI_URL), or DIALBACK_SESSION_COOKIE_SECURE."""
+    if settings.session_cookie_secure or is_https(request, settings):
+        return True
+    return bool(settings.ui_url and settings.ui_url.startswith("https://"))
 
 
 def own_origin(request: Request, settings: Settings) -> str:
