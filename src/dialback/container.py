@@ -25,6 +25,7 @@ from dialback.identity.authenticate import AdminAuthenticator
 from dialback.identity.bruteforce import AttemptLimiter
 from dialback.identity.oidc import OidcClient
 from dialback.identity.sessions import SessionManager
+from dialback.identity.signin import SignIn
 from dialback.identity.users import DemoAdmin, UserAdmin, ensure_demo_admin
 from dialback.kit.errors import ApiError
 from dialback.monitor.monitor import CallbackMonitor
@@ -196,6 +197,7 @@ class Container:
         # Operators: local users and the Callback UI's sessions.
         self.users = UserAdmin(self.engine)
         self.sessions = SessionManager(self.engine, settings, self.users)
+        self.signin = SignIn(self.users, self.sessions, self.audit)
         self.demo_admin: DemoAdmin | None = None
         self.started_at = time.time()
         self.demo: DemoCredentials | None = None

@@ -20,12 +20,20 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dialback.identity.bruteforce import TooManyAttempts
 from dialback.identity.oidc import OidcClient, OidcError, OidcUnavailable
-from dialback.identity.roles import PERMISSION_TEXT, Principal
+from dialback.identity.roles import PERMISSION_TEXT
 from dialback.identity.sessions import (
     FLOW_COOKIE,
     FLOW_SECONDS,
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
+)
+from dialback.identity.signin import (
+    Client,
+    FlowExpired,
+    NewSession,
+    NoRole,
+    ProviderRefused,
+    SignInFailed,
 )
 from dialback.identity.users import BadCredentials
 from dialback.kit.errors import ApiError
@@ -132,11 +140,6 @@ def _address(request: Request) -> str:
     return client_address(request, container_of(request).settings.trusted_proxy_networks)
 
 
-def _typed_actor(username: str) -> str:
-    # What was typed, for the audit log: printable characters only, at most 64.
-    return "local:" + "".join(ch for ch in username if ch.isprintable())[:64]
-
-
 async def _login_page(
     request: Request,
     status: int = 200,
@@ -167,28 +170,17 @@ async def _login_page(
     return response
 
 
-async def _signed_in(
-    request: Request, principal: Principal, next_path: str, method: str
-) -> RedirectResponse:
-    """Start a new session (a new id: an earlier one, if any, ends) and go to ``next_path``."""
-    c = container_of(request)
-    previous = await current_session(request)
-    if previous is not None:
-        await c.sessions.end(previous, "replaced")
-    address = _address(request)
-    cookie, _session = await c.sessions.create(
-        principal, address, request.headers.get("user-agent", "")
+async def _client(request: Request) -> Client:
+    return Client(
+        _address(request),
+        request.headers.get("user-agent", ""),
+        await current_session(request),
     )
-    await c.audit.record(
-        principal,
-        "session.login",
-        object_type="user",
-        object_id=principal.name,
-        address=address,
-        detail={"method": method},
-    )
-    response = _redirect(request, safe_next(next_path))
-    _set_cookie(request, response, SESSION_COOKIE, cookie)
+
+
+def _session_started(request: Request, new: NewSession) -> RedirectResponse:
+    response = _redirect(request, safe_next(new.return_to))
+    _set_cookie(request, response, SESSION_COOKIE, new.cookie)
     return response
 
 
@@ -216,8 +208,6 @@ async def login_submit(
 ) -> Response:
     """Check a local user name and password; on success a new session and a 303 onwards."""
     target = safe_next(next)
-    address = _address(request)
-    await c.attempts.check("login", address)
     if not username.strip() or not password:
         return await _login_page(
             request,
@@ -227,19 +217,11 @@ async def login_submit(
             username=username,
         )
     try:
-        principal = await c.users.authenticate(username, password)
-    except BadCredentials as exc:
-        await c.attempts.failed("login", address, exc.reason)
-        await c.audit.record(
-            _typed_actor(username),
-            "session.login_failed",
-            object_type="user",
-            object_id=username.strip().lower()[:64],
-            outcome="failed",
-            address=address,
-            detail={"method": "password", "reason": exc.reason},
+        new = await c.signin.with_password(
+            username, password, await _client(request), c.attempts, target
         )
-        log.info("sign-in failed from %s: %s", address, exc.reason)
+    except BadCredentials as exc:
+        log.info("sign-in failed from %s: %s", _address(request), exc.reason)
         return await _login_page(
             request,
             401,
@@ -247,7 +229,7 @@ async def login_submit(
             error="Wrong user name or password.",
             username=username,
         )
-    return await _signed_in(request, principal, target, "password")
+    return _session_started(request, new)
 
 
 def _oidc(c: Any) -> OidcClient:
@@ -272,14 +254,13 @@ async def login_oidc(
     request: Request, c: ContainerDep, next: Annotated[str, Query(max_length=500)] = ""
 ) -> Response:
     """Start an OIDC sign-in: keep the flow, bind it to this browser, send it to the provider."""
-    oidc = _oidc(c)
-    await c.attempts.check("login", _address(request))
     try:
-        auth = await oidc.authorization_request(redirect_uri(request))
+        url, binding = await c.signin.start_oidc(
+            _oidc(c), redirect_uri(request), safe_next(next), await _client(request), c.attempts
+        )
     except OidcError as exc:
         raise _provider_problem(exc) from None
-    binding = await c.sessions.start_flow(auth, safe_next(next))
-    response = RedirectResponse(auth.url, status_code=303)
+    response = RedirectResponse(url, status_code=303)
     _set_cookie(
         request, response, FLOW_COOKIE, binding, path=f"{UI_PREFIX}/auth", max_age=FLOW_SECONDS
     )
@@ -297,6 +278,13 @@ def _provider_problem(exc: OidcError) -> UiProblem:
     return UiProblem(401, "Sign-in refused", f"Single sign-on did not sign you in: {exc}")
 
 
+_FAILURE_PAGES: dict[type[SignInFailed], tuple[int, str]] = {
+    ProviderRefused: (401, "Sign-in refused"),
+    FlowExpired: (400, "Sign-in expired"),
+    NoRole: (403, "No role"),
+}
+
+
 @router.get("/auth/callback", name="ui_auth_callback")
 async def auth_callback(
     request: Request,
@@ -308,59 +296,24 @@ async def auth_callback(
 ) -> Response:
     """The provider sends the browser back here with a code (or an error)."""
     oidc = _oidc(c)
-    address = _address(request)
-    await c.attempts.check("login", address)
-    flow = await c.sessions.take_flow(state, request.cookies.get(FLOW_COOKIE))
-
-    async def failed(reason: str, problem: UiProblem) -> UiProblem:
-        await c.attempts.failed("login", address, reason)
-        await c.audit.record(
-            "oidc:?",
-            "session.login_failed",
-            object_type="user",
-            outcome="failed",
-            address=address,
-            detail={"method": "oidc", "reason": reason[:200]},
-        )
-        return problem
-
-    if error:
-        text = "".join(ch for ch in f"{error}: {error_description}" if ch.isprintable())
-        raise await failed(
-            f"provider error {error[:64]}",
-            UiProblem(401, "Sign-in refused", f"The provider refused the sign-in ({text[:300]})."),
-        )
-    if flow is None or not code:
-        raise await failed(
-            "unknown or expired state",
-            UiProblem(
-                400,
-                "Sign-in expired",
-                "This sign-in was not started in this browser, was used already or took too "
-                "long. Start again from the sign-in page.",
-            ),
-        )
     try:
-        identity = await oidc.complete(
+        new = await c.signin.finish_oidc(
+            oidc,
+            state=state,
+            binding=request.cookies.get(FLOW_COOKIE),
             code=code,
+            error=error,
+            error_description=error_description,
             redirect_uri=redirect_uri(request),
-            code_verifier=flow.code_verifier,
-            nonce=flow.nonce,
+            client=await _client(request),
+            attempts=c.attempts,
         )
+    except SignInFailed as exc:
+        status, title = _FAILURE_PAGES.get(type(exc), (401, "Sign-in refused"))
+        raise UiProblem(status, title, exc.message) from None
     except OidcError as exc:
-        raise await failed(type(exc).__name__, _provider_problem(exc)) from None
-    principal = identity.principal()
-    if not principal.roles:
-        raise await failed(
-            "no role",
-            UiProblem(
-                403,
-                "No role",
-                f"{principal.name} signed in, but none of your groups grants a dialback role. "
-                "Ask an administrator.",
-            ),
-        )
-    response = await _signed_in(request, principal, flow.return_to, "oidc")
+        raise _provider_problem(exc) from None
+    response = _session_started(request, new)
     _clear_cookie(request, response, FLOW_COOKIE, path=f"{UI_PREFIX}/auth")
     return response
 
@@ -368,14 +321,7 @@ async def auth_callback(
 @router.post("/logout", name="ui_logout")
 async def logout(request: Request, c: ContainerDep, session: UiSessionDep) -> Response:
     """End the session in the store and forget the cookie."""
-    await c.sessions.end(session, "logout")
-    await c.audit.record(
-        session.principal,
-        "session.logout",
-        object_type="user",
-        object_id=session.principal.name,
-        address=_address(request),
-    )
+    await c.signin.logout(session, _address(request))
     request.state.ui_session = None
     response = _redirect(request, f"{LOGIN_PATH}?signed_out=1")
     _clear_cookie(request, response, SESSION_COOKIE)
