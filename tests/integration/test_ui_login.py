@@ -3,6 +3,7 @@ cookie, rotation, idle and absolute expiry, logout, CSRF, open redirects, OIDC, 
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import AsyncIterator
@@ -30,6 +31,7 @@ from dialback.identity.oidc import (
 from dialback.identity.roles import Permission, Principal, Role
 from dialback.identity.sessions import sha256_hex
 from dialback.ui.deps import UiPrincipalDep, ui_requires, ui_router
+from tests.support.logs import logging_to
 from tests.support.stack import make_settings
 
 PASSWORD = "correct horse battery staple"
@@ -188,8 +190,21 @@ async def test_local_sign_in_on_both_stores(store_url: str, tmp_path: Path) -> N
 
 
 async def test_wrong_password_and_unknown_user_answer_401_and_are_audited(
-    rt: Container,
+    rt: Container, tmp_path: Path
 ) -> None:
+    log_path = tmp_path / "trace.log"
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT)
+    try:
+        with logging_to(fd, "trace", fmt="json"):
+            await _wrong_passwords(rt)
+    finally:
+        os.close(fd)
+    logged = log_path.read_text()
+    assert "sign-in failed from 127.0.0.1: wrong password" in logged
+    assert "not the password" not in logged and PASSWORD not in logged
+
+
+async def _wrong_passwords(rt: Container) -> None:
     audit = Audit(rt)
     failures: list[tuple[str, str, str]] = []
 
@@ -276,7 +291,18 @@ async def _end_reason(rt: Container) -> str | None:
         return (await conn.execute(sa.select(ui_sessions.c.end_reason))).scalar()
 
 
-async def test_idle_and_absolute_expiry_are_enforced_by_the_server(rt: Container) -> None:
+async def test_idle_and_absolute_expiry_are_enforced_by_the_server(
+    store_url: str, tmp_path: Path
+) -> None:
+    rt = await _runtime(store_url, tmp_path)
+    try:
+        await rt.users.add("alice", frozenset({Role.SUPERVISOR}), password=PASSWORD)
+        await _expiry(rt)
+    finally:
+        await rt.stop()
+
+
+async def _expiry(rt: Container) -> None:
     async with Ui(rt) as ui:
         await ui.sign_in("alice")
         assert (await ui.client.get("/ui/")).status_code == 200

@@ -39,3 +39,21 @@ def test_every_state_changing_ui_route_checks_csrf(tmp_path: Path) -> None:
     unchecked = [path for route, path, _ in unsafe if csrf_protect not in _calls(route.dependant)]
     assert unchecked == []
     assert not any(p.startswith("/ui") for p in app.openapi()["paths"])
+
+
+def test_every_template_and_asset_ships_in_the_wheel() -> None:
+    import fnmatch
+    import tomllib
+
+    import dialback
+
+    root = Path(dialback.__file__).parent
+    pyproject = tomllib.loads((root.parents[1] / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["dialback"]
+    files = [
+        str(p.relative_to(root))
+        for folder in ("ui/templates", "ui/static")
+        for p in (root / folder).iterdir()
+    ]
+    assert len(files) >= 5
+    assert [f for f in files if not any(fnmatch.fnmatch(f, pat) for pat in patterns)] == []
