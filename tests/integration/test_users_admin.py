@@ -99,30 +99,30 @@ async def test_users_admin_api(api: tuple[Container, httpx.AsyncClient]) -> None
     )
 
 
-@pytest.mark.parametrize(
-    ("body", "status", "message"),
-    [
-        ({"username": "dave", "roles": ["boss"]}, 400, "unknown role 'boss'"),
-        ({"username": "dave", "roles": []}, 400, "roles"),
-        ({"username": "dave", "roles": ["monitor"], "password": "short"}, 400, "at least 12"),
-        (
-            {"username": "dave.long.name", "roles": ["monitor"], "password": "DAVE.LONG.NAME"},
-            400,
-            "not be the user name",
-        ),
-        ({"username": "no spaces", "roles": ["monitor"]}, 400, "not a valid user name"),
-        ({"username": "dave", "roles": ["monitor"], "tenants": ["bad name!"]}, 400, "tenant"),
-        ({"username": "dave", "roles": ["monitor"], "extra": 1}, 400, "unknown field"),
-    ],
-)
+BAD_USERS: list[tuple[dict[str, object], str]] = [
+    ({"username": "dave", "roles": ["boss"]}, "unknown role 'boss'"),
+    ({"username": "dave", "roles": []}, "roles"),
+    ({"username": "dave", "roles": ["monitor"], "password": "short"}, "at least 12"),
+    (
+        {"username": "dave.long.name", "roles": ["monitor"], "password": "DAVE.LONG.NAME"},
+        "not be the user name",
+    ),
+    ({"username": "no spaces", "roles": ["monitor"]}, "not a valid user name"),
+    ({"username": "dave", "roles": ["monitor"], "tenants": ["bad name!"]}, "tenant"),
+    ({"username": "dave", "roles": ["monitor"], "extra": 1}, "unknown field"),
+]
+
+
 async def test_bad_users_are_refused_with_a_clear_400(
-    api: tuple[Container, httpx.AsyncClient], body: dict[str, object], status: int, message: str
+    api: tuple[Container, httpx.AsyncClient],
 ) -> None:
     _rt, client = api
-    answer = await client.post("/admin/v1/users", json=body)
-    assert answer.status_code == status, answer.text
-    assert message in answer.json()["status"]["message"]
-    assert answer.json()["status"]["corrId"]
+    for body, message in BAD_USERS:
+        answer = await client.post("/admin/v1/users", json=body)
+        assert answer.status_code == 400, (body, answer.text)
+        assert message in answer.json()["status"]["message"], body
+        assert answer.json()["status"]["corrId"]
+    assert (await client.get("/admin/v1/users")).json()["data"] == []
 
 
 async def test_roles_are_enforced_on_the_users_routes(
