@@ -12,6 +12,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
 
 from dialback import __version__
+from dialback.audit import admin_endpoints as audit_admin
 from dialback.callbacks import admin_endpoints as callbacks_admin
 from dialback.callbacks import endpoints as callbacks_public
 from dialback.callins import admin_endpoints as callins_admin
@@ -25,6 +26,7 @@ from dialback.services import admin_endpoints as services_admin
 from dialback.statistics import endpoints as statistics_public
 from dialback.tenants import admin_endpoints as tenants_admin
 from dialback.web import probes
+from dialback.web.admin_audit import AdminAudit
 from dialback.web.deps import admin_principal
 from dialback.web.envelope import ERRORS
 from dialback.web.errors import install_error_handlers
@@ -57,6 +59,7 @@ def admin_router() -> APIRouter:
     for domain in (tenants_admin, services_admin, callbacks_admin, callins_admin, logging_admin):
         router.include_router(domain.router)
     router.include_router(retention_admin.router)
+    router.include_router(audit_admin.router)
     return router
 
 
@@ -131,4 +134,12 @@ def create_internal_app(c: Container) -> FastAPI:
     app = _base_app(c, "dialback internal API", "Probes and the admin API (bearer token).")
     app.include_router(probes.router)
     app.include_router(admin_router())
+    # Outermost: it audits what every inner layer answered, with the corrId they assigned.
+    app.add_middleware(
+        AdminAudit,
+        audit=c.audit,
+        prefix=ADMIN_PREFIX,
+        proxies=c.settings.trusted_proxy_networks,
+        tenant_of_callback=c.callbacks.tenant_name_of,
+    )
     return app

@@ -186,7 +186,7 @@ class Container:
             if settings.retention_enabled
             else None
         )
-        self.audit = AuditLog(self.engine)
+        self.audit = AuditLog(self.engine, self.events)
         self.oidc: OidcClient | None = None
         self.attempts = AttemptLimiter()
         self.authenticator = AdminAuthenticator(AdminTokens(settings.admin_token_list()))

@@ -14,12 +14,13 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from dialback.audit import repository as audit_repo
 from dialback.callbacks import lifecycle
 from dialback.callbacks import repository as repo
 from dialback.callbacks.booking import CallbackStore, IdempotencyKey, NewCallback
@@ -97,11 +98,13 @@ class QueueStatus:
 
 @dataclass(frozen=True, slots=True)
 class CallbackDetail:
-    """One callback for the admin API: the row, its tenant's name and its history."""
+    """One callback for the admin API: the row, its tenant's name, its history and what
+    operators did to it (audit entries)."""
 
     row: repo.Shown
     tenant_name: str | None
     history: list[Any]
+    audit: list[Any] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -536,7 +539,16 @@ class CallbackService:
         names = await tenants_repo.tenant_names(conn, {row.tenant_id})
         _check_scope(scope, names.get(row.tenant_id), callback_id)
         history = await repo.callback_history(conn, row.id)
-        return CallbackDetail(row, names.get(row.tenant_id), history)
+        audit = await audit_repo.for_callback(conn, row.id)
+        return CallbackDetail(row, names.get(row.tenant_id), history, audit)
+
+    async def tenant_name_of(self, callback_id: str) -> str | None:
+        """The name of the tenant a callback belongs to (None: no such callback)."""
+        async with self.engine.connect() as conn:
+            row = await repo.find_callback(conn, callback_id) if is_id(callback_id) else None
+            if row is None:
+                return None
+            return (await tenants_repo.tenant_names(conn, {row.tenant_id})).get(row.tenant_id)
 
     async def admin_cancel(
         self, callback_id: str, scope: frozenset[str] | None = None

@@ -557,6 +557,28 @@ CATALOGUE: tuple[MetricDef, ...] = (
         ges=False,
         query="sum by (kind) (increase(ges_erasures_total[1d]))",
     ),
+    MetricDef(
+        "ges_audit_entries_total",
+        "counter",
+        "counter",
+        "business",
+        "Audit log entries written (outcome: ok, denied, failed): operators' state-changing "
+        "actions, refused attempts and failed sign-ins.",
+        ("outcome",),
+        ges=False,
+        query="sum by (outcome) (increase(ges_audit_entries_total[1h]))",
+    ),
+    MetricDef(
+        "ges_audit_write_failures_total",
+        "counter",
+        "counter",
+        "alarm",
+        "Audit entries that could not be stored (the action itself had completed); each is "
+        "logged at error with its content.",
+        (),
+        ges=False,
+        query="increase(ges_audit_write_failures_total[15m])",
+    ),
 )
 
 RETENTION_KINDS = (
@@ -567,5 +589,6 @@ RETENTION_KINDS = (
     "stream_consumers",
 )
 ERASURE_KINDS = ("callback", "phone_number")
+AUDIT_OUTCOMES = ("ok", "denied", "failed")
 
 BY_NAME: dict[str, MetricDef] = {m.name: m for m in CATALOGUE}

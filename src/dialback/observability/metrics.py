@@ -11,7 +11,13 @@ import time
 from pathlib import Path
 
 from dialback import __version__
-from dialback.observability.catalogue import CATALOGUE, ERASURE_KINDS, RETENTION_KINDS, MetricDef
+from dialback.observability.catalogue import (
+    AUDIT_OUTCOMES,
+    CATALOGUE,
+    ERASURE_KINDS,
+    RETENTION_KINDS,
+    MetricDef,
+)
 from dialback.observability.registry import Family, Registry
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -144,6 +150,8 @@ class Metrics:
     ges_retention_purged_total: Family
     ges_retention_last_sweep_timestamp_seconds: Family
     ges_erasures_total: Family
+    ges_audit_entries_total: Family
+    ges_audit_write_failures_total: Family
 
     def __init__(
         self, *, data_dir: Path | None = None, tolerances: dict[str, float] | None = None
@@ -184,6 +192,9 @@ class Metrics:
             self.ges_retention_purged_total.ensure((kind,))
         for kind in ERASURE_KINDS:
             self.ges_erasures_total.ensure((kind,))
+        for outcome in AUDIT_OUTCOMES:
+            self.ges_audit_entries_total.ensure((outcome,))
+        self.ges_audit_write_failures_total.ensure()
         self.ges_retention_last_sweep_timestamp_seconds.set((), 0)
 
     def health_gauge(self, name: str) -> Family:

@@ -23,6 +23,7 @@ from dialback.db.migrations import (
     m006_routed_deadline_index,
     m007_retention,
     m008_idempotency_keys,
+    m010_audit_log,
 )
 
 
@@ -68,6 +69,7 @@ MIGRATIONS: list[Migration] = [
         "idempotency_keys: a retried create answers the first booking",
         m008_idempotency_keys.apply,
     ),
+    Migration(10, "audit_log: operators' actions and failed sign-ins", m010_audit_log.apply),
 ]
 
 _versions = sa.Table(
