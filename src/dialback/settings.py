@@ -152,6 +152,8 @@ class Settings(BaseSettings):
     retention_enabled: bool = True
     retention_callback_days: int = Field(30, ge=1, le=3650)
     retention_callin_days: int = Field(30, ge=1, le=3650)
+    # The audit log (operators' actions, failed sign-ins) is kept longer: a year by default.
+    retention_audit_days: int = Field(365, ge=1, le=3650)
     retention_interval_seconds: float = Field(300.0, gt=0)
     retention_batch_size: int = Field(500, ge=1, le=10_000)
     retention_batch_pause_seconds: float = Field(0.05, ge=0)

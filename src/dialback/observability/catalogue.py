@@ -532,8 +532,8 @@ CATALOGUE: tuple[MetricDef, ...] = (
         "counter",
         "business",
         "Personal data removed by retention: rows (callbacks, callback_events, callin_requests),"
-        " routing-stream entries (stream_entries) and dead outcome-group consumers"
-        " (stream_consumers).",
+        " routing-stream entries (stream_entries), dead outcome-group consumers"
+        " (stream_consumers) and audit log entries past DIALBACK_RETENTION_AUDIT_DAYS (audit_entries).",
         ("kind",),
         ges=False,
         query="sum by (kind) (increase(ges_retention_purged_total[1h]))",
@@ -587,6 +587,7 @@ RETENTION_KINDS = (
     "callin_requests",
     "stream_entries",
     "stream_consumers",
+    "audit_entries",
 )
 ERASURE_KINDS = ("callback", "phone_number")
 AUDIT_OUTCOMES = ("ok", "denied", "failed")
