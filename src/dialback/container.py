@@ -20,6 +20,7 @@ from dialback.callbacks.service import CallbackService
 from dialback.callins.service import CallInService
 from dialback.db.engine import DbTimeouts, create_engine
 from dialback.db.migrations import current_version, latest_version, migrate
+from dialback.identity.bruteforce import AttemptLimiter
 from dialback.monitor.monitor import CallbackMonitor
 from dialback.observability.events import Events
 from dialback.observability.health import HealthChecker
@@ -183,6 +184,8 @@ class Container:
             else None
         )
         self.audit = AuditLog(self.engine)
+        # Brute-force limits on authentication failures, per client address.
+        self.attempts = AttemptLimiter(self.counters, self.events, settings)
         self.started_at = time.time()
         self.demo: DemoCredentials | None = None
         self._started = False

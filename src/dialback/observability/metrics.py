@@ -11,7 +11,13 @@ import time
 from pathlib import Path
 
 from dialback import __version__
-from dialback.observability.catalogue import CATALOGUE, ERASURE_KINDS, RETENTION_KINDS, MetricDef
+from dialback.observability.catalogue import (
+    AUTH_KINDS,
+    CATALOGUE,
+    ERASURE_KINDS,
+    RETENTION_KINDS,
+    MetricDef,
+)
 from dialback.observability.registry import Family, Registry
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -144,6 +150,8 @@ class Metrics:
     ges_retention_purged_total: Family
     ges_retention_last_sweep_timestamp_seconds: Family
     ges_erasures_total: Family
+    ges_auth_failures_total: Family
+    ges_auth_rate_limited_total: Family
 
     def __init__(
         self, *, data_dir: Path | None = None, tolerances: dict[str, float] | None = None
@@ -185,6 +193,9 @@ class Metrics:
         for kind in ERASURE_KINDS:
             self.ges_erasures_total.ensure((kind,))
         self.ges_retention_last_sweep_timestamp_seconds.set((), 0)
+        for kind in AUTH_KINDS:
+            self.ges_auth_failures_total.ensure((kind,))
+            self.ges_auth_rate_limited_total.ensure((kind,))
 
     def health_gauge(self, name: str) -> Family:
         """The health gauge of a dependency (one of ``HEALTH_GAUGES``)."""
