@@ -16,6 +16,7 @@ from dialback.identity.bruteforce import (
 from dialback.kit.errors import ApiError
 from dialback.observability.catalogue import AUTH_KINDS
 from dialback.observability.events import Events
+from dialback.observability.logging import JsonFormatter
 from dialback.throttle.counters import Counters, MemoryCounters
 from tests.support.stack import make_settings
 
@@ -58,7 +59,11 @@ def test_kinds_are_the_catalogues_and_too_many_is_a_429_api_error() -> None:
     assert KINDS == AUTH_KINDS == ("api_key", "admin_token", "login")
     err = TooManyAttempts(42)
     assert isinstance(err, ApiError)
-    assert (err.status, err.retry_after, dict(err.headers or {})) == (429, 42, {"Retry-After": "42"})
+    assert (err.status, err.retry_after, dict(err.headers or {})) == (
+        429,
+        42,
+        {"Retry-After": "42"},
+    )
     assert err.message == f"{TOO_MANY_MESSAGE}; retry in 42 s"
 
 
@@ -198,12 +203,36 @@ async def test_failures_are_logged_with_address_and_kind() -> None:
         logger.removeHandler(handler)
     warnings = [r for r in records if r.levelno >= logging.INFO]
     assert [r.levelno for r in warnings] == [logging.WARNING, logging.WARNING]
-    first, second = (r.getMessage() for r in warnings)
-    assert first == (
-        "failed login authentication from 2001:db8::7 (wrong password): "
-        "1 of 1 allowed in this 300 s window"
+    first, second = warnings
+    assert first.getMessage() == (
+        "failed login authentication (wrong password): 1 of 1 allowed from this address in "
+        "this 300 s window"
     )
-    assert "over its limit" in second and "refused for 180 s" in second
+    assert "over its limit" in second.getMessage()
+    assert "refused for 180 s" in second.getMessage()
+    for record in warnings:
+        assert (record.clientAddress, record.authKind) == ("2001:db8::7", "login")
+
+
+@pytest.mark.parametrize(
+    ("address", "shown"),
+    [
+        ("203.0.113.9", "203.0.113.9"),
+        ("2001:db8::7", "2001:db8::7"),
+        ("192.168.100.200", "192.168.100.200"),
+        # Not an IP address (a forged X-Forwarded-For hop): masked like any text.
+        ("+1 415 555 0123", "+1 **********23"),
+    ],
+)
+def test_the_client_address_field_is_logged_unmasked_only_when_it_is_an_ip(
+    address: str, shown: str
+) -> None:
+    record = logging.LogRecord("dialback.identity", logging.WARNING, "", 0, "m", None, None)
+    record.clientAddress = address
+    record.note = "from 203.0.113.9"  # elsewhere an address is masked as phone-number-like
+    ev = JsonFormatter(4096).event(record)
+    assert ev["clientAddress"] == shown
+    assert ev["note"] != "from 203.0.113.9"
 
 
 async def test_long_addresses_are_cut_and_the_blocked_table_is_bounded() -> None:

@@ -99,7 +99,11 @@ class AttemptLimiter:
             self._blocked.pop(key, None)
             return
         self.events.auth_rate_limited(kind)
-        log.debug("refused %s authentication from %s: over its limit", kind, key[1])
+        log.debug(
+            "refused %s authentication: this address is over its limit",
+            kind,
+            extra={"clientAddress": key[1], "authKind": kind},
+        )
         raise TooManyAttempts(_retry_after(until, now))
 
     async def failed(self, kind: str, address: str, reason: str = "") -> None:
@@ -114,31 +118,36 @@ class AttemptLimiter:
         ttl = int(until - now) + 1
         (count,) = await self.counters.incr_many([(f"auth:{kind}:{address}:{index}", ttl)])
         because = f" ({reason})" if reason else ""
+        # The address goes in its own field: in the message the log's phone masking would
+        # mangle it (an IPv4 address is a run of digits and dots).
+        where = {"clientAddress": address, "authKind": kind}
         if count <= limit:
             log.warning(
-                "failed %s authentication from %s%s: %d of %d allowed in this %d s window",
+                "failed %s authentication%s: %d of %d allowed from this address in this "
+                "%d s window",
                 kind,
-                address,
                 because,
                 count,
                 limit,
                 self.window,
+                extra=where,
             )
             return
+        retry_after = _retry_after(until, now)
         log.warning(
-            "failed %s authentication from %s%s: over its limit (%d in this %d s window); "
-            "every %s attempt from it is refused for %d s",
+            "failed %s authentication%s: this address is over its limit (%d in this %d s "
+            "window); every %s attempt from it is refused for %d s",
             kind,
-            address,
             because,
             count,
             self.window,
             kind,
-            _retry_after(until, now),
+            retry_after,
+            extra=where,
         )
         self._block((kind, address), until, now)
         self.events.auth_rate_limited(kind)
-        raise TooManyAttempts(_retry_after(until, now))
+        raise TooManyAttempts(retry_after)
 
     def _block(self, key: tuple[str, str], until: float, now: float) -> None:
         blocked = self._blocked
