@@ -25,7 +25,7 @@ from dialback.services import admin_endpoints as services_admin
 from dialback.statistics import endpoints as statistics_public
 from dialback.tenants import admin_endpoints as tenants_admin
 from dialback.web import probes
-from dialback.web.deps import require_admin
+from dialback.web.deps import admin_principal
 from dialback.web.envelope import ERRORS
 from dialback.web.errors import install_error_handlers
 from dialback.web.fastpath import install_direct_routes
@@ -49,7 +49,10 @@ _SWAGGER_FILES = {
 def admin_router() -> APIRouter:
     """Every admin route under ``/admin/v1``, each behind the admin bearer token."""
     router = APIRouter(
-        prefix=ADMIN_PREFIX, tags=["admin"], dependencies=[Depends(require_admin)], responses=ERRORS
+        prefix=ADMIN_PREFIX,
+        tags=["admin"],
+        dependencies=[Depends(admin_principal)],
+        responses=ERRORS,
     )
     for domain in (tenants_admin, services_admin, callbacks_admin, callins_admin, logging_admin):
         router.include_router(domain.router)

@@ -20,7 +20,10 @@ from dialback.callbacks.service import CallbackService
 from dialback.callins.service import CallInService
 from dialback.db.engine import DbTimeouts, create_engine
 from dialback.db.migrations import current_version, latest_version, migrate
+from dialback.identity.admin_tokens import AdminTokens
+from dialback.identity.authenticate import AdminAuthenticator
 from dialback.identity.bruteforce import AttemptLimiter
+from dialback.identity.oidc import OidcClient
 from dialback.monitor.monitor import CallbackMonitor
 from dialback.observability.events import Events
 from dialback.observability.health import HealthChecker
@@ -184,8 +187,10 @@ class Container:
             else None
         )
         self.audit = AuditLog(self.engine)
+        self.oidc: OidcClient | None = None
         # Brute-force limits on authentication failures, per client address.
         self.attempts = AttemptLimiter(self.counters, self.events, settings)
+        self.authenticator = AdminAuthenticator(AdminTokens(settings.admin_token_list()))
         self.started_at = time.time()
         self.demo: DemoCredentials | None = None
         self._started = False
@@ -207,6 +212,8 @@ class Container:
         if self.settings.demo:
             self.demo = await ensure_demo(self.engine, self.settings)
             self.keys.clear()
+            # The demo may have generated an admin token.
+            self.authenticator.tokens = AdminTokens(self.settings.admin_token_list())
         await self._known_series()
         self.loop_lag.start()
         if self.simulator:

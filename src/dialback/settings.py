@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from dialback.identity.admin_tokens import AdminTokens
 from dialback.kit.addresses import parse_networks
 
 LOG_LEVELS = ("trace", "debug", "info", "warn", "error")
@@ -29,6 +30,11 @@ LogLevel = Annotated[
 ]
 
 
+def _valid_admin_tokens(value: SecretStr) -> SecretStr:
+    AdminTokens([t.strip() for t in value.get_secret_value().split(",") if t.strip()])
+    return value
+
+
 def _valid_networks(text: str) -> str:
     parse_networks(text)
     return text
@@ -37,7 +43,10 @@ def _valid_networks(text: str) -> str:
 class Settings(BaseSettings):
     """Every runtime setting of a dialback process."""
 
-    model_config = SettingsConfigDict(env_prefix="DIALBACK_", extra="ignore")
+    # A refused value is never echoed: it may be a token, a password or a URL with one in it.
+    model_config = SettingsConfigDict(
+        env_prefix="DIALBACK_", extra="ignore", hide_input_in_errors=True
+    )
 
     host: str = "127.0.0.1"
     public_port: int = 3005
@@ -90,7 +99,9 @@ class Settings(BaseSettings):
     monitor_stall_seconds: float = 120.0
 
     # Comma-separated bearer tokens for the admin API on the internal port.
-    admin_tokens: SecretStr = SecretStr("")
+    # Each entry: a bare token (an administrator) or NAME:ROLE[@TENANT+...]:TOKEN, where TOKEN
+    # may be sha256:<hex> (identity/admin_tokens.py).
+    admin_tokens: Annotated[SecretStr, AfterValidator(_valid_admin_tokens)] = SecretStr("")
     demo: bool = False
     # Proxies whose X-Forwarded-For names the client (comma-separated addresses or CIDRs); the
     # audit log and the brute-force limits key on that address. Empty: the peer is the client.

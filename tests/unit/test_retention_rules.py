@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from dialback.identity.admin_tokens import AdminTokens
 from dialback.kit.errors import Conflict
 from dialback.observability.events import Events
 from dialback.retention.service import RetentionService, retention_days
 from dialback.routing.transport import MemoryTransport
 from dialback.settings import Settings
-from dialback.tenants.auth import check_admin_token
 from dialback.tenants.repository import Tenant
 
 
@@ -75,7 +75,10 @@ def test_the_number_is_hashed_with_the_key_or_not_at_all() -> None:
 
 
 def test_an_admin_is_named_by_a_prefix_of_its_tokens_hash() -> None:
-    who = check_admin_token(["first-secret-token", "second"], "first-secret-token")
-    assert who == "token:" + hashlib.sha256(b"first-secret-token").hexdigest()[:12]
-    assert "first-secret-token" not in who
-    assert check_admin_token(["first-secret-token", "second"], "second") != who
+    tokens = AdminTokens(["first-secret-token", "second-secret-token"])
+    who = tokens.match("first-secret-token")
+    assert who is not None
+    assert who.actor == "token:" + hashlib.sha256(b"first-secret-token").hexdigest()[:12]
+    assert "first-secret-token" not in who.actor
+    second = tokens.match("second-secret-token")
+    assert second is not None and second.actor != who.actor

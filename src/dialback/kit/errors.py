@@ -40,6 +40,13 @@ class Unauthorized(ApiError):
         super().__init__(401, message)
 
 
+class Forbidden(ApiError):
+    """403: the caller is known but its role or tenant scope does not allow this."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(403, message)
+
+
 class NotFound(ApiError):
     """404: no such resource for this tenant."""
 

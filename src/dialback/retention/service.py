@@ -282,8 +282,11 @@ class RetentionService:
             "corr_id": corr_id_var.get() or None,
         }
 
-    async def erase_callback(self, callback_id: str, actor: str) -> Erasure:
-        """Delete one callback and its history (cancelling it first when open), audited."""
+    async def erase_callback(
+        self, callback_id: str, actor: str, scope: frozenset[str] | None = None
+    ) -> Erasure:
+        """Delete one callback and its history (cancelling it first when open), audited;
+        ``scope``: the tenant names the actor may see (None: all)."""
         now = time.time()
         async with self.engine.begin() as conn:
             await repo.write_lock(conn)
@@ -295,6 +298,8 @@ class RetentionService:
             if row is None:
                 raise NotFound(f"no callback with id {callback_id!r}")
             tenant = await tenants_repo.get_tenant(conn, row.tenant_id)
+            if scope is not None and (tenant is None or tenant.name not in scope):
+                raise NotFound(f"no callback with id {callback_id!r} in your tenants")
             notify, released = await self._end_open(conn, [row], now)
             scrubbed = await self._scrub([row])
             n_cb, n_ev = await repo.delete_callbacks(conn, [row.id])

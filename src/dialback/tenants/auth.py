@@ -1,14 +1,12 @@
-"""Authentication: API keys for the public API, bearer tokens for the admin API."""
+"""Authentication of the public API: API keys, cached."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dialback.kit.errors import ApiError, Unauthorized
+from dialback.kit.errors import Unauthorized
 from dialback.kit.ttl_cache import TtlCache
 from dialback.tenants.repository import Tenant, hash_key, tenant_for_key_hash
 
@@ -53,21 +51,3 @@ class KeyCache:
     def clear(self) -> None:
         """Forget everything (after a key is revoked or a tenant disabled)."""
         self._cache.clear()
-
-
-def admin_identity(token: str) -> str:
-    """How an admin token is named in the audit log: a prefix of its SHA-256, never the token."""
-    return "token:" + hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()[:12]
-
-
-def check_admin_token(tokens: list[str], given: str | None) -> str:
-    """The caller's identity (``admin_identity``) when ``given`` is one of the admin ``tokens``;
-    401 otherwise."""
-    if not tokens:
-        raise ApiError(401, "the admin API is disabled: no DIALBACK_ADMIN_TOKENS configured")
-    if given is None:
-        raise Unauthorized("missing Authorization: Bearer <admin token>")
-    raw = given.encode()
-    if not any(hmac.compare_digest(raw, t.encode()) for t in tokens):
-        raise Unauthorized("invalid admin token")
-    return admin_identity(given)

@@ -1,21 +1,25 @@
-"""The typed dependencies of the routes: the container, the caller's tenant, the admin check."""
+"""The typed dependencies of the routes: the container, the caller's tenant, the admin caller
+and the permission each admin route requires."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from dialback.container import Container
+from dialback.identity.roles import PERMISSION_TEXT, Permission, Principal
 from dialback.kit.context import bind
-from dialback.kit.errors import Unauthorized
-from dialback.tenants.auth import check_admin_token
+from dialback.kit.errors import Forbidden, NotFound, Unauthorized
 from dialback.tenants.repository import Tenant
 from dialback.web.client import client_address
 
 api_key_header = APIKeyHeader(name="x-api-key", auto_error=False, description="Tenant API key")
-admin_bearer = HTTPBearer(auto_error=False, description="Admin token (DIALBACK_ADMIN_TOKENS)")
+admin_bearer = HTTPBearer(
+    auto_error=False,
+    description="An admin token (DIALBACK_ADMIN_TOKENS) or an OIDC access token (JWT)",
+)
 
 
 def container_of(request: Request) -> Container:
@@ -57,13 +61,67 @@ TenantDep = Annotated[Tenant, Depends(api_tenant)]
 """The authenticated tenant of a public API request."""
 
 
-async def require_admin(
+async def admin_principal(
     request: Request, creds: HTTPAuthorizationCredentials | None = Security(admin_bearer)
-) -> str:
-    """A valid admin bearer token, or 401."""
-    tokens = container_of(request).settings.admin_token_list()
-    return check_admin_token(tokens, creds.credentials if creds is not None else None)
+) -> Principal:
+    """Who calls the admin API: an admin token's principal or a verified OIDC access token's;
+    401 otherwise."""
+    c = container_of(request)
+    address = client_address(request, c.settings.trusted_proxy_networks)
+    token = creds.credentials if creds is not None else None
+    principal = await c.authenticator.admin_caller(token, address)
+    request.state.principal = principal
+    bind(actor=principal.actor)
+    return principal
 
 
-AdminDep = Annotated[str, Depends(require_admin)]
-"""The calling admin's identity (a prefix of its token's hash), for the audit log."""
+class Require:
+    """The dependency of an admin route: the caller, allowed ``permission``, within the scope
+    of the route's ``{tenant}``; ``every_tenant``: only an operator of every tenant (the route
+    acts on what belongs to no one tenant)."""
+
+    def __init__(self, permission: Permission, *, every_tenant: bool = False) -> None:
+        self.permission = permission
+        self.every_tenant = every_tenant
+
+    async def __call__(
+        self, request: Request, principal: Principal = Depends(admin_principal)
+    ) -> Principal:
+        if not principal.can(self.permission):
+            roles = ", ".join(sorted(principal.roles)) or "none"
+            raise Forbidden(
+                f"{principal.actor} (roles: {roles}) may not "
+                f"{PERMISSION_TEXT[self.permission]} (needs {self.permission.value})"
+            )
+        tenant = request.path_params.get("tenant")
+        if isinstance(tenant, str) and not principal.sees_tenant(tenant):
+            raise Forbidden(f"tenant {tenant!r} is outside the scope of {principal.actor}")
+        if self.every_tenant and not principal.unscoped:
+            raise Forbidden(
+                f"only an operator of every tenant may do this; {principal.actor} is scoped"
+            )
+        return principal
+
+
+def requires(permission: Permission, *, every_tenant: bool = False) -> Any:
+    """``Depends`` on ``Require(permission)``: for a route's ``dependencies`` or a parameter
+    (``p: Annotated[Principal, requires(...)]``)."""
+    return Depends(Require(permission, every_tenant=every_tenant))
+
+
+def required_permission(dependant: Any) -> Require | None:
+    """The ``Require`` a route's dependency tree holds (the role matrix and the docs read it)."""
+    for dep in dependant.dependencies:
+        if isinstance(dep.call, Require):
+            return dep.call
+        found = required_permission(dep)
+        if found is not None:
+            return found
+    return None
+
+
+def ensure_scope(principal: Principal, tenant: str, what: str) -> None:
+    """404 naming ``what`` unless ``tenant`` is within the principal's scope (for an object
+    found by id: a scoped operator learns nothing of other tenants, not even their names)."""
+    if not principal.sees_tenant(tenant):
+        raise NotFound(f"{what} not found in the tenants {principal.actor} may see")
