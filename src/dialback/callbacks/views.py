@@ -158,8 +158,9 @@ def history_item(ev: Any) -> dict[str, Any]:
     }
 
 
-def admin_detail(d: CallbackDetail) -> dict[str, Any]:
-    """A callback with its user data and history."""
+def admin_detail(d: CallbackDetail, *, user_data: bool = True) -> dict[str, Any]:
+    """A callback with its history, and its user data when ``user_data`` (else null, with
+    ``userDataHidden``)."""
     row = d.row
     return {
         **admin_item(row, d.tenant_name),
@@ -171,7 +172,8 @@ def admin_detail(d: CallbackDetail) -> dict[str, Any]:
         "completedTime": iso(row.completed_at),
         **booking_fields(row),
         "pushTargets": push_targets(row),
-        "userData": row.user_data,
+        "userData": row.user_data if user_data else None,
+        **({} if user_data else {"userDataHidden": True}),
         "history": [history_item(ev) for ev in d.history],
         "parkedTime": utc_iso(row.parked.parked_at) if row.parked else None,
         "parkReason": row.parked.reason if row.parked else None,
