@@ -188,8 +188,11 @@ class Container:
         )
         self.audit = AuditLog(self.engine, self.events)
         self.oidc: OidcClient | None = None
-        self.attempts = AttemptLimiter()
-        self.authenticator = AdminAuthenticator(AdminTokens(settings.admin_token_list()))
+        # Brute-force limits on authentication failures, per client address.
+        self.attempts = AttemptLimiter(self.counters, self.events, settings)
+        self.authenticator = AdminAuthenticator(
+            AdminTokens(settings.admin_token_list()), self.attempts, self.oidc
+        )
         self.started_at = time.time()
         self.demo: DemoCredentials | None = None
         self._started = False

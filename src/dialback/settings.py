@@ -107,6 +107,11 @@ class Settings(BaseSettings):
     # audit log and the brute-force limits key on that address. Empty: the peer is the client.
     trusted_proxies: Annotated[str, AfterValidator(_valid_networks)] = ""
     demo_api_key: SecretStr | None = None
+    # Brute-force limits (identity/bruteforce.py): failed authentications allowed per client
+    # address and fixed window, for API keys and admin tokens, and for operator sign-ins.
+    auth_failure_limit: int = Field(20, ge=1)
+    login_failure_limit: int = Field(10, ge=1)
+    auth_failure_window_seconds: int = Field(300, ge=1, le=86400)
 
     max_body_bytes: int = 64 * 1024
     immediate_window_seconds: int = 60

@@ -579,6 +579,28 @@ CATALOGUE: tuple[MetricDef, ...] = (
         ges=False,
         query="increase(ges_audit_write_failures_total[15m])",
     ),
+    MetricDef(
+        "ges_auth_failures_total",
+        "counter",
+        "counter",
+        "business",
+        "Failed authentications, by kind (api_key: a missing or unknown x-api-key; "
+        "admin_token: a bad admin bearer token; login: a failed operator sign-in).",
+        ("kind",),
+        ges=False,
+        query="sum by (kind) (increase(ges_auth_failures_total[5m]))",
+    ),
+    MetricDef(
+        "ges_auth_rate_limited_total",
+        "counter",
+        "counter",
+        "business",
+        "Authentication attempts refused with 429 because their client address failed too "
+        "often in the window (the brute-force limits), by kind (api_key, admin_token, login).",
+        ("kind",),
+        ges=False,
+        query="sum by (kind) (increase(ges_auth_rate_limited_total[5m]))",
+    ),
 )
 
 RETENTION_KINDS = (
@@ -591,5 +613,6 @@ RETENTION_KINDS = (
 )
 ERASURE_KINDS = ("callback", "phone_number")
 AUDIT_OUTCOMES = ("ok", "denied", "failed")
+AUTH_KINDS = ("api_key", "admin_token", "login")  # identity/bruteforce.KINDS
 
 BY_NAME: dict[str, MetricDef] = {m.name: m for m in CATALOGUE}

@@ -207,3 +207,11 @@ class Events:
     def erased(self, kind: str) -> None:
         """An erasure (``callback`` or ``phone_number``) was committed and audited."""
         self.metrics.ges_erasures_total.inc((kind,))
+
+    def auth_failed(self, kind: str) -> None:
+        """An authentication of ``kind`` (bruteforce.KINDS) failed: a bad or missing secret."""
+        self.metrics.ges_auth_failures_total.inc((kind,))
+
+    def auth_rate_limited(self, kind: str) -> None:
+        """An attempt of ``kind`` was refused (429) because its address is over its limit."""
+        self.metrics.ges_auth_rate_limited_total.inc((kind,))

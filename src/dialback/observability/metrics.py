@@ -13,6 +13,7 @@ from pathlib import Path
 from dialback import __version__
 from dialback.observability.catalogue import (
     AUDIT_OUTCOMES,
+    AUTH_KINDS,
     CATALOGUE,
     ERASURE_KINDS,
     RETENTION_KINDS,
@@ -152,6 +153,8 @@ class Metrics:
     ges_erasures_total: Family
     ges_audit_entries_total: Family
     ges_audit_write_failures_total: Family
+    ges_auth_failures_total: Family
+    ges_auth_rate_limited_total: Family
 
     def __init__(
         self, *, data_dir: Path | None = None, tolerances: dict[str, float] | None = None
@@ -196,6 +199,9 @@ class Metrics:
             self.ges_audit_entries_total.ensure((outcome,))
         self.ges_audit_write_failures_total.ensure()
         self.ges_retention_last_sweep_timestamp_seconds.set((), 0)
+        for kind in AUTH_KINDS:
+            self.ges_auth_failures_total.ensure((kind,))
+            self.ges_auth_rate_limited_total.ensure((kind,))
 
     def health_gauge(self, name: str) -> Family:
         """The health gauge of a dependency (one of ``HEALTH_GAUGES``)."""
