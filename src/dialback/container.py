@@ -20,6 +20,7 @@ from dialback.callbacks.service import CallbackService
 from dialback.callins.service import CallInService
 from dialback.db.engine import DbTimeouts, create_engine
 from dialback.db.migrations import current_version, latest_version, migrate
+from dialback.identity.oidc import OidcClient
 from dialback.monitor.monitor import CallbackMonitor
 from dialback.observability.events import Events
 from dialback.observability.health import HealthChecker
@@ -163,6 +164,10 @@ class Container:
             if settings.simulator_enabled()
             else None
         )
+        # The operators' OIDC provider (None: not configured; no GWS_AUTH_STATUS from it).
+        self.oidc: OidcClient | None = (
+            OidcClient(settings, self.events) if settings.oidc_issuer else None
+        )
         self.health = HealthChecker(
             settings,
             self.events,
@@ -172,6 +177,7 @@ class Container:
             routing_redis=settings.routing_redis_url is not None,
             watch_routing_engine=settings.routing_redis_url is not None
             or self.simulator is not None,
+            auth_check=self.oidc.check if self.oidc else None,
         )
         self.loop_lag = LoopLagMonitor(self.events)
         self.retention = RetentionService(
@@ -242,7 +248,10 @@ class Container:
             await self.simulator.stop()
         if self.retention_sweeper:
             await self.retention_sweeper.stop()
-        for closer in (self.transport.close, self.counters.close, self.store.close):
+        closers = [self.transport.close, self.counters.close, self.store.close]
+        if self.oidc:
+            closers.append(self.oidc.aclose)
+        for closer in closers:
             try:
                 await asyncio.wait_for(closer(), timeout=5)
             except Exception:

@@ -105,6 +105,42 @@ class OidcProvider:
         body = r.json()
         return body["client_id"], body["client_secret"]
 
+    def issue_tokens(
+        self,
+        sub: str,
+        *,
+        client_id: str = "dialback",
+        client_secret: str = "any",
+        nonce: str = "n-0",
+        redirect_uri: str = "https://dialback.example/ui/auth/callback",
+    ) -> dict[str, Any]:
+        """The provider's token response (id_token, access_token) for ``sub`` signing in to
+        ``client_id``: the code flow driven directly, without dialback's client."""
+        query = {
+            "response_type": "code",
+            "client_id": client_id,
+            "redirect_uri": redirect_uri,
+            "scope": "openid profile email",
+            "state": "s-0",
+            "nonce": nonce,
+        }
+        with httpx.Client(timeout=5) as http:
+            answer = http.post(f"{self.issuer}/oauth2/authorize", params=query, data={"sub": sub})
+            assert answer.status_code == 302, answer.text[:500]
+            code = parse_qs(urlsplit(answer.headers["location"]).query)["code"][0]
+            token = http.post(
+                f"{self.issuer}/oauth2/token",
+                data={
+                    "grant_type": "authorization_code",
+                    "code": code,
+                    "redirect_uri": redirect_uri,
+                },
+                auth=(client_id, client_secret),
+            )
+            token.raise_for_status()
+            body: dict[str, Any] = token.json()
+        return body
+
     def jwks(self) -> dict[str, Any]:
         """The provider's published keys."""
         return httpx.get(f"{self.issuer}/jwks", timeout=5).json()
@@ -122,4 +158,20 @@ async def sign_in(authorization_url: str, sub: str) -> dict[str, str]:
         location = answer.headers["location"]
     return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()} | {
         "_redirect": location.split("?")[0]
+    }
+
+
+CLIENT_ID = "dialback"
+CLIENT_SECRET = "dialback-client-secret"
+REDIRECT_URI = "https://dialback.example/ui/auth/callback"
+
+
+def oidc_settings(provider: OidcProvider, **overrides: Any) -> dict[str, Any]:
+    """The DIALBACK_OIDC_* settings (as Settings keyword arguments) for ``provider``."""
+    return {
+        "oidc_issuer": provider.issuer,
+        "oidc_client_id": CLIENT_ID,
+        "oidc_client_secret": CLIENT_SECRET,
+        "oidc_audience": provider.access_token_audience,
+        **overrides,
     }
