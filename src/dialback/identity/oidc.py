@@ -219,6 +219,8 @@ class OidcClient:
                 "the identity provider rejected dialback's client credentials: check "
                 "DIALBACK_OIDC_CLIENT_ID and DIALBACK_OIDC_CLIENT_SECRET"
             )
+        if resp.status_code == 200 and not isinstance(body, dict):
+            raise OidcUnavailable("the identity provider's token endpoint answered no JSON object")
         if resp.status_code != 200 or not isinstance(body, dict):
             reason = f" ({error})" if isinstance(error, str) and len(error) < 64 else ""
             raise OidcRejected(
@@ -436,7 +438,9 @@ class OidcClient:
     async def _refresh_keys(self) -> KeySet | None:
         now = time.monotonic()
         if now - self._forced_refresh_at < JWKS_REFRESH_MIN_SECONDS:
-            return None
+            # Refreshed a moment ago (or being refreshed now: wait for it): the keys it got.
+            async with self._lock:
+                return self._keys
         self._forced_refresh_at = now
         meta = await self._discovery()
         async with self._lock:
