@@ -318,6 +318,45 @@ async def test_wrong_client_secret_counts_incorrect_client_credentials(
         await good.aclose()
 
 
+async def test_client_secret_post_when_the_provider_does_not_support_basic() -> None:
+    p = OidcProvider(require_registration=True, token_auth_methods="client_secret_post").start()
+    try:
+        p.set_user("u-post", {"groups": ["cb-admins"]})
+        # A client registered for client_secret_post: the provider refuses Basic for it.
+        client_id, secret = p.register_client(REDIRECT_URI, auth_method="client_secret_post")
+        c, events = client_for(
+            p, oidc_client_id=client_id, oidc_client_secret=secret, oidc_role_map=ROLE_MAP
+        )
+        try:
+            assert (await full_sign_in(c, "u-post")).roles == {Role.ADMINISTRATOR}
+            assert events.metrics.GWS_INCORRECT_CLIENT_CREDENTIALS.value() == 0
+        finally:
+            await c.aclose()
+    finally:
+        p.stop()
+
+
+async def test_unknown_keys_refresh_the_jwks_at_most_once_per_interval(
+    oidc_provider: OidcProvider,
+) -> None:
+    oidc_provider.set_user("u-kid", {"groups": ["cb-admins"]})
+    real = oidc_provider.issue_tokens("u-kid", nonce="n-5")["id_token"]
+    c, _ = client_for(oidc_provider, oidc_role_map=ROLE_MAP)
+    mine = RSAKey.generate_key(2048)
+    try:
+        await c.check()
+        before = oidc_provider.requests_to("/jwks")
+        for i in range(8):
+            forged = forge(real, mine, {"alg": "RS256", "kid": f"rotated-{i}"})
+            with pytest.raises(OidcRejected, match="a key the identity provider does not publish"):
+                await c.verify_id_token(forged, nonce="n-5")
+        # Eight unknown keys, one refresh: forged tokens cannot flood the provider.
+        assert oidc_provider.requests_to("/jwks") == before + 1
+        assert (await c.verify_id_token(real, nonce="n-5")).roles == {Role.ADMINISTRATOR}
+    finally:
+        await c.aclose()
+
+
 async def test_discovery_must_name_the_configured_issuer(oidc_provider: OidcProvider) -> None:
     # Configured with a trailing slash: the discovery document names the issuer without one,
     # and the issuer must match exactly (OIDC Discovery §4.3).

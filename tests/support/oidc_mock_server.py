@@ -1,7 +1,7 @@
 """Runs oidc-provider-mock on 127.0.0.1 (a subprocess of the tests: tests/support/oidc_provider.py).
 
 Usage: ``python oidc_mock_server.py --port N [--require-registration] [--require-nonce]
-[--token-max-age S] [--access-token-audience AUD]``.
+[--token-max-age S] [--access-token-audience AUD] [--token-auth-methods M1,M2]``.
 
 The mock is the real provider of the suite (authlib's authorization server behind Flask). Two
 things are added here, as a real provider does them: it binds 127.0.0.1 (never "localhost"),
@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--require-nonce", action="store_true")
     parser.add_argument("--token-max-age", type=int, default=3600)
     parser.add_argument("--access-token-audience", default="")
+    # Published as token_endpoint_auth_methods_supported (the mock's discovery omits it,
+    # which means client_secret_basic only).
+    parser.add_argument("--token-auth-methods", default="")
     args = parser.parse_args(argv)
 
     os.environ["AUTHLIB_INSECURE_TRANSPORT"] = "1"
@@ -73,6 +76,17 @@ def main(argv: list[str] | None = None) -> None:
         access_token_max_age=timedelta(seconds=args.token_max_age),
     )
     app.secret_key = secrets.token_bytes(16)
+    if args.token_auth_methods:
+        methods = args.token_auth_methods.split(",")
+
+        @app.after_request
+        def advertise(response: Any) -> Any:
+            if flask.request.path == "/.well-known/openid-configuration":
+                doc = response.get_json()
+                doc["token_endpoint_auth_methods_supported"] = methods
+                response.set_data(flask.json.dumps(doc))
+            return response
+
     server = werkzeug.serving.make_server("127.0.0.1", args.port, app, threaded=True)
     print(f"listening on 127.0.0.1:{args.port}", file=sys.stderr, flush=True)
     server.serve_forever()

@@ -37,6 +37,7 @@ class OidcProvider:
     require_nonce: bool = True
     token_max_age: int = 3600
     access_token_audience: str = "dialback-api"
+    token_auth_methods: str = ""
     port: int = field(default_factory=free_port)
     log_path: Path = field(
         default_factory=lambda: Path(tempfile.mkstemp(prefix="oidc-mock-", suffix=".log")[1])
@@ -61,6 +62,8 @@ class OidcProvider:
             args.append("--require-nonce")
         if self.access_token_audience:
             args += ["--access-token-audience", self.access_token_audience]
+        if self.token_auth_methods:
+            args += ["--token-auth-methods", self.token_auth_methods]
         log = self.log_path.open("ab")
         env = {**os.environ, "PYTHONWARNINGS": "ignore"}
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -91,14 +94,13 @@ class OidcProvider:
         """Create or replace the user ``sub`` with ``claims`` (the mock's ``PUT /users/{sub}``)."""
         httpx.put(f"{self.issuer}/users/{sub}", json=claims, timeout=5).raise_for_status()
 
-    def register_client(self, redirect_uri: str) -> tuple[str, str]:
+    def register_client(
+        self, redirect_uri: str, auth_method: str = "client_secret_basic"
+    ) -> tuple[str, str]:
         """Register a client (dynamic registration): its id and secret."""
         r = httpx.post(
             f"{self.issuer}/oauth2/clients",
-            json={
-                "redirect_uris": [redirect_uri],
-                "token_endpoint_auth_method": "client_secret_basic",
-            },
+            json={"redirect_uris": [redirect_uri], "token_endpoint_auth_method": auth_method},
             timeout=5,
         )
         r.raise_for_status()
@@ -140,6 +142,10 @@ class OidcProvider:
             token.raise_for_status()
             body: dict[str, Any] = token.json()
         return body
+
+    def requests_to(self, path: str) -> int:
+        """How many requests for ``path`` the provider has logged (all its starts)."""
+        return self.log_path.read_text().count(f'"GET {path} HTTP/')
 
     def jwks(self) -> dict[str, Any]:
         """The provider's published keys."""
