@@ -167,6 +167,10 @@ class Container:
             if settings.simulator_enabled()
             else None
         )
+        # The operators' OIDC provider (None: not configured; no GWS_AUTH_STATUS from it).
+        self.oidc: OidcClient | None = (
+            OidcClient(settings, self.events) if settings.oidc_issuer else None
+        )
         self.health = HealthChecker(
             settings,
             self.events,
@@ -176,6 +180,7 @@ class Container:
             routing_redis=settings.routing_redis_url is not None,
             watch_routing_engine=settings.routing_redis_url is not None
             or self.simulator is not None,
+            auth_check=self.oidc.check if self.oidc else None,
         )
         self.loop_lag = LoopLagMonitor(self.events)
         self.retention = RetentionService(
@@ -187,7 +192,6 @@ class Container:
             else None
         )
         self.audit = AuditLog(self.engine, self.events)
-        self.oidc: OidcClient | None = None
         # Brute-force limits on authentication failures, per client address.
         self.attempts = AttemptLimiter(self.counters, self.events, settings)
         self.authenticator = AdminAuthenticator(
@@ -254,7 +258,10 @@ class Container:
             await self.simulator.stop()
         if self.retention_sweeper:
             await self.retention_sweeper.stop()
-        for closer in (self.transport.close, self.counters.close, self.store.close):
+        closers = [self.transport.close, self.counters.close, self.store.close]
+        if self.oidc:
+            closers.append(self.oidc.aclose)
+        for closer in closers:
             try:
                 await asyncio.wait_for(closer(), timeout=5)
             except Exception:

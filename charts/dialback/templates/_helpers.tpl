@@ -73,6 +73,7 @@ app.kubernetes.io/component: server
 {{ include "dialback.secretEnv" (dict "root" . "env" "DIALBACK_ADMIN_TOKENS" "ref" $s.adminTokens) }}
 {{ include "dialback.secretEnv" (dict "root" . "env" "DIALBACK_DEMO_API_KEY" "ref" $s.demoApiKey) }}
 {{ include "dialback.secretEnv" (dict "root" . "env" "DIALBACK_ERASURE_HASH_KEY" "ref" $s.erasureHashKey) }}
+{{ include "dialback.secretEnv" (dict "root" . "env" "DIALBACK_OIDC_CLIENT_SECRET" "ref" $s.oidcClientSecret) }}
 {{- end }}
 
 {{/* prometheus.io/* scrape annotations (pod template and internal Service). */}}

@@ -358,13 +358,16 @@ CATALOGUE: tuple[MetricDef, ...] = (
     ),
     _alarm(
         "GWS_SERVER_ERROR",
-        "Server or connection errors from a GWS-style HTTP dependency.",
-        "failed health check of that dependency (about every 15-20 s while it fails)",
+        "Server or connection errors from a GWS-style HTTP dependency or the OIDC provider.",
+        "failed health check of that dependency (about every 15-20 s while it fails), and per "
+        "request to the OIDC provider that failed to connect or answered 5xx",
     ),
     _alarm(
         "GWS_INCORRECT_CLIENT_CREDENTIALS",
-        "A GWS-style HTTP dependency rejected dialback's credentials.",
-        "health check answered 401/403 (about every 15-20 s while it lasts)",
+        "dialback's credentials were rejected: by a GWS-style HTTP dependency, or by the OIDC "
+        "provider's token endpoint at a sign-in.",
+        "health check answered 401/403 (about every 15-20 s while it lasts), and per sign-in "
+        "whose token request the OIDC provider rejected (401 or invalid_client)",
     ),
     _alarm(
         "NEXUS_ACCESS_FAILURE",
