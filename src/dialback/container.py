@@ -116,7 +116,11 @@ class Container:
             if settings.routing_redis_url
             else MemoryTransport()
         )
-        self.metrics = Metrics(data_dir=Path(settings.data_dir), tolerances=settings.tolerances())
+        self.metrics = Metrics(
+            data_dir=Path(settings.data_dir),
+            tolerances=settings.tolerances(),
+            gws=settings.gws_configured(),
+        )
         self.events = Events(self.metrics, settings.monitor_lagging_threshold_seconds)
         set_on_failure(self.events.logging_failed)
         self._service_tenant: dict[str, str] = {}

@@ -257,6 +257,16 @@ class Settings(BaseSettings):
         """``trusted_proxies`` parsed (web.client)."""
         return parse_networks(self.trusted_proxies)
 
+    def gws_configured(self) -> bool:
+        """Whether a GWS-style dependency is configured (the OIDC provider or a health URL):
+        its gauges and the GWS alarm counters are exported only then."""
+        return bool(
+            self.oidc_issuer
+            or self.auth_health_url
+            or self.tenant_directory_health_url
+            or self.config_source_health_url
+        )
+
     def tolerances(self) -> dict[str, float]:
         """The `_tolerance` gauges and their values."""
         names = (

@@ -414,6 +414,10 @@ async def test_gws_auth_status_follows_the_provider_and_keys_rotate(
             return {n: value(samples, n) for n in ("GWS_AUTH_STATUS", "GES_HEALTH")}
 
         assert await gauges() == {"GWS_AUTH_STATUS": 0, "GES_HEALTH": 0}
+        # With a provider, its alarm counters exist from the start (at 0).
+        first = parse((await stack.internal.get("/metrics")).text)
+        assert value(first, "GWS_INCORRECT_CLIENT_CREDENTIALS") == 0
+        assert value(first, "GWS_SERVER_ERROR") == 0
         p.set_user("u-ivy", {"groups": ["cb-admins"]})
         assert (await full_sign_in(rt.oidc, "u-ivy")).roles == {Role.ADMINISTRATOR}
         old_kid = p.jwks()["keys"][0]["kid"]
@@ -455,5 +459,8 @@ async def test_no_issuer_no_gws_auth_status(tmp_path: Path) -> None:
         assert stack.rt.oidc is None
         samples = parse((await stack.internal.get("/metrics")).text)
         assert value(samples, "GWS_AUTH_STATUS") is None
+        # No provider (and no GWS health URL): no GWS alarm counter either.
+        assert value(samples, "GWS_INCORRECT_CLIENT_CREDENTIALS") is None
+        assert value(samples, "GWS_SERVER_ERROR") is None
         assert value(samples, "GES_HEALTH") == 0
         assert "gws_auth" not in (await stack.internal.get("/health/ready")).json()["dependencies"]

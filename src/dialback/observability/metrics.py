@@ -78,6 +78,9 @@ def _dir_size(path: Path) -> int:
     return total
 
 
+GWS_ALARMS = frozenset({"GWS_INCORRECT_CLIENT_CREDENTIALS", "GWS_SERVER_ERROR"})
+
+
 class Metrics:
     """Every family of the catalogue, registered, with GES defaults in place.
 
@@ -157,7 +160,11 @@ class Metrics:
     ges_auth_rate_limited_total: Family
 
     def __init__(
-        self, *, data_dir: Path | None = None, tolerances: dict[str, float] | None = None
+        self,
+        *,
+        data_dir: Path | None = None,
+        tolerances: dict[str, float] | None = None,
+        gws: bool = True,
     ) -> None:
         self.registry = Registry()
         for d in CATALOGUE:
@@ -165,9 +172,11 @@ class Metrics:
         self.data_dir = data_dir
         self._data_dir_checked = 0.0
         self.start_time = time.time()
-        # Alarm counters exist at 0 from the start, unlike GES, so increase() sees the first one.
+        # Alarm counters exist at 0 from the start, unlike GES, so increase() sees the first one;
+        # the GWS ones only with a GWS-style dependency (``gws``: an OIDC provider or a health
+        # URL), as their gauges.
         for d in CATALOGUE:
-            if d.category == "alarm" and not d.labels:
+            if d.category == "alarm" and not d.labels and (gws or d.name not in GWS_ALARMS):
                 self.registry.get(d.name).ensure()
         for t in MONITOR_TYPES:
             self.ges_monitor_size.set((t,), 0)
