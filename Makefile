@@ -78,8 +78,9 @@ chaos: $(STAMP) system-deps ## Long fault campaign (>= 10 kills, >= 10,000 callb
 soak: $(STAMP) system-deps ## Soak at half the measured maximum create rate (DURATION=1800 s): RSS, p99, errors + plot in docs/reliability.md
 	$(PY) -m testbed.chaos soak --duration $(DURATION) --rate $(SOAK_RATE) --docs docs/reliability.md $(if $(NOTE),--note "$(NOTE)")
 
-docs: $(STAMP) ## Regenerate docs/metrics.md from the metric catalogue
+docs: $(STAMP) ## Regenerate docs/metrics.md (metric catalogue) and the role matrix of docs/security.md
 	$(PY) -m dialback.observability.docs docs/metrics.md
+	$(PY) -m dialback.access_docs docs/security.md
 
 clean: ## Remove the virtualenv, caches and the embedded database
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

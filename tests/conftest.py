@@ -15,6 +15,7 @@ from testbed.servers import PostgresServer, RedisServer
 from dialback.db.engine import create_engine
 from dialback.db.migrations import migrate
 from dialback.settings import Settings
+from tests.support.oidc_provider import OidcProvider
 from tests.support.stack import TEMPLATE_DB, SettingsFactory, Stack, make_settings, started_stack
 
 _db_seq = itertools.count()
@@ -125,3 +126,16 @@ async def stack(stack_settings: Settings) -> AsyncIterator[Stack]:
     """dialback on PostgreSQL + Redis + routing Redis with the simulator, clients via ASGI."""
     async with started_stack(stack_settings) as s:
         yield s
+
+
+@pytest.fixture(scope="session")
+def oidc_provider() -> Iterator[OidcProvider]:
+    """A real OIDC provider (oidc-provider-mock, nonce required, JWT access tokens for the
+    audience "dialback-api") on a free 127.0.0.1 port for the session. Give each test its own
+    user subjects (``set_user``); a test that stops the provider starts an ``OidcProvider``
+    of its own (tests/support/oidc_provider.py)."""
+    provider = OidcProvider().start()
+    try:
+        yield provider
+    finally:
+        provider.stop()

@@ -12,6 +12,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
 
 from dialback import __version__
+from dialback.audit import admin_endpoints as audit_admin
 from dialback.callbacks import admin_endpoints as callbacks_admin
 from dialback.callbacks import endpoints as callbacks_public
 from dialback.callins import admin_endpoints as callins_admin
@@ -27,6 +28,7 @@ from dialback.statistics import endpoints as statistics_public
 from dialback.tenants import admin_endpoints as tenants_admin
 from dialback.ui.endpoints import install_ui
 from dialback.web import probes
+from dialback.web.admin_audit import AdminAudit
 from dialback.web.deps import admin_principal
 from dialback.web.envelope import ERRORS
 from dialback.web.errors import install_error_handlers
@@ -60,6 +62,7 @@ def admin_router() -> APIRouter:
         router.include_router(domain.router)
     router.include_router(retention_admin.router)
     router.include_router(users_admin.router)
+    router.include_router(audit_admin.router)
     return router
 
 
@@ -135,4 +138,12 @@ def create_internal_app(c: Container) -> FastAPI:
     app.include_router(probes.router)
     app.include_router(admin_router())
     install_ui(app)
+    # Outermost: it audits what every inner layer answered, with the corrId they assigned.
+    app.add_middleware(
+        AdminAudit,
+        audit=c.audit,
+        prefix=ADMIN_PREFIX,
+        proxies=c.settings.trusted_proxy_networks,
+        tenant_of_callback=c.callbacks.tenant_name_of,
+    )
     return app

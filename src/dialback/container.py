@@ -120,7 +120,11 @@ class Container:
             if settings.routing_redis_url
             else MemoryTransport()
         )
-        self.metrics = Metrics(data_dir=Path(settings.data_dir), tolerances=settings.tolerances())
+        self.metrics = Metrics(
+            data_dir=Path(settings.data_dir),
+            tolerances=settings.tolerances(),
+            gws=settings.gws_configured(),
+        )
         self.events = Events(self.metrics, settings.monitor_lagging_threshold_seconds)
         set_on_failure(self.events.logging_failed)
         self._service_tenant: dict[str, str] = {}
@@ -171,6 +175,10 @@ class Container:
             if settings.simulator_enabled()
             else None
         )
+        # The operators' OIDC provider (None: not configured; no GWS_AUTH_STATUS from it).
+        self.oidc: OidcClient | None = (
+            OidcClient(settings, self.events) if settings.oidc_issuer else None
+        )
         self.health = HealthChecker(
             settings,
             self.events,
@@ -180,6 +188,7 @@ class Container:
             routing_redis=settings.routing_redis_url is not None,
             watch_routing_engine=settings.routing_redis_url is not None
             or self.simulator is not None,
+            auth_check=self.oidc.check if self.oidc else None,
         )
         self.loop_lag = LoopLagMonitor(self.events)
         self.retention = RetentionService(
@@ -190,10 +199,12 @@ class Container:
             if settings.retention_enabled
             else None
         )
-        self.audit = AuditLog(self.engine)
-        self.oidc: OidcClient | None = None
-        self.attempts = AttemptLimiter()
-        self.authenticator = AdminAuthenticator(AdminTokens(settings.admin_token_list()))
+        self.audit = AuditLog(self.engine, self.events)
+        # Brute-force limits on authentication failures, per client address.
+        self.attempts = AttemptLimiter(self.counters, self.events, settings)
+        self.authenticator = AdminAuthenticator(
+            AdminTokens(settings.admin_token_list()), self.attempts, self.oidc
+        )
         # Operators: local users and the Callback UI's sessions.
         self.users = UserAdmin(self.engine)
         self.sessions = SessionManager(self.engine, settings, self.users)
@@ -273,7 +284,10 @@ class Container:
             await self.simulator.stop()
         if self.retention_sweeper:
             await self.retention_sweeper.stop()
-        for closer in (self.transport.close, self.counters.close, self.store.close):
+        closers = [self.transport.close, self.counters.close, self.store.close]
+        if self.oidc:
+            closers.append(self.oidc.aclose)
+        for closer in closers:
             try:
                 await asyncio.wait_for(closer(), timeout=5)
             except Exception:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, SecretStr
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dialback.identity.admin_tokens import AdminTokens
+from dialback.identity.roles import Role, parse_role
 from dialback.kit.addresses import parse_networks
 
 LOG_LEVELS = ("trace", "debug", "info", "warn", "error")
@@ -45,6 +46,38 @@ def _valid_ui_url(url: str | None) -> str | None:
 
 def _valid_networks(text: str) -> str:
     parse_networks(text)
+    return text
+
+
+def parse_role_map(text: str) -> dict[str, frozenset[Role]]:
+    """``"group=role,group2=role2"`` as a map (a value may be named twice, for two roles)."""
+    mapping: dict[str, set[Role]] = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        value, sep, role = item.rpartition("=")
+        if not sep or not value.strip():
+            raise ValueError(f"role map entry {item.strip()!r} is not of the form value=role")
+        mapping.setdefault(value.strip(), set()).add(parse_role(role))
+    return {k: frozenset(v) for k, v in mapping.items()}
+
+
+def _valid_role_map(text: str) -> str:
+    parse_role_map(text)
+    return text
+
+
+def _valid_issuer(text: str | None) -> str | None:
+    if not text:
+        return None
+    from urllib.parse import urlsplit
+
+    url = urlsplit(text)
+    loopback = url.hostname in ("127.0.0.1", "::1", "localhost")
+    if url.scheme != "https" and not (url.scheme == "http" and loopback):
+        raise ValueError(f"OIDC issuer {text!r} must be an https:// URL (http only on loopback)")
+    if url.query or url.fragment:
+        raise ValueError(f"OIDC issuer {text!r} must have no query or fragment")
     return text
 
 
@@ -115,6 +148,11 @@ class Settings(BaseSettings):
     # audit log and the brute-force limits key on that address. Empty: the peer is the client.
     trusted_proxies: Annotated[str, AfterValidator(_valid_networks)] = ""
     demo_api_key: SecretStr | None = None
+    # Brute-force limits (identity/bruteforce.py): failed authentications allowed per client
+    # address and fixed window, for API keys and admin tokens, and for operator sign-ins.
+    auth_failure_limit: int = Field(20, ge=1)
+    login_failure_limit: int = Field(10, ge=1)
+    auth_failure_window_seconds: int = Field(300, ge=1, le=86400)
 
     # Operators of the Callback UI (docs/security.md "Local users and passwords", "Sessions
     # and CSRF"). The demo administrator exists only with DIALBACK_DEMO.
@@ -170,6 +208,8 @@ class Settings(BaseSettings):
     retention_enabled: bool = True
     retention_callback_days: int = Field(30, ge=1, le=3650)
     retention_callin_days: int = Field(30, ge=1, le=3650)
+    # The audit log (operators' actions, failed sign-ins) is kept longer: a year by default.
+    retention_audit_days: int = Field(365, ge=1, le=3650)
     retention_interval_seconds: float = Field(300.0, gt=0)
     retention_batch_size: int = Field(500, ge=1, le=10_000)
     retention_batch_pause_seconds: float = Field(0.05, ge=0)
@@ -178,9 +218,42 @@ class Settings(BaseSettings):
     retention_consumer_idle_seconds: float = Field(86400.0, gt=0)
     erasure_hash_key: SecretStr | None = None
 
+    # Operators' OpenID Connect provider (identity/oidc.py; docs/security.md "OIDC sign-in").
+    # Unset issuer: no OIDC (local users and admin tokens only), and no GWS_AUTH_STATUS gauge.
+    oidc_issuer: Annotated[str | None, AfterValidator(_valid_issuer)] = None
+    oidc_client_id: str = ""
+    oidc_client_secret: SecretStr = SecretStr("")
+    oidc_scopes: str = "openid profile email"
+    # The claim the roles are read from (dotted path: "groups", "roles", "realm_access.roles"),
+    # and how its values map to roles ("value=role,..."; empty: the values are role names).
+    oidc_role_claim: str = "groups"
+    oidc_role_map: Annotated[str, AfterValidator(_valid_role_map)] = ""
+    # The claim naming the tenants an operator may see (empty: not scoped, every tenant).
+    oidc_tenant_claim: str = ""
+    # The audience bearer access tokens must carry (empty: the client id).
+    oidc_audience: str = ""
+    oidc_clock_skew_seconds: int = Field(60, ge=0, le=600)
+    oidc_cache_seconds: float = Field(300.0, gt=0)
+    oidc_display_name: str = "Single sign-on"
+    oidc_timeout_seconds: float = Field(5.0, gt=0, le=60)
+
     log_level: LogLevel = "info"
     log_max_len: int = 2048
     log_format: Literal["auto", "json", "console"] = "auto"
+
+    @model_validator(mode="after")
+    def _oidc_client_complete(self) -> Settings:
+        if self.oidc_issuer and not (
+            self.oidc_client_id and self.oidc_client_secret.get_secret_value()
+        ):
+            raise ValueError(
+                "DIALBACK_OIDC_ISSUER is set but DIALBACK_OIDC_CLIENT_ID or "
+                "DIALBACK_OIDC_CLIENT_SECRET is not: dialback is a confidential client and "
+                "needs both"
+            )
+        if self.oidc_issuer and "openid" not in self.oidc_scopes.split():
+            raise ValueError("DIALBACK_OIDC_SCOPES must include 'openid'")
+        return self
 
     @cached_property
     def is_sqlite(self) -> bool:
@@ -201,6 +274,16 @@ class Settings(BaseSettings):
     def trusted_proxy_networks(self) -> tuple[Any, ...]:
         """``trusted_proxies`` parsed (web.client)."""
         return parse_networks(self.trusted_proxies)
+
+    def gws_configured(self) -> bool:
+        """Whether a GWS-style dependency is configured (the OIDC provider or a health URL):
+        its gauges and the GWS alarm counters are exported only then."""
+        return bool(
+            self.oidc_issuer
+            or self.auth_health_url
+            or self.tenant_directory_health_url
+            or self.config_source_health_url
+        )
 
     def tolerances(self) -> dict[str, float]:
         """The `_tolerance` gauges and their values."""

@@ -47,6 +47,7 @@ SECRET_SETTINGS = {
     "erasure_hash_key",
     "session_secret",
     "demo_admin_password",
+    "oidc_client_secret",
 }
 # Where the chart's defaults deliberately differ from the code's (container, not laptop).
 CHART_DEFAULTS = {
@@ -417,6 +418,11 @@ OPTIONAL_URLS = (
     "config.healthCheck.configSourceUrl=http://conf/health",
     "config.trustedProxies=10.0.0.0/8",
     "config.ui.url=https://callbacks.example.com",
+    "config.oidc.issuer=https://sso.example.com/realms/contact-centre",
+    "config.oidc.clientId=dialback",
+    "config.oidc.roleMap=cb-admins=administrator",
+    "config.oidc.tenantClaim=tenants",
+    "config.oidc.audience=dialback-api",
 )
 
 
@@ -502,6 +508,11 @@ def test_secret_refs_default_and_override(render: Render) -> None:
             "key": "demo-admin-password",
             "optional": True,
         },
+        "DIALBACK_OIDC_CLIENT_SECRET": {
+            "name": FULLNAME,
+            "key": "oidc-client-secret",
+            "optional": True,
+        },
     }
     env = env_of(
         container(
@@ -519,6 +530,89 @@ def test_secret_refs_default_and_override(render: Render) -> None:
         "key": "url",
         "optional": False,
     }
+
+
+def test_oidc_values_reach_the_configmap_and_the_secret_ref(render: Render) -> None:
+    defaults = one(render(), "ConfigMap")["data"]
+    # No issuer: no OIDC (and no GWS_AUTH_STATUS from it).
+    assert "DIALBACK_OIDC_ISSUER" not in defaults and "DIALBACK_OIDC_CLIENT_ID" not in defaults
+    docs = render(
+        "config.oidc.issuer=https://sso.example.com/realms/contact-centre",
+        "config.oidc.clientId=dialback",
+        "config.oidc.roleClaim=realm_access.roles",
+        "config.oidc.roleMap=cb-admins=administrator\\,cb-supervisors=supervisor",
+        "config.oidc.tenantClaim=tenants",
+        "config.oidc.audience=dialback-api",
+        "config.oidc.clockSkewSeconds=30",
+        "config.oidc.scopes=openid profile email groups",
+        "secrets.oidcClientSecret.existingSecret=dialback-oidc",
+        "secrets.oidcClientSecret.key=client-secret",
+        "secrets.oidcClientSecret.optional=false",
+    )
+    data = one(docs, "ConfigMap")["data"]
+    assert {k: v for k, v in data.items() if k.startswith("DIALBACK_OIDC_")} == {
+        "DIALBACK_OIDC_ISSUER": "https://sso.example.com/realms/contact-centre",
+        "DIALBACK_OIDC_CLIENT_ID": "dialback",
+        "DIALBACK_OIDC_SCOPES": "openid profile email groups",
+        "DIALBACK_OIDC_ROLE_CLAIM": "realm_access.roles",
+        "DIALBACK_OIDC_ROLE_MAP": "cb-admins=administrator,cb-supervisors=supervisor",
+        "DIALBACK_OIDC_TENANT_CLAIM": "tenants",
+        "DIALBACK_OIDC_AUDIENCE": "dialback-api",
+        "DIALBACK_OIDC_CLOCK_SKEW_SECONDS": "30",
+        "DIALBACK_OIDC_CACHE_SECONDS": "300",
+        "DIALBACK_OIDC_DISPLAY_NAME": "Single sign-on",
+        "DIALBACK_OIDC_TIMEOUT_SECONDS": "5",
+    }
+    env = env_of(container(docs))
+    assert env["DIALBACK_OIDC_CLIENT_SECRET"]["valueFrom"]["secretKeyRef"] == {
+        "name": "dialback-oidc",
+        "key": "client-secret",
+        "optional": False,
+    }
+    # What the pod would read parses (the role map names real roles).
+    parsed = Settings(
+        **{k.removeprefix("DIALBACK_").lower(): v for k, v in data.items()}
+        | {"oidc_client_secret": "s"}
+    )
+    assert parsed.oidc_issuer == "https://sso.example.com/realms/contact-centre"
+
+
+def test_oidc_values_are_checked(helm: HelmRun) -> None:
+    no_client = helm(
+        "template",
+        "x",
+        str(CHART),
+        "--set",
+        "config.oidc.issuer=https://sso.example.com",
+        check=False,
+    )
+    assert no_client.returncode != 0 and "config.oidc.clientId" in no_client.stderr
+    for bad in (
+        "config.oidc.issuer=http://sso.example.com",  # https only, but on loopback
+        "config.oidc.scopes=profile email",  # no openid
+        "config.oidc.clockSkewSeconds=3600",
+        "config.oidc.clientSecret=s3cret",  # never a value: secrets.oidcClientSecret
+    ):
+        proc = helm(
+            "template",
+            "x",
+            str(CHART),
+            "--set",
+            "config.oidc.clientId=c",
+            "--set",
+            bad,
+            check=False,
+        )
+        assert proc.returncode != 0, bad
+    secret = helm(
+        "template",
+        "x",
+        str(CHART),
+        "--set",
+        "config.extra.DIALBACK_OIDC_CLIENT_SECRET=s",
+        check=False,
+    )
+    assert secret.returncode != 0 and "secret" in secret.stderr
 
 
 # --- migrations ------------------------------------------------------------------------------

@@ -112,6 +112,14 @@ def test_configured_sources_destinations_and_health_urls(render_values: Any) -> 
         kubernetes_validate.validate(policy, version, strict=True)
 
 
+def test_egress_reaches_the_oidc_issuer(render_values: Any) -> None:
+    values = {
+        "config": {"oidc": {"issuer": "https://sso.example.com:8443/realms/cc", "clientId": "d"}}
+    }
+    policy = one(render_values(values), "NetworkPolicy")
+    assert ([(8443, "TCP")], None) in _egress(policy)
+
+
 def test_with_no_peer_at_all_nothing_reaches_the_internal_port(render: Render) -> None:
     # An ingress rule with an empty "from" would admit every source: it must not be rendered.
     policy = one(

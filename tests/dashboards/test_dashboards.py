@@ -330,6 +330,7 @@ VALUES = {
     "action": ("republished", "completed"),
     "listener": ("public", "internal"),
     "kind": ("callbacks", "callback"),
+    "outcome": ("ok", "denied"),
 }
 STEP = 15
 POINTS = 300  # 75 minutes: more than the 1h $__range and the 15m windows

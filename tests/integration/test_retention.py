@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from dialback.db.schema import callback_events, callbacks, callin_requests
+from dialback.db.schema import audit_log, callback_events, callbacks, callin_requests
 from dialback.retention import repository as retention_repo
 from dialback.retention.sweeper import RetentionSweeper
 from dialback.settings import Settings
@@ -261,3 +261,22 @@ async def test_the_container_runs_the_sweeper(tmp_path: Path) -> None:
 
 async def _gone(s: Stack, ids: list[str]) -> bool:
     return await remaining(s, callbacks, ids) == set()
+
+
+async def test_old_audit_entries_go_recent_ones_stay(store: Stack) -> None:
+    s = store
+    who = "token:ops"
+    for n in range(7):  # more than one batch of 3
+        await s.rt.audit.record(who, "admin.cancel_callback", object_id=f"old-{n}")
+    await s.rt.audit.record(who, "admin.cancel_callback", object_id="recent")
+    cutoff = time.time() - s.rt.settings.retention_audit_days * 86400
+    async with s.rt.engine.begin() as conn:
+        await conn.execute(
+            audit_log.update().where(audit_log.c.object_id.like("old-%")).values(at=cutoff - 60)
+        )
+    report = await s.rt.retention.sweep()
+    assert report.counts["audit_entries"] == 7
+    async with s.rt.engine.connect() as conn:
+        left = (await conn.execute(sa.select(audit_log.c.object_id))).scalars().all()
+    assert left == ["recent"]
+    assert s.rt.metrics.ges_retention_purged_total.value(("audit_entries",)) == 7

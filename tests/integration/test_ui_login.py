@@ -19,8 +19,7 @@ from argon2 import PasswordHasher
 
 from dialback.app import create_internal_app
 from dialback.container import Container
-from dialback.db.schema import ui_sessions, users
-from dialback.identity.bruteforce import AttemptLimiter, TooManyAttempts
+from dialback.db.schema import audit_log, ui_sessions, users
 from dialback.identity.oidc import (
     AuthorizationRequest,
     OidcClient,
@@ -206,13 +205,6 @@ async def test_wrong_password_and_unknown_user_answer_401_and_are_audited(
 
 async def _wrong_passwords(rt: Container) -> None:
     audit = Audit(rt)
-    failures: list[tuple[str, str, str]] = []
-
-    class Counting(AttemptLimiter):
-        async def failed(self, kind: str, address: str, reason: str = "") -> None:
-            failures.append((kind, address, reason))
-
-    rt.attempts = Counting()
     async with Ui(rt) as ui:
         wrong = await ui.sign_in("alice", "not the password at all")
         assert wrong.status_code == 401
@@ -223,13 +215,23 @@ async def _wrong_passwords(rt: Container) -> None:
         unknown = await ui.sign_in("mallory" * 20, PASSWORD)
         assert unknown.status_code == 401 and "Wrong user name or password." in unknown.text
         assert (await ui.client.get("/ui/")).status_code == 303
-    assert [f[0] for f in failures] == ["login", "login"]
-    assert [f[2] for f in failures] == ["wrong password", "unknown user"]
+    # Counted by the brute-force limits, per address, as sign-in failures.
+    assert rt.metrics.ges_auth_failures_total.value(("login",)) == 2
     failed = [c for c in audit.calls if c[1] == "session.login_failed"]
     assert [c[0] for c in failed] == ["local:alice", "local:" + ("mallory" * 20)[:64]]
     assert [c[2]["detail"]["reason"] for c in failed] == ["wrong password", "unknown user"]
     assert all(c[2]["outcome"] == "failed" for c in failed)
     assert "not the password" not in repr(audit.calls) and PASSWORD not in repr(audit.calls)
+    # ... and stored, with the address and without the password.
+    async with rt.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                sa.select(audit_log).where(audit_log.c.action == "session.login_failed")
+            )
+        ).all()
+    assert sorted(r.actor for r in rows) == sorted(c[0] for c in failed)
+    assert {r.address for r in rows} == {"127.0.0.1"} and {r.outcome for r in rows} == {"failed"}
+    assert "not the password" not in repr(rows) and PASSWORD not in repr(rows)
 
 
 async def test_cookie_is_secure_over_https_from_a_trusted_proxy_only(tmp_path: Path) -> None:
@@ -428,19 +430,32 @@ async def test_a_disabled_or_demoted_user_loses_access_at_once(rt: Container) ->
     assert await _end_reason(rt) == "user_disabled"
 
 
-async def test_too_many_attempts_answer_a_429_page_with_retry_after(rt: Container) -> None:
-    class Over(AttemptLimiter):
-        async def check(self, kind: str, address: str) -> None:
-            raise TooManyAttempts(42)
-
-    rt.attempts = Over()
-    async with Ui(rt) as ui:
-        page = await ui.sign_in("alice")
-        assert page.status_code == 429
-        assert page.headers["retry-after"] == "42"
-        assert page.headers["content-type"].startswith("text/html")
-        assert "Too many attempts" in page.text and "retry in 42 s" in page.text
-        assert page.headers["x-frame-options"] == "DENY"
+async def test_too_many_attempts_answer_a_429_page_with_retry_after(tmp_path: Path) -> None:
+    rt = await _runtime(
+        f"sqlite+aiosqlite:///{tmp_path}/d.db",
+        tmp_path,
+        login_failure_limit=3,
+        auth_failure_window_seconds=3600,
+    )
+    try:
+        await rt.users.add("alice", frozenset({Role.SUPERVISOR}), password=PASSWORD)
+        async with Ui(rt) as ui:
+            statuses = [
+                (await ui.sign_in("alice", f"wrong-{n}-password")).status_code for n in range(4)
+            ]
+            assert statuses == [401, 401, 401, 429]
+            # Over the limit, the right password is refused too, with a page that says why.
+            page = await ui.sign_in("alice")
+            assert page.status_code == 429
+            retry = int(page.headers["retry-after"])
+            assert 0 < retry <= 3600
+            assert page.headers["content-type"].startswith("text/html")
+            assert "Too many attempts" in page.text and f"retry in {retry} s" in page.text
+            assert page.headers["x-frame-options"] == "DENY"
+            assert (await ui.client.get("/ui/")).status_code == 303
+        assert rt.metrics.ges_auth_rate_limited_total.value(("login",)) >= 2
+    finally:
+        await rt.stop()
 
 
 async def test_bad_input_gets_a_page_not_a_500(rt: Container) -> None:

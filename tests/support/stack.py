@@ -33,6 +33,9 @@ def make_settings(**overrides: Any) -> Settings:
         "sim_ring_seconds": 0.01,
         "sim_answer_probability": 1.0,
         "api_key_cache_seconds": 0.0,
+        # Every test client is 127.0.0.1: tests of other things send more bad keys than the
+        # brute-force limit allows (tests/integration/test_bruteforce.py sets its own limits).
+        "auth_failure_limit": 1000,
     }
     base.update(overrides)
     return Settings(**base)

@@ -75,6 +75,7 @@ app.kubernetes.io/component: server
 {{ include "dialback.secretEnv" (dict "root" . "env" "DIALBACK_ERASURE_HASH_KEY" "ref" $s.erasureHashKey) }}
 {{ include "dialback.secretEnv" (dict "root" . "env" "DIALBACK_SESSION_SECRET" "ref" $s.sessionSecret) }}
 {{ include "dialback.secretEnv" (dict "root" . "env" "DIALBACK_DEMO_ADMIN_PASSWORD" "ref" $s.demoAdminPassword) }}
+{{ include "dialback.secretEnv" (dict "root" . "env" "DIALBACK_OIDC_CLIENT_SECRET" "ref" $s.oidcClientSecret) }}
 {{- end }}
 
 {{/* prometheus.io/* scrape annotations (pod template and internal Service). */}}

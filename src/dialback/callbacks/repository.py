@@ -230,6 +230,7 @@ class CallbackFilter:
     """What an admin search (or the UI's list) narrows callbacks by; None: any."""
 
     tenant_id: str | None = None
+    tenant_ids: tuple[str, ...] | None = None  # any of these (a scoped operator's tenants)
     state: str | None = None
     service_name: str | None = None
     created_from: float | None = None
@@ -247,6 +248,8 @@ async def search_callbacks(
     conds = []
     if f.tenant_id:
         conds.append(CB.tenant_id == f.tenant_id)
+    if f.tenant_ids is not None:
+        conds.append(CB.tenant_id.in_(f.tenant_ids) if f.tenant_ids else sa.false())
     if f.state:
         conds.append(CB.state == f.state)
     if f.service_name:

@@ -14,12 +14,13 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from dialback.audit import repository as audit_repo
 from dialback.callbacks import lifecycle
 from dialback.callbacks import repository as repo
 from dialback.callbacks.booking import CallbackStore, IdempotencyKey, NewCallback
@@ -27,7 +28,7 @@ from dialback.callbacks.repository import KeyedCallback
 from dialback.callbacks.schemas import CreateCallback
 from dialback.callbacks.story import CreateStory, create_story
 from dialback.kit.context import bind
-from dialback.kit.errors import BadRequest, Conflict, NotFound, TooManyRequests
+from dialback.kit.errors import BadRequest, Conflict, Forbidden, NotFound, TooManyRequests
 from dialback.kit.names import is_id
 from dialback.kit.phone import normalise_number
 from dialback.kit.timefmt import iso, utc_iso
@@ -97,11 +98,13 @@ class QueueStatus:
 
 @dataclass(frozen=True, slots=True)
 class CallbackDetail:
-    """One callback for the admin API: the row, its tenant's name and its history."""
+    """One callback for the admin API: the row, its tenant's name, its history and what
+    operators did to it (audit entries)."""
 
     row: repo.Shown
     tenant_name: str | None
     history: list[Any]
+    audit: list[Any] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -498,43 +501,74 @@ class CallbackService:
         return out
 
     async def search(
-        self, tenant: str | None, where: repo.CallbackFilter, *, limit: int, offset: int
+        self,
+        tenant: str | None,
+        where: repo.CallbackFilter,
+        *,
+        limit: int,
+        offset: int,
+        scope: frozenset[str] | None = None,
     ) -> CallbackPage:
         """Admin: callbacks of every tenant (or of ``tenant``, by name) matching ``where``, newest
-        first, paged."""
+        first, paged; ``scope``: the tenant names the caller may see (None: all)."""
+        if scope is not None and tenant is not None and tenant not in scope:
+            raise Forbidden(f"tenant {tenant!r} is outside your scope")
         async with self.engine.connect() as conn:
             if tenant is not None:
                 tenant_id = (await tenants_repo.tenant_named(conn, tenant)).id
                 where = dataclasses.replace(where, tenant_id=tenant_id)
+            elif scope is not None:
+                ids = await tenants_repo.tenant_ids(conn, scope)
+                where = dataclasses.replace(where, tenant_ids=tuple(sorted(ids)))
             rows, total = await repo.search_callbacks(conn, where, limit=limit, offset=offset)
             names = await tenants_repo.tenant_names(conn, {r.tenant_id for r in rows})
         return CallbackPage(rows, names, total)
 
-    async def detail(self, callback_id: str) -> CallbackDetail:
-        """Admin: a callback with its user data and history, or 404."""
+    async def detail(self, callback_id: str, scope: frozenset[str] | None = None) -> CallbackDetail:
+        """Admin: a callback with its user data and history, or 404 (also when its tenant is
+        outside ``scope``)."""
         async with self.engine.connect() as conn:
-            return await self._detail(conn, callback_id)
+            return await self._detail(conn, callback_id, scope)
 
-    async def _detail(self, conn: AsyncConnection, callback_id: str) -> CallbackDetail:
+    async def _detail(
+        self, conn: AsyncConnection, callback_id: str, scope: frozenset[str] | None = None
+    ) -> CallbackDetail:
         row = await repo.show_callback(conn, callback_id) if is_id(callback_id) else None
         if row is None:
             raise NotFound(f"no callback with id {callback_id!r}")
         names = await tenants_repo.tenant_names(conn, {row.tenant_id})
+        _check_scope(scope, names.get(row.tenant_id), callback_id)
         history = await repo.callback_history(conn, row.id)
-        return CallbackDetail(row, names.get(row.tenant_id), history)
+        audit = await audit_repo.for_callback(conn, row.id)
+        return CallbackDetail(row, names.get(row.tenant_id), history, audit)
 
-    async def admin_cancel(self, callback_id: str) -> CallbackDetail:
-        """Admin: cancel any tenant's callback no agent handles yet; its detail after."""
+    async def tenant_name_of(self, callback_id: str) -> str | None:
+        """The name of the tenant a callback belongs to (None: no such callback)."""
+        async with self.engine.connect() as conn:
+            row = await repo.find_callback(conn, callback_id) if is_id(callback_id) else None
+            if row is None:
+                return None
+            return (await tenants_repo.tenant_names(conn, {row.tenant_id})).get(row.tenant_id)
+
+    async def admin_cancel(
+        self, callback_id: str, scope: frozenset[str] | None = None
+    ) -> CallbackDetail:
+        """Admin: cancel a callback (of a tenant within ``scope``) no agent handles yet; its
+        detail after."""
         async with self.engine.connect() as conn:
             row = await repo.find_callback(conn, callback_id) if is_id(callback_id) else None
             tenant = await tenants_repo.get_tenant(conn, row.tenant_id) if row is not None else None
         if row is None or tenant is None:
             raise NotFound(f"no callback with id {callback_id!r}")
+        _check_scope(scope, tenant.name, callback_id)
         await self._cancel(tenant, callback_id, source="admin")
         return await self.detail(callback_id)
 
-    async def reschedule(self, callback_id: str, desired: float) -> CallbackDetail:
-        """Admin: move a SCHEDULED callback to a time that is open and has capacity."""
+    async def reschedule(
+        self, callback_id: str, desired: float, scope: frozenset[str] | None = None
+    ) -> CallbackDetail:
+        """Admin: move a SCHEDULED callback (of a tenant within ``scope``) to a time that is
+        open and has capacity."""
         now = time.time()
         if desired <= now:
             raise BadRequest("desiredTime: must be in the future")
@@ -549,6 +583,9 @@ class CallbackService:
             )
             if row is None:
                 raise NotFound(f"no callback with id {callback_id!r}")
+            if scope is not None:
+                names = await tenants_repo.tenant_names(conn, {row.tenant_id})
+                _check_scope(scope, names.get(row.tenant_id), callback_id)
             lifecycle.check_reschedule(row, now)
             svc = await self.service_cache.get(row.tenant_id, row.service_name)
             if svc is None or svc.id != row.service_id:
@@ -566,6 +603,12 @@ class CallbackService:
                     )
             await repo.apply(conn, row, lifecycle.reschedule(row, desired, slot_start, now))
             return await self._detail(conn, callback_id)
+
+
+def _check_scope(scope: frozenset[str] | None, tenant: str | None, callback_id: str) -> None:
+    # 404, not 403: an operator scoped to some tenants learns nothing of the others' callbacks.
+    if scope is not None and (tenant is None or tenant not in scope):
+        raise NotFound(f"no callback with id {callback_id!r} in your tenants")
 
 
 def open_slot(svc: ServiceRecord, at: float, desired: float) -> Slot:

@@ -158,8 +158,34 @@ def history_item(ev: Any) -> dict[str, Any]:
     }
 
 
-def admin_detail(d: CallbackDetail) -> dict[str, Any]:
-    """A callback with its user data and history."""
+def timeline(d: CallbackDetail) -> list[dict[str, Any]]:
+    """State changes and operators' actions in time order: what happened, when, by whom."""
+    created = d.row.created_at
+    items: list[tuple[float, int, dict[str, Any]]] = [
+        (created, -1, {"kind": "created", "at": utc_iso(created), "toState": "SCHEDULED"}),
+        *((ev.at, 0, {"kind": "state", **history_item(ev)}) for ev in d.history),
+    ]
+    items += [
+        (
+            a.at,
+            1,
+            {
+                "kind": "audit",
+                "at": utc_iso(a.at),
+                "actor": a.actor,
+                "action": a.action,
+                "outcome": a.outcome,
+                "corrId": a.corr_id,
+            },
+        )
+        for a in d.audit
+    ]
+    return [item for _, _, item in sorted(items, key=lambda t: (t[0], t[1]))]
+
+
+def admin_detail(d: CallbackDetail, *, user_data: bool = True) -> dict[str, Any]:
+    """A callback with its history, and its user data when ``user_data`` (else null, with
+    ``userDataHidden``)."""
     row = d.row
     return {
         **admin_item(row, d.tenant_name),
@@ -171,8 +197,10 @@ def admin_detail(d: CallbackDetail) -> dict[str, Any]:
         "completedTime": iso(row.completed_at),
         **booking_fields(row),
         "pushTargets": push_targets(row),
-        "userData": row.user_data,
+        "userData": row.user_data if user_data else None,
+        **({} if user_data else {"userDataHidden": True}),
         "history": [history_item(ev) for ev in d.history],
+        "timeline": timeline(d),
         "parkedTime": utc_iso(row.parked.parked_at) if row.parked else None,
         "parkReason": row.parked.reason if row.parked else None,
         # Stored values that cannot be rendered (shown null above): their raw text.

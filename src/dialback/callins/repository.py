@@ -92,12 +92,16 @@ async def list_requests(
     group: str | None,
     limit: int,
     offset: int,
+    tenant_ids: set[str] | None = None,
 ) -> tuple[list[Any], int]:
     """Requests newest first, each with its tenant's name (``user_data`` as its stored JSON
     text), and the total that match."""
     conds = []
     if tenant_id is not None:
         conds.append(callin_requests.c.tenant_id == tenant_id)
+    if tenant_ids is not None:
+        ids = sorted(tenant_ids)
+        conds.append(callin_requests.c.tenant_id.in_(ids) if ids else sa.false())
     if group is not None:
         conds.append(callin_requests.c.group_name == group)
     q = (

@@ -22,11 +22,12 @@ from dialback.callins import repository as repo
 from dialback.callins.repository import CallInGroup
 from dialback.callins.schemas import CallInGroupConfig, CreateCallIn, MatchIn
 from dialback.kit import jsontext
-from dialback.kit.errors import BadRequest, Conflict, NotFound, TooManyRequests
+from dialback.kit.errors import BadRequest, Conflict, Forbidden, NotFound, TooManyRequests
 from dialback.kit.phone import normalise_number
 from dialback.observability.events import Events
 from dialback.services.schemas import ValidationRule
 from dialback.settings import Settings
+from dialback.tenants import repository as tenants_repo
 from dialback.tenants.repository import Tenant, get_tenant_by_name
 from dialback.throttle.counters import Counters
 
@@ -327,16 +328,33 @@ class CallInService:
                 raise NotFound(f"no call-in group named {name!r} for tenant {tenant_name!r}")
 
     async def list_requests(
-        self, tenant_name: str | None, group: str | None, limit: int, offset: int
+        self,
+        tenant_name: str | None,
+        group: str | None,
+        limit: int,
+        offset: int,
+        *,
+        scope: frozenset[str] | None = None,
     ) -> RequestPage:
-        """Requests newest first, optionally of one tenant and/or group."""
+        """Requests newest first, optionally of one tenant and/or group; ``scope``: the tenant
+        names the caller may see (None: all)."""
+        if scope is not None and tenant_name is not None and tenant_name not in scope:
+            raise Forbidden(f"tenant {tenant_name!r} is outside your scope")
         now = time.time()
         async with self.engine.connect() as conn:
             tenant_id = None
+            tenant_ids: set[str] | None = None
             if tenant_name is not None:
                 tenant_id = (await _tenant(conn, tenant_name, field="tenant")).id
+            elif scope is not None:
+                tenant_ids = await tenants_repo.tenant_ids(conn, scope)
             rows, total = await repo.list_requests(
-                conn, tenant_id=tenant_id, group=group, limit=limit, offset=offset
+                conn,
+                tenant_id=tenant_id,
+                tenant_ids=tenant_ids,
+                group=group,
+                limit=limit,
+                offset=offset,
             )
         items = []
         for r in rows:

@@ -281,3 +281,26 @@ session_keys = sa.Table(
     sa.Column("secret", sa.String(128), nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
 )
+# Who did what to which object, when, from where, with which corrId: every state-changing admin
+# call, UI action and failed sign-in. Never secret material; no phone numbers, no userData.
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("actor_kind", sa.String(16), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("object_type", sa.String(32), nullable=False),
+    sa.Column("object_id", sa.String(200), nullable=False),
+    sa.Column("tenant", sa.String(100)),
+    sa.Column("callback_id", sa.String(36)),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("address", sa.String(64), nullable=False),
+    sa.Column("corr_id", sa.String(64), nullable=False),
+    sa.Column("detail", Json, nullable=False),
+)
+sa.Index("ix_audit_log_at", audit_log.c.at)
+sa.Index("ix_audit_log_tenant_at", audit_log.c.tenant, audit_log.c.at)
+sa.Index("ix_audit_log_callback", audit_log.c.callback_id)
+sa.Index("ix_audit_log_actor_at", audit_log.c.actor, audit_log.c.at)

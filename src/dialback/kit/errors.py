@@ -4,17 +4,26 @@ dependency's failure is recognised."""
 from __future__ import annotations
 
 import socket
+from collections.abc import Mapping
 from typing import Any
 
 
 class ApiError(Exception):
     """An error answered to the client with ``status`` and ``message`` in the envelope."""
 
-    def __init__(self, status: int, message: str, *, data: Any = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        data: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.data = data
+        self.headers = headers
 
 
 class BadRequest(ApiError):

@@ -7,8 +7,10 @@ import logging
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
+from dialback.identity.roles import Permission
 from dialback.observability.logging import current_level, set_level
 from dialback.settings import LogLevel
+from dialback.web.deps import requires
 from dialback.web.envelope import EnvelopeResponse, ok
 
 router = APIRouter(tags=["admin: logging"])
@@ -26,13 +28,13 @@ class LoggingIn(BaseModel):
     )
 
 
-@router.get("/logging")
+@router.get("/logging", dependencies=[requires(Permission.LOGGING_READ)])
 async def get_logging() -> EnvelopeResponse:
     """The current log level."""
     return ok({"level": current_level()})
 
 
-@router.put("/logging")
+@router.put("/logging", dependencies=[requires(Permission.LOGGING_WRITE, every_tenant=True)])
 async def put_logging(body: LoggingIn) -> EnvelopeResponse:
     """Change the log level of this process now (every replica: call each, or roll the chart)."""
     previous = current_level()

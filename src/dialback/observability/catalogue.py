@@ -358,13 +358,16 @@ CATALOGUE: tuple[MetricDef, ...] = (
     ),
     _alarm(
         "GWS_SERVER_ERROR",
-        "Server or connection errors from a GWS-style HTTP dependency.",
-        "failed health check of that dependency (about every 15-20 s while it fails)",
+        "Server or connection errors from a GWS-style HTTP dependency or the OIDC provider.",
+        "failed health check of that dependency (about every 15-20 s while it fails), and per "
+        "request to the OIDC provider that failed to connect or answered 5xx",
     ),
     _alarm(
         "GWS_INCORRECT_CLIENT_CREDENTIALS",
-        "A GWS-style HTTP dependency rejected dialback's credentials.",
-        "health check answered 401/403 (about every 15-20 s while it lasts)",
+        "dialback's credentials were rejected: by a GWS-style HTTP dependency, or by the OIDC "
+        "provider's token endpoint at a sign-in.",
+        "health check answered 401/403 (about every 15-20 s while it lasts), and per sign-in "
+        "whose token request the OIDC provider rejected (401 or invalid_client)",
     ),
     _alarm(
         "NEXUS_ACCESS_FAILURE",
@@ -532,8 +535,8 @@ CATALOGUE: tuple[MetricDef, ...] = (
         "counter",
         "business",
         "Personal data removed by retention: rows (callbacks, callback_events, callin_requests),"
-        " routing-stream entries (stream_entries) and dead outcome-group consumers"
-        " (stream_consumers).",
+        " routing-stream entries (stream_entries), dead outcome-group consumers"
+        " (stream_consumers) and audit log entries past DIALBACK_RETENTION_AUDIT_DAYS (audit_entries).",
         ("kind",),
         ges=False,
         query="sum by (kind) (increase(ges_retention_purged_total[1h]))",
@@ -557,6 +560,50 @@ CATALOGUE: tuple[MetricDef, ...] = (
         ges=False,
         query="sum by (kind) (increase(ges_erasures_total[1d]))",
     ),
+    MetricDef(
+        "ges_audit_entries_total",
+        "counter",
+        "counter",
+        "business",
+        "Audit log entries written (outcome: ok, denied, failed): operators' state-changing "
+        "actions, refused attempts and failed sign-ins.",
+        ("outcome",),
+        ges=False,
+        query="sum by (outcome) (increase(ges_audit_entries_total[1h]))",
+    ),
+    MetricDef(
+        "ges_audit_write_failures_total",
+        "counter",
+        "counter",
+        "alarm",
+        "Audit entries that could not be stored (the action itself had completed); each is "
+        "logged at error with its content.",
+        (),
+        ges=False,
+        query="increase(ges_audit_write_failures_total[15m])",
+    ),
+    MetricDef(
+        "ges_auth_failures_total",
+        "counter",
+        "counter",
+        "business",
+        "Failed authentications, by kind (api_key: a missing or unknown x-api-key; "
+        "admin_token: a bad admin bearer token; login: a failed operator sign-in).",
+        ("kind",),
+        ges=False,
+        query="sum by (kind) (increase(ges_auth_failures_total[5m]))",
+    ),
+    MetricDef(
+        "ges_auth_rate_limited_total",
+        "counter",
+        "counter",
+        "business",
+        "Authentication attempts refused with 429 because their client address failed too "
+        "often in the window (the brute-force limits), by kind (api_key, admin_token, login).",
+        ("kind",),
+        ges=False,
+        query="sum by (kind) (increase(ges_auth_rate_limited_total[5m]))",
+    ),
 )
 
 RETENTION_KINDS = (
@@ -565,7 +612,10 @@ RETENTION_KINDS = (
     "callin_requests",
     "stream_entries",
     "stream_consumers",
+    "audit_entries",
 )
 ERASURE_KINDS = ("callback", "phone_number")
+AUDIT_OUTCOMES = ("ok", "denied", "failed")
+AUTH_KINDS = ("api_key", "admin_token", "login")  # identity/bruteforce.KINDS
 
 BY_NAME: dict[str, MetricDef] = {m.name: m for m in CATALOGUE}

@@ -11,7 +11,7 @@ TITLES = {
     "business": "Business logic",
     "performance": "Performance",
     "health": "Health (dependency gauges)",
-    "alarm": "Alarms (counters that exist at 0 from start)",
+    "alarm": "Alarms (counters that exist at 0 from start; the GWS ones with a GWS-style dependency)",
     "threshold": "Thresholds (`_tolerance` gauges)",
 }
 

@@ -196,6 +196,22 @@ class Events:
         """The retention sweeper finished a sweep."""
         self.metrics.ges_retention_last_sweep_timestamp_seconds.set((), time.time())
 
+    def audited(self, outcome: str) -> None:
+        """An audit entry was stored (``outcome``: ok, denied, failed)."""
+        self.metrics.ges_audit_entries_total.inc((outcome,))
+
+    def audit_write_failed(self) -> None:
+        """An audit entry could not be stored."""
+        self.metrics.ges_audit_write_failures_total.inc()
+
     def erased(self, kind: str) -> None:
         """An erasure (``callback`` or ``phone_number``) was committed and audited."""
         self.metrics.ges_erasures_total.inc((kind,))
+
+    def auth_failed(self, kind: str) -> None:
+        """An authentication of ``kind`` (bruteforce.KINDS) failed: a bad or missing secret."""
+        self.metrics.ges_auth_failures_total.inc((kind,))
+
+    def auth_rate_limited(self, kind: str) -> None:
+        """An attempt of ``kind`` was refused (429) because its address is over its limit."""
+        self.metrics.ges_auth_rate_limited_total.inc((kind,))

@@ -70,6 +70,7 @@ class HealthChecker:
         counters: Counters | None,
         routing_redis: bool,
         watch_routing_engine: bool,
+        auth_check: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.settings = settings
         self.events = events
@@ -96,13 +97,30 @@ class HealthChecker:
                     "routing_engine", "ALL_URS_DOWN", self._check_routing_engine, False, False
                 )
             )
+        if auth_check is not None:
+            # The operators' OIDC provider (discovery + JWKS). Not required: the public
+            # callback API never needs it, and its outage must not take callbacks out of
+            # service; it still counts in GES_HEALTH, as GES counts its GWS dependencies.
+            deps.append(
+                Dependency("gws_auth", "GWS_AUTH_STATUS", self._auth_check(auth_check), False, True)
+            )
         for name, gauge, url in (
-            ("gws_auth", "GWS_AUTH_STATUS", s.auth_health_url),
+            ("gws_auth", "GWS_AUTH_STATUS", None if auth_check else s.auth_health_url),
             ("gws_env", "GWS_ENV_STATUS", s.tenant_directory_health_url),
             ("gws_config", "GWS_CONFIG_STATUS", s.config_source_health_url),
         ):
             if url:
                 deps.append(Dependency(name, gauge, self._http_check(url), True, True))
+
+    @staticmethod
+    def _auth_check(check: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        async def checked() -> None:
+            try:
+                await check()
+            except Exception as exc:
+                raise DependencyDown(str(exc) or type(exc).__name__) from exc
+
+        return checked
 
     def _http_check(self, url: str) -> Callable[[], Awaitable[None]]:
         async def check() -> None:

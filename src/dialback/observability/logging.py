@@ -10,6 +10,7 @@ in ``LOGGING_FAILURE``.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import re
@@ -46,6 +47,9 @@ LEVEL_NAMES = {v: k for k, v in LEVELS.items()} | {logging.CRITICAL: "error"}
 _PHONE = re.compile(r"(?<![0-9A-Za-z])\+?\d(?:[\s().-]{0,2}\d){6,}(?![0-9A-Za-z])")
 # Identifiers are never phone numbers; masking them would break log searches.
 _ID_FIELDS = frozenset({"corrId", "callbackId", "tenantId", "id", "keyId"})
+# A client's IP address (web.client.client_address) looks like a phone number to _PHONE; in
+# this field it is kept as it is when it is one, and masked like any text when it is not.
+_ADDRESS_FIELD = "clientAddress"
 _NEVER_LOGGED = frozenset(
     {"userData", "user_data", "phoneNumber", "phone_number", "password", "apiKey"}
 )
@@ -111,6 +115,14 @@ def mask_phone_numbers(text: str) -> str:
 _masked_values: dict[str, str] = {}
 
 
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _masked(context: Mapping[str, Any]) -> dict[str, Any]:
     ev: dict[str, Any] = {}
     for key, value in context.items():
@@ -152,7 +164,11 @@ class JsonFormatter(logging.Formatter):
         for key, value in record.__dict__.items():
             if key in _STD_ATTRS or key.startswith("_") or key in _NEVER_LOGGED:
                 continue
-            if isinstance(value, str) and key not in _ID_FIELDS:
+            if (
+                isinstance(value, str)
+                and key not in _ID_FIELDS
+                and not (key == _ADDRESS_FIELD and _is_ip(value))
+            ):
                 value = mask_phone_numbers(scrub_db_values(value))
             ev[key] = value
         return ev

@@ -11,7 +11,14 @@ import time
 from pathlib import Path
 
 from dialback import __version__
-from dialback.observability.catalogue import CATALOGUE, ERASURE_KINDS, RETENTION_KINDS, MetricDef
+from dialback.observability.catalogue import (
+    AUDIT_OUTCOMES,
+    AUTH_KINDS,
+    CATALOGUE,
+    ERASURE_KINDS,
+    RETENTION_KINDS,
+    MetricDef,
+)
 from dialback.observability.registry import Family, Registry
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -69,6 +76,9 @@ def _dir_size(path: Path) -> int:
             with contextlib.suppress(OSError):
                 total += os.lstat(os.path.join(root, name)).st_size
     return total
+
+
+GWS_ALARMS = frozenset({"GWS_INCORRECT_CLIENT_CREDENTIALS", "GWS_SERVER_ERROR"})
 
 
 class Metrics:
@@ -144,9 +154,17 @@ class Metrics:
     ges_retention_purged_total: Family
     ges_retention_last_sweep_timestamp_seconds: Family
     ges_erasures_total: Family
+    ges_audit_entries_total: Family
+    ges_audit_write_failures_total: Family
+    ges_auth_failures_total: Family
+    ges_auth_rate_limited_total: Family
 
     def __init__(
-        self, *, data_dir: Path | None = None, tolerances: dict[str, float] | None = None
+        self,
+        *,
+        data_dir: Path | None = None,
+        tolerances: dict[str, float] | None = None,
+        gws: bool = True,
     ) -> None:
         self.registry = Registry()
         for d in CATALOGUE:
@@ -154,9 +172,11 @@ class Metrics:
         self.data_dir = data_dir
         self._data_dir_checked = 0.0
         self.start_time = time.time()
-        # Alarm counters exist at 0 from the start, unlike GES, so increase() sees the first one.
+        # Alarm counters exist at 0 from the start, unlike GES, so increase() sees the first one;
+        # the GWS ones only with a GWS-style dependency (``gws``: an OIDC provider or a health
+        # URL), as their gauges.
         for d in CATALOGUE:
-            if d.category == "alarm" and not d.labels:
+            if d.category == "alarm" and not d.labels and (gws or d.name not in GWS_ALARMS):
                 self.registry.get(d.name).ensure()
         for t in MONITOR_TYPES:
             self.ges_monitor_size.set((t,), 0)
@@ -184,7 +204,13 @@ class Metrics:
             self.ges_retention_purged_total.ensure((kind,))
         for kind in ERASURE_KINDS:
             self.ges_erasures_total.ensure((kind,))
+        for outcome in AUDIT_OUTCOMES:
+            self.ges_audit_entries_total.ensure((outcome,))
+        self.ges_audit_write_failures_total.ensure()
         self.ges_retention_last_sweep_timestamp_seconds.set((), 0)
+        for kind in AUTH_KINDS:
+            self.ges_auth_failures_total.ensure((kind,))
+            self.ges_auth_rate_limited_total.ensure((kind,))
 
     def health_gauge(self, name: str) -> Family:
         """The health gauge of a dependency (one of ``HEALTH_GAUGES``)."""

@@ -27,6 +27,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from dialback.audit import repository as audit_repo
 from dialback.callbacks import lifecycle
 from dialback.callbacks import repository as callbacks_repo
 from dialback.callbacks.lifecycle import OPEN_STATES
@@ -120,6 +121,10 @@ class RetentionService:
             await self._purge_callbacks(tenant.id, now - cb_days * DAY, report, stopping)
             await self._purge_callins(tenant.id, now - ci_days * DAY, now, report, stopping)
         if not stopping():
+            await self._purge_audit(
+                now - self.settings.retention_audit_days * DAY, report, stopping
+            )
+        if not stopping():
             await self._trim_streams(report, stopping)
         self.events.retention_swept()
         return report
@@ -139,6 +144,19 @@ class RetentionService:
             self.events.retention_purged("callbacks", n_cb)
             self.events.retention_purged("callback_events", n_ev)
             if n_cb < batch:
+                return
+            await self._pause()
+
+    async def _purge_audit(
+        self, cutoff: float, report: SweepReport, stopping: Callable[[], bool]
+    ) -> None:
+        batch = self.settings.retention_batch_size
+        while not stopping():
+            async with self.engine.begin() as conn:
+                n = await audit_repo.purge_before(conn, cutoff, batch)
+            report.add("audit_entries", n)
+            self.events.retention_purged("audit_entries", n)
+            if n < batch:
                 return
             await self._pause()
 

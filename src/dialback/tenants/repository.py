@@ -6,6 +6,7 @@ import hashlib
 import secrets
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -188,3 +189,12 @@ async def tenant_names(conn: AsyncConnection, ids: set[str]) -> dict[str, str]:
         return {}
     rows = await conn.execute(sa.select(tenants.c.id, tenants.c.name).where(tenants.c.id.in_(ids)))
     return {tid: name for tid, name in rows.all()}
+
+
+async def tenant_ids(conn: AsyncConnection, names: Iterable[str]) -> set[str]:
+    """The ids of the tenants with these names (names of no tenant are skipped)."""
+    wanted = sorted(set(names))
+    if not wanted:
+        return set()
+    rows = await conn.execute(sa.select(tenants.c.id).where(tenants.c.name.in_(wanted)))
+    return {r.id for r in rows}

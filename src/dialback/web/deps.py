@@ -11,7 +11,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from dialback.container import Container
 from dialback.identity.roles import PERMISSION_TEXT, Permission, Principal
 from dialback.kit.context import bind
-from dialback.kit.errors import Forbidden, NotFound
+from dialback.kit.errors import Forbidden, NotFound, Unauthorized
 from dialback.tenants.repository import Tenant
 from dialback.web.client import client_address
 
@@ -39,8 +39,19 @@ ContainerDep = Annotated[Container, Depends(_container)]
 
 
 async def api_tenant(request: Request, key: str | None = Security(api_key_header)) -> Tenant:
-    """The tenant of the request's ``x-api-key``, or 401."""
-    tenant = await container_of(request).keys.authenticate(key)
+    """The tenant of the request's ``x-api-key``, or 401 (429 when the client's address
+    failed too often: the brute-force limits)."""
+    c = container_of(request)
+    attempts = c.attempts
+    # The hot path: nothing but an attribute test while no address is blocked on this replica.
+    if attempts.blocking:
+        await attempts.check("api_key", client_address(request, c.settings.trusted_proxy_networks))
+    try:
+        tenant = await c.keys.authenticate(key)
+    except Unauthorized as exc:
+        address = client_address(request, c.settings.trusted_proxy_networks)
+        await attempts.failed("api_key", address, exc.message)
+        raise
     request.state.tenant = tenant
     bind(tenant=tenant.name)
     return tenant

@@ -125,7 +125,7 @@ def install_error_handlers(app: FastAPI, on_unhandled: Callable[[BaseException],
 
     async def api_error(_req: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
-        return error_response(exc.status, exc.message, exc.data)
+        return error_response(exc.status, exc.message, exc.data, headers=exc.headers)
 
     async def validation_error(_req: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)

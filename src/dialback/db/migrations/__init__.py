@@ -24,6 +24,7 @@ from dialback.db.migrations import (
     m007_retention,
     m008_idempotency_keys,
     m009_operators,
+    m010_audit_log,
 )
 
 
@@ -74,6 +75,7 @@ MIGRATIONS: list[Migration] = [
         "users, ui_sessions, login_flows, session_keys: operators sign in",
         m009_operators.apply,
     ),
+    Migration(10, "audit_log: operators' actions and failed sign-ins", m010_audit_log.apply),
 ]
 
 _versions = sa.Table(

@@ -1,0 +1,174 @@
+"""The audit of the admin API: every state-changing call (allowed, refused or failed) and every
+refused credential, written before the answer leaves (an acknowledged change is audited)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from dialback.audit.service import AuditLog
+from dialback.identity.roles import Principal
+from dialback.kit.addresses import Network
+from dialback.web.client import client_address
+from dialback.web.envelope import CORR_SCOPE_KEY
+from dialback.web.fastpath import served_routes
+
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+_CALLBACK_PATH = re.compile(r"/callbacks/([0-9a-fA-F-]{36})(?:/|$)")
+# A created object's name in the answer (POST /tenants, POST /users, the dial-in match).
+_MAX_PARSED_BODY = 256 * 1024
+# Which object a route acts on, from its path: the segment before a parameter names its type.
+_OBJECT_TYPES = {
+    "callbacks": "callback",
+    "services": "service",
+    "callin-groups": "callin_group",
+    "api-keys": "api_key",
+    "users": "user",
+    "tenants": "tenant",
+}
+
+TenantOfCallback = Callable[[str], Awaitable[str | None]]
+
+
+def _outcome(status: int) -> str:
+    if status in (401, 403):
+        return "denied" if status == 403 else "failed"
+    return "ok" if status < 400 else "failed"
+
+
+def _object_of(path: str, params: dict[str, Any], answer: Any) -> tuple[str, str]:
+    """(type, id) of what a call acted on: the last path parameter, else the answer's name/id."""
+    parts = [p for p in path.split("/") if p]
+    for i in range(len(parts) - 1, 0, -1):
+        value = parts[i]
+        if value in params.values() and parts[i - 1] in _OBJECT_TYPES:
+            return _OBJECT_TYPES[parts[i - 1]], value
+    last = parts[-1] if parts else ""
+    kind = _OBJECT_TYPES.get(last, last.replace("-", "_"))
+    if isinstance(answer, dict):
+        for key in ("name", "username", "id"):
+            if isinstance(answer.get(key), str):
+                return kind, answer[key]
+    return kind, ""
+
+
+class AdminAudit:
+    """Pure-ASGI middleware of the internal app, outside everything else (it sees the corrId
+    the inner layer assigned and the answer every layer gave)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        audit: AuditLog,
+        *,
+        prefix: str,
+        proxies: tuple[Network, ...],
+        tenant_of_callback: TenantOfCallback,
+    ) -> None:
+        self.app = app
+        self.audit = audit
+        self.prefix = prefix
+        self.proxies = proxies
+        self.tenant_of_callback = tenant_of_callback
+        self._templates: dict[int, str] | None = None
+
+    def _template(self, scope: Scope, route: Any) -> str | None:
+        # Routers included lazily name the route without the prefixes it is served under.
+        if self._templates is None and scope.get("app") is not None:
+            self._templates = {id(r): path for r, path, _ in served_routes(scope["app"])}
+        return (self._templates or {}).get(id(route))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] in _READS:
+            await self._read(scope, receive, send)
+            return
+        # The callback's tenant before the call: an erasure deletes the row.
+        match = _CALLBACK_PATH.search(scope["path"])
+        callback_id = match.group(1).lower() if match else None
+        tenant = await self.tenant_of_callback(callback_id) if callback_id else None
+        start: Message | None = None
+        chunks: list[bytes] = []
+
+        async def hold(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+            else:
+                await send(message)
+
+        try:
+            await self.app(scope, receive, hold)
+        finally:
+            if start is not None:
+                body = b"".join(chunks)
+                await self._record(scope, start["status"], body, callback_id, tenant)
+                await send(start)
+                await send({"type": "http.response.body", "body": body})
+
+    async def _read(self, scope: Scope, receive: Receive, send: Send) -> None:
+        status = 0
+
+        async def watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        await self.app(scope, receive, watch)
+        if status == 401:  # a refused credential is audited whatever the method
+            await self._record(scope, status, b"", None, None)
+
+    async def _record(
+        self, scope: Scope, status: int, body: bytes, callback_id: str | None, tenant: str | None
+    ) -> None:
+        envelope = _envelope(body)
+        answer = envelope.get("data") if isinstance(envelope, dict) else None
+        status_block = envelope.get("status") if isinstance(envelope, dict) else None
+        route = scope.get("route")
+        params: dict[str, Any] = scope.get("path_params") or {}
+        template = self._template(scope, route) if route is not None else None
+        principal = (scope.get("state") or {}).get("principal")
+        actor: Principal | str = principal if isinstance(principal, Principal) else "anonymous"
+        object_type, object_id = _object_of(scope["path"], params, answer)
+        detail: dict[str, Any] = {
+            "method": scope["method"],
+            "route": template or "(no route)",
+            "status": status,
+        }
+        if status >= 400 and isinstance(status_block, dict):
+            detail["message"] = str(status_block.get("message", ""))
+        if status == 401:
+            action = "admin.authentication_failed"
+        else:
+            action = "admin." + (getattr(route, "name", None) or "unknown_route")
+        await self.audit.record(
+            actor,
+            action,
+            object_type=object_type,
+            object_id=object_id,
+            tenant=params.get("tenant") or tenant,
+            callback_id=callback_id,
+            outcome=_outcome(status),
+            address=client_address(HTTPConnection(scope), self.proxies),
+            corr_id=str(scope.get(CORR_SCOPE_KEY, "")),
+            detail=detail,
+        )
+
+
+def _envelope(body: bytes) -> Any:
+    if not body or len(body) > _MAX_PARSED_BODY:
+        return None
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None

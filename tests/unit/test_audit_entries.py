@@ -1,0 +1,45 @@
+"""What an audit entry may hold, and an entry that cannot be stored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dialback.audit.service import AuditLog, clean_detail
+from dialback.db.engine import create_engine
+from dialback.identity.roles import Principal, Role
+from dialback.observability.events import Events
+from dialback.observability.metrics import Metrics
+
+
+def test_secret_looking_keys_are_dropped_and_numbers_masked() -> None:
+    detail = clean_detail(
+        {
+            "password": "hunter2hunter2",
+            "client_secret": "s",
+            "accessToken": "t",
+            "x-api-key": "k",
+            "code": "c",
+            "message": "phoneNumber +14155550123 is blocked",
+            "status": 400,
+            "long": "x" * 1000,
+        }
+    )
+    assert set(detail) == {"message", "status", "long"}
+    assert "4155550123" not in detail["message"]
+    assert len(detail["long"]) == 300 and detail["status"] == 400
+
+
+def test_at_most_twenty_keys() -> None:
+    assert len(clean_detail({f"k{i}": i for i in range(50)})) == 20
+
+
+async def test_an_entry_that_cannot_be_stored_is_counted_not_raised(tmp_path: Path) -> None:
+    # A database file whose directory does not exist: every write fails.
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/missing/dir/db.sqlite")
+    metrics = Metrics()
+    audit = AuditLog(engine, Events(metrics))
+    who = Principal("local", "ada", frozenset({Role.SUPERVISOR}))
+    await audit.record(who, "admin.cancel_callback", object_type="callback", object_id="x")
+    await engine.dispose()
+    assert metrics.ges_audit_write_failures_total.value(()) == 1
+    assert metrics.ges_audit_entries_total.value(("ok",)) == 0
