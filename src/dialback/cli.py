@@ -9,6 +9,8 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from dialback.observability.logging import setup_logging
 from dialback.settings import Settings
 
@@ -355,10 +357,46 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.set_defaults(func=cmd_demo)
     _users_parser(sub)
+    h = sub.add_parser(
+        "hash-token",
+        help="print the sha256:<hex> form of an admin token read from stdin "
+        "(for DIALBACK_ADMIN_TOKENS, so the configuration holds no usable token)",
+    )
+    h.set_defaults(func=cmd_hash_token)
     return p
+
+
+def cmd_hash_token(_args: argparse.Namespace) -> int:
+    """Print the ``sha256:<hex>`` form of an admin token read from standard input."""
+    from dialback.identity.admin_tokens import token_digest
+
+    token = sys.stdin.readline().rstrip("\r\n")
+    if len(token) < 16:
+        print("an admin token must be at least 16 characters", file=sys.stderr)
+        return 2
+    print("sha256:" + token_digest(token).hex())
+    return 0
+
+
+def _settings_problems(exc: ValidationError) -> str:
+    """A refused configuration, one line per setting, as DIALBACK_* variables (never the
+    value: it may be a secret)."""
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "settings"
+        name = f"DIALBACK_{field.upper()}" if field != "settings" else "settings"
+        lines.append(f"  {name}: {err['msg']}")
+    return "dialback: the configuration is refused:\n" + "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dialback`` command."""
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except ValidationError as exc:
+        # A setting that does not pass: say which and why, with exit code 2, not a traceback.
+        if exc.title != Settings.__name__:
+            raise
+        print(_settings_problems(exc), file=sys.stderr)
+        return 2

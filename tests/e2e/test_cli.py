@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import re
 import shlex
@@ -15,6 +16,7 @@ from testbed.servers import free_port
 
 from dialback.cli import build_parser
 from dialback.db.migrations import MIGRATIONS
+from dialback.identity.admin_tokens import AdminTokens
 from tests.support.process import DialbackProcess, ui_sign_in
 
 UI_LINE = re.compile(r"Callback UI: (\S+) user (\S+) password (\S+)")
@@ -221,3 +223,53 @@ def test_generated_demo_key_rotates_and_the_banner_says_how_to_use_it(tmp_path: 
         assert ran.stdout.splitlines()[-1].strip() == "COMPLETED (answered)"
     finally:
         second.stop()
+
+
+def test_a_refused_setting_is_one_clear_line_per_setting_never_its_value(tmp_path: Path) -> None:
+    secret = "a-token-with-an-unknown-role-0001"
+    ran = subprocess.run(
+        [sys.executable, "-m", "dialback", "serve"],
+        env=_env(
+            DIALBACK_ADMIN_TOKENS=f"ops:boss:{secret}",
+            DIALBACK_TRUSTED_PROXIES="not-an-address",
+            DIALBACK_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/never.db",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert ran.returncode == 2
+    assert "Traceback" not in ran.stderr
+    assert (
+        "DIALBACK_ADMIN_TOKENS: Value error, admin token 'ops': unknown role 'boss'" in ran.stderr
+    )
+    assert "DIALBACK_TRUSTED_PROXIES: Value error, not an address or CIDR" in ran.stderr
+    assert secret not in ran.stderr + ran.stdout
+    assert not (tmp_path / "never.db").exists()
+
+
+def test_hash_token_prints_the_digest_the_settings_accept() -> None:
+    token = "an-admin-token-to-keep-out-of-config"
+    ran = subprocess.run(
+        [sys.executable, "-m", "dialback", "hash-token"],
+        input=token + "\n",
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert ran.returncode == 0, ran.stderr
+    digest = ran.stdout.strip()
+    assert digest == "sha256:" + hashlib.sha256(token.encode()).hexdigest()
+    tokens = AdminTokens([f"ci:supervisor:{digest}"])
+    who = tokens.match(token)
+    assert who is not None and who.actor == "token:ci"
+    short = subprocess.run(
+        [sys.executable, "-m", "dialback", "hash-token"],
+        input="short\n",
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert short.returncode == 2 and "at least 16 characters" in short.stderr
