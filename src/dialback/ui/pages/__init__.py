@@ -1,0 +1,21 @@
+"""The Callback UI's pages, one module per area; each has a ``router`` (built with
+``ui.deps.ui_router``) and ``NAV_PATHS``, the navigation entries (``ui.rendering.NAV``) it
+serves. Add a module to ``MODULES`` to install it."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from fastapi import APIRouter
+
+MODULES: tuple[ModuleType, ...] = ()
+
+
+def page_routers() -> list[APIRouter]:
+    """Every page module's router."""
+    return [m.router for m in MODULES]
+
+
+def built_paths() -> set[str]:
+    """The navigation paths the installed pages serve."""
+    return {p for m in MODULES for p in m.NAV_PATHS}
