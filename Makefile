@@ -12,7 +12,7 @@ PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check
 PYTEST_ARGS ?=
 
 .PHONY: help run test test-unit lint fmt docs system-deps clean venv
-.PHONY: bench bench-quick bench-edge chaos soak
+.PHONY: bench bench-quick bench-edge chaos soak ui-screenshots
 # `make chaos` / `make soak` parameters (shorter runs: e.g. `make chaos KILLS=3 CALLBACKS=1000`,
 # `make soak DURATION=120`); SOAK_RATE=0 measures the maximum first and soaks at half of it;
 # FAULTS=kill,postgres narrows the campaign to some faults; NOTE="..." labels the figures.
@@ -81,6 +81,13 @@ soak: $(STAMP) system-deps ## Soak at half the measured maximum create rate (DUR
 docs: $(STAMP) ## Regenerate docs/metrics.md (metric catalogue) and the role matrix of docs/security.md
 	$(PY) -m dialback.observability.docs docs/metrics.md
 	$(PY) -m dialback.access_docs docs/security.md
+
+ui-screenshots: $(STAMP) system-deps ## Run the browser tests and copy their screenshots into docs/ui/ (docs/ui.md)
+	$(VENV)/bin/pytest -q tests/ui
+	@mkdir -p docs/ui
+	@for f in $$(grep -o 'ui/[a-z0-9-]*\.png' docs/ui.md | sort -u); do \
+	  cp test-artifacts/screenshots/$$(basename $$f) docs/$$f || exit 1; done
+	@echo "copied the screenshots docs/ui.md shows into docs/ui/"
 
 clean: ## Remove the virtualenv, caches and the embedded database
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

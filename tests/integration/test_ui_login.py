@@ -174,7 +174,7 @@ async def test_local_sign_in_on_both_stores(store_url: str, tmp_path: Path) -> N
             assert home.headers["content-security-policy"].startswith("default-src 'self'")
             assert "frame-ancestors 'none'" in home.headers["content-security-policy"]
             assert home.headers["x-frame-options"] == "DENY"
-            assert home.headers["referrer-policy"] == "no-referrer"
+            assert home.headers["referrer-policy"] == "same-origin"
             assert home.headers["cache-control"] == "no-store"
 
         # The store keys the session by the id's hash, never the id.

@@ -36,7 +36,6 @@ from dialback.identity.signin import (
 )
 from dialback.identity.users import BadCredentials
 from dialback.kit.errors import ApiError
-from dialback.kit.timefmt import utc_iso
 from dialback.ui.deps import (
     HOME_PATH,
     LOGIN_PATH,
@@ -78,7 +77,10 @@ SECURITY_HEADERS = {
         "object-src 'none'"
     ),
     "x-frame-options": "DENY",
-    "referrer-policy": "no-referrer",
+    # same-origin, not no-referrer: with no-referrer browsers send "Origin: null" on the UI's own
+    # form posts (which the CSRF check must refuse); the code in the callback URL still never
+    # leaves for another site.
+    "referrer-policy": "same-origin",
     "cache-control": "no-store",
     "x-content-type-options": "nosniff",
 }
@@ -327,9 +329,9 @@ async def home(request: Request, session: UiSessionDep) -> Response:
     return render(
         request,
         "home.html",
-        signed_in=utc_iso(session.created_at),
-        ends_at=utc_iso(session.ends_at),
-        expires_at=utc_iso(session.expires_at),
+        signed_in=session.created_at,
+        ends_at=session.ends_at,
+        expires_at=session.expires_at,
         idle_minutes=f"{session.idle_seconds / 60:g}",
         permissions=[PERMISSION_TEXT[perm] for perm in sorted(p.permissions)],
     )
