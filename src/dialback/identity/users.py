@@ -168,9 +168,12 @@ class UserAdmin:
             raise Conflict(f"username: a user named {name!r} already exists") from None
         return WithPassword(await self.get(name), generated)
 
-    async def remove(self, username: str) -> User:
-        """Delete a user and end its sessions; 404 when there is none."""
+    async def remove(self, username: str, *, by: Principal | None = None) -> User:
+        """Delete a user and end its sessions; 404 when there is none; 409 when ``by`` is
+        that user (no one removes their own account)."""
         user = await self.get(username)
+        if _is_self(by, user):
+            raise Conflict(f"username: {user.username} cannot remove their own account")
         async with self.engine.begin() as conn:
             await repo.delete_user(conn, user.username)
             await repo.end_sessions_of(conn, "local", user.username, "user_removed")
@@ -200,11 +203,15 @@ class UserAdmin:
         set_tenants: bool = False,
         disabled: bool | None = None,
         display_name: str | None = None,
+        by: Principal | None = None,
     ) -> User:
         """Change roles, tenant scope (``set_tenants``: ``tenants`` None means every tenant),
         disabled state or display name. A disabled or demoted user's live sessions follow at
-        once (roles are re-read at each UI request); disabling also ends them."""
+        once (roles are re-read at each UI request); disabling also ends them. 409 when ``by``
+        (the operator) would disable themselves or give up administering every tenant."""
         user = await self.get(username)
+        if _is_self(by, user):
+            _check_self_change(user, roles, tenants if set_tenants else user.tenants, disabled)
         values: dict[str, Any] = {}
         if roles is not None:
             values["roles"] = repo.roles_json(roles)
@@ -254,6 +261,22 @@ class UserAdmin:
         if row is None or row.disabled or not row.roles:
             return None
         return _public(row).principal()
+
+
+def _is_self(by: Principal | None, user: User) -> bool:
+    return by is not None and by.kind == "local" and by.name == user.username
+
+
+def _check_self_change(
+    user: User, roles: frozenset[Role] | None, tenants: frozenset[str] | None, disabled: bool | None
+) -> None:
+    # An operator who locks themselves out needs another administrator (or the CLI) to undo it.
+    if disabled:
+        raise Conflict(f"disabled: {user.username} cannot disable their own account")
+    if roles is not None and Role.ADMINISTRATOR not in roles and Role.ADMINISTRATOR in user.roles:
+        raise Conflict(f"roles: {user.username} cannot take away their own administrator role")
+    if tenants is not None and user.tenants is None:
+        raise Conflict(f"tenants: {user.username} cannot narrow their own scope to some tenants")
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,12 @@ from types import ModuleType
 
 from fastapi import APIRouter
 
-MODULES: tuple[ModuleType, ...] = ()
+from dialback.ui.pages import tenants, users
+
+MODULES: tuple[ModuleType, ...] = (
+    tenants,  # Tenants and API keys
+    users,  # Users
+)
 
 
 def page_routers() -> list[APIRouter]:

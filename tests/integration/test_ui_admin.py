@@ -1,0 +1,364 @@
+"""The Callback UI's Tenants and Users pages over httpx: who may do what (forged posts of other
+roles and of a tenant-scoped administrator answer 403), CSRF, bad input (400 naming the field),
+the show-once answers, an operator's own account."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from dialback.container import Container
+from dialback.identity.roles import Role
+from dialback.tenants.schemas import TenantSettings
+from tests.integration.test_ui_login import PASSWORD, Ui, _runtime
+
+ONCE_RE = re.compile(r'name="once" value="([^"]*)"')
+KEY_RE = re.compile(r'id="new-key"[^>]*value="([0-9a-f-]{36})"')
+PW_RE = re.compile(r'id="new-password"[^>]*value="([^"]+)"')
+
+
+@pytest.fixture
+async def rt(tmp_path: Path) -> AsyncIterator[Container]:
+    """A runtime with tenants acme and globex, and ada (administrator of every tenant), tina
+    (administrator of acme only), sam (supervisor)."""
+    c = await _runtime(f"sqlite+aiosqlite:///{tmp_path}/dialback.db", tmp_path)
+    await c.tenants.create("acme", TenantSettings())
+    await c.tenants.create("globex", TenantSettings())
+    await c.users.add("ada", frozenset({Role.ADMINISTRATOR}), password=PASSWORD)
+    await c.users.add(
+        "tina", frozenset({Role.ADMINISTRATOR}), frozenset({"acme"}), password=PASSWORD
+    )
+    await c.users.add("sam", frozenset({Role.SUPERVISOR}), password=PASSWORD)
+    try:
+        yield c
+    finally:
+        await c.stop()
+
+
+async def _as(rt: Container, user: str) -> tuple[Ui, str]:
+    ui = Ui(rt)
+    signed = await ui.sign_in(user)
+    assert signed.status_code == 303, signed.text
+    return ui, await ui.csrf()
+
+
+async def _once(ui: Ui, path: str) -> str:
+    page = await ui.client.get(path)
+    assert page.status_code == 200, page.text
+    found = ONCE_RE.search(page.text)
+    assert found
+    return found.group(1)
+
+
+async def test_forged_posts_of_a_supervisor_and_csrf_less_posts_are_refused(
+    rt: Container,
+) -> None:
+    sam, token = await _as(rt, "sam")
+    async with sam:
+        # No buttons, no pages: sam lacks the permissions.
+        assert (await sam.client.get("/ui/users")).status_code == 403
+        tenants = await sam.client.get("/ui/tenants")  # a monitor's read (TENANTS_READ)
+        assert tenants.status_code == 200
+        assert "Create tenant" not in tenants.text and ">Disable<" not in tenants.text
+        assert 'href="/ui/tenants"' not in tenants.text  # not in the navigation
+        acme = await sam.client.get("/ui/tenants/acme")
+        assert acme.status_code == 200 and "API keys" not in acme.text
+        once = "x" * 22
+        forged = {
+            "/ui/tenants": {"name": "evil"},
+            "/ui/tenants/acme/api-keys": {"name": "evil", "once": once},
+            "/ui/tenants/acme/state": {"disabled": "true"},
+            "/ui/users": {"username": "evil", "roles": "administrator", "once": once},
+            "/ui/users/ada/remove": {},
+        }
+        for path, data in forged.items():
+            answer = await sam.client.post(path, data={**data, "csrf_token": token})
+            assert answer.status_code == 403, (path, answer.text)
+            assert "Not allowed" in answer.text
+    ada, token = await _as(rt, "ada")
+    async with ada:
+        once = await _once(ada, "/ui/tenants/acme")
+        for path, data in (
+            ("/ui/tenants", {"name": "nocsrf"}),
+            ("/ui/tenants/acme/api-keys", {"name": "nocsrf", "once": once}),
+            ("/ui/users", {"username": "nocsrf", "roles": "monitor", "once": once}),
+        ):
+            answer = await ada.client.post(path, data=data)
+            assert answer.status_code == 403, (path, answer.text)
+            assert "CSRF token is missing" in answer.text
+    assert [t.name for t in await rt.tenants.list()] == ["acme", "globex"]
+    assert await rt.tenants.list_keys("acme") == []
+    assert {u.username for u in await rt.users.list()} == {"ada", "tina", "sam"}
+    assert not (await rt.tenants.get("acme")).disabled
+
+
+async def test_a_tenant_scoped_administrator_manages_only_its_tenants_keys(
+    rt: Container,
+) -> None:
+    tina, token = await _as(rt, "tina")
+    async with tina:
+        listing = await tina.client.get("/ui/tenants")
+        assert listing.status_code == 200
+        assert "acme" in listing.text and "globex" not in listing.text
+        assert "Create tenant" not in listing.text
+        assert "Only an administrator of every tenant creates tenants." in listing.text
+        refused = await tina.client.post("/ui/tenants", data={"name": "new", "csrf_token": token})
+        assert refused.status_code == 403 and "Only an operator of every tenant" in refused.text
+        user = await tina.client.post(
+            "/ui/users",
+            data={"username": "x", "roles": "monitor", "once": "y" * 22, "csrf_token": token},
+        )
+        assert user.status_code == 403
+        assert (await tina.client.get("/ui/users")).status_code == 403
+        other = await tina.client.get("/ui/tenants/globex")
+        assert other.status_code == 403 and "outside the scope" in other.text
+        forged_key = await tina.client.post(
+            "/ui/tenants/globex/api-keys",
+            data={"name": "k", "once": "z" * 22, "csrf_token": token},
+        )
+        assert forged_key.status_code == 403
+
+        once = await _once(tina, "/ui/tenants/acme")
+        made = await tina.client.post(
+            "/ui/tenants/acme/api-keys", data={"name": "ivr", "once": once, "csrf_token": token}
+        )
+        assert made.status_code == 201, made.text
+        key = KEY_RE.search(made.text)
+        assert key and "it will not be shown again" in made.text
+        assert made.headers["cache-control"] == "no-store"
+        (stored,) = await rt.tenants.list_keys("acme")
+        assert stored.name == "ivr" and key.group(1).startswith(stored.prefix)
+        # The browser's reload resends the same form: no second key, the key not shown again.
+        again = await tina.client.post(
+            "/ui/tenants/acme/api-keys", data={"name": "ivr", "once": once, "csrf_token": token}
+        )
+        assert again.status_code == 409 and key.group(1) not in again.text
+        assert len(await rt.tenants.list_keys("acme")) == 1
+        page = await tina.client.get("/ui/tenants/acme")
+        assert stored.prefix in page.text and key.group(1) not in page.text
+
+        confirm = await tina.client.get(f"/ui/tenants/acme/api-keys/{stored.id}/revoke")
+        assert confirm.status_code == 200 and "cannot be undone" in confirm.text
+        revoked = await tina.client.post(
+            f"/ui/tenants/acme/api-keys/{stored.id}/revoke", data={"csrf_token": token}
+        )
+        assert revoked.status_code == 303
+        assert revoked.headers["location"] == "/ui/tenants/acme?done=revoked"
+        (after,) = await rt.tenants.list_keys("acme")
+        assert after.revoked_at is not None
+        twice = await tina.client.post(
+            f"/ui/tenants/acme/api-keys/{stored.id}/revoke", data={"csrf_token": token}
+        )
+        assert twice.status_code == 404
+
+
+async def test_bad_input_answers_400_naming_the_field(rt: Container) -> None:
+    ada, token = await _as(rt, "ada")
+    async with ada:
+        empty = await ada.client.post("/ui/tenants", data={"name": " ", "csrf_token": token})
+        assert empty.status_code == 400
+        assert "Name: a tenant needs a name" in empty.text
+        assert 'id="t-name" name="name" value="" aria-invalid="true"' in empty.text
+        bad = await ada.client.post(
+            "/ui/tenants",
+            data={
+                "name": "ok-name",
+                "max_callbacks": "0",
+                "window_seconds": "x",
+                "csrf_token": token,
+            },
+        )
+        assert bad.status_code == 400
+        assert "Max callbacks per window: Input should be greater than or equal to 1" in bad.text
+        assert "Throttle window (seconds): Input should be a valid integer" in bad.text
+        assert 'value="ok-name"' in bad.text  # what was typed stays
+        pattern = await ada.client.post(
+            "/ui/tenants", data={"name": "no spaces", "csrf_token": token}
+        )
+        assert pattern.status_code == 400 and "Name: String should match pattern" in pattern.text
+        taken = await ada.client.post("/ui/tenants", data={"name": "acme", "csrf_token": token})
+        assert (
+            taken.status_code == 409
+            and "a tenant named &#39;acme&#39; already exists" in taken.text
+        )
+        made = await ada.client.post(
+            "/ui/tenants",
+            data={
+                "name": "initech",
+                "max_callbacks": "42",
+                "callback_days": "7",
+                "csrf_token": token,
+            },
+        )
+        assert (
+            made.status_code == 303
+            and made.headers["location"] == "/ui/tenants/initech?done=created"
+        )
+        rec = await rt.tenants.get("initech")
+        assert rec.settings["throttle"] == {"maxCallbacks": 42, "windowSeconds": 60}
+        assert rec.settings["retention"] == {"callbackDays": 7}
+        listing = await ada.client.get("/ui/tenants")
+        assert (
+            "42 callbacks / 60 s" in listing.text
+            and "callbacks 7 d, call-ins default" in listing.text
+        )
+
+        once = await _once(ada, "/ui/tenants/acme")
+        no_name = await ada.client.post(
+            "/ui/tenants/acme/api-keys", data={"name": "", "once": once, "csrf_token": token}
+        )
+        assert no_name.status_code == 400 and "Key name: a key needs a name" in no_name.text
+
+        once = await _once(ada, "/ui/users")
+        base = {"csrf_token": token, "once": once, "password_mode": "type"}
+        short = await ada.client.post(
+            "/ui/users",
+            data={
+                **base,
+                "username": "bob",
+                "roles": "monitor",
+                "password": "short",
+                "password2": "short",
+            },
+        )
+        assert short.status_code == 400
+        assert "Password: a password must be at least 12 characters" in short.text
+        differ = await ada.client.post(
+            "/ui/users",
+            data={
+                **base,
+                "username": "bob",
+                "roles": "monitor",
+                "password": "long-enough-pass",
+                "password2": "long-enough-pasz",
+            },
+        )
+        assert (
+            differ.status_code == 400 and "Password again: the two passwords differ" in differ.text
+        )
+        nothing = await ada.client.post(
+            "/ui/users", data={**base, "username": "", "scope": "some", "password": "p"}
+        )
+        assert nothing.status_code == 400
+        assert "User name: a user needs a name" in nothing.text
+        assert "Roles: a user needs at least one role" in nothing.text
+        assert "Tenants: give at least one tenant" in nothing.text
+        bad_name = await ada.client.post(
+            "/ui/users",
+            data={
+                **base,
+                "username": "no spaces",
+                "roles": "monitor",
+                "password": "long-enough-pass",
+                "password2": "long-enough-pass",
+            },
+        )
+        assert (
+            bad_name.status_code == 400
+            and "User name: &#39;no spaces&#39; is not a valid" in bad_name.text
+        )
+        assert {u.username for u in await rt.users.list()} == {"ada", "tina", "sam"}
+
+
+async def test_users_added_changed_reset_and_removed_but_never_ones_own_account(
+    rt: Container,
+) -> None:
+    ada, token = await _as(rt, "ada")
+    async with ada:
+        once = await _once(ada, "/ui/users")
+        made = await ada.client.post(
+            "/ui/users",
+            data={
+                "csrf_token": token,
+                "once": once,
+                "username": "Olga",
+                "roles": ["monitor", "supervisor"],
+                "scope": "some",
+                "tenants": ["acme", "globex"],
+                "password_mode": "generate",
+            },
+        )
+        assert made.status_code == 201, made.text
+        password = PW_RE.search(made.text)
+        assert password and "it will not be shown again" in made.text
+        olga = await rt.users.get("olga")
+        assert olga.roles == {Role.MONITOR, Role.SUPERVISOR}
+        assert olga.tenants == {"acme", "globex"}
+        assert (await rt.users.authenticate("olga", password.group(1))).name == "olga"
+        resent = await ada.client.post(
+            "/ui/users",
+            data={"csrf_token": token, "once": once, "username": "olga2", "roles": "monitor"},
+        )
+        assert resent.status_code == 409 and password.group(1) not in resent.text
+
+        listing = await ada.client.get("/ui/users")
+        assert "olga" in listing.text and "acme, globex" in listing.text
+        assert password.group(1) not in listing.text
+
+        patched = await ada.client.post(
+            "/ui/users/olga",
+            data={"csrf_token": token, "roles": "supervisor", "scope": "every"},
+        )
+        assert patched.status_code == 303
+        olga = await rt.users.get("olga")
+        assert olga.roles == {Role.SUPERVISOR} and olga.tenants is None
+
+        off = await ada.client.post(
+            "/ui/users/olga/state", data={"csrf_token": token, "disabled": "true"}
+        )
+        assert off.status_code == 303 and (await rt.users.get("olga")).disabled
+        on = await ada.client.post(
+            "/ui/users/olga/state", data={"csrf_token": token, "disabled": "false"}
+        )
+        assert on.status_code == 303 and not (await rt.users.get("olga")).disabled
+
+        once = await _once(ada, "/ui/users/olga")
+        reset = await ada.client.post(
+            "/ui/users/olga/password", data={"csrf_token": token, "once": once}
+        )
+        assert reset.status_code == 200
+        new = PW_RE.search(reset.text)
+        assert new and new.group(1) != password.group(1)
+        assert (await rt.users.authenticate("olga", new.group(1))).name == "olga"
+        again = await ada.client.post(
+            "/ui/users/olga/password", data={"csrf_token": token, "once": once}
+        )
+        assert again.status_code == 409
+        assert (await rt.users.authenticate("olga", new.group(1))).name == "olga"
+
+        # One's own account: no buttons, and the service refuses the forged posts.
+        mine = await ada.client.get("/ui/users/ada")
+        assert "This is your own account" in mine.text
+        assert "Disable user" not in mine.text and "Remove…" not in mine.text
+        for path, data in (
+            ("/ui/users/ada/state", {"disabled": "true"}),
+            ("/ui/users/ada/remove", {}),
+        ):
+            refused = await ada.client.post(path, data={**data, "csrf_token": token})
+            assert refused.status_code == 409, refused.text
+            assert "their own account" in refused.text
+        demote = await ada.client.post(
+            "/ui/users/ada", data={"csrf_token": token, "roles": "monitor", "scope": "every"}
+        )
+        assert demote.status_code == 409 and "Roles: ada cannot take away" in demote.text
+        narrow = await ada.client.post(
+            "/ui/users/ada",
+            data={
+                "csrf_token": token,
+                "roles": "administrator",
+                "scope": "some",
+                "tenants": "acme",
+            },
+        )
+        assert narrow.status_code == 409 and "Tenants: ada cannot narrow" in narrow.text
+        me = await rt.users.get("ada")
+        assert me.roles == {Role.ADMINISTRATOR} and me.tenants is None and not me.disabled
+
+        confirm = await ada.client.get("/ui/users/olga/remove")
+        assert confirm.status_code == 200 and "Remove user olga?" in confirm.text
+        gone = await ada.client.post("/ui/users/olga/remove", data={"csrf_token": token})
+        assert gone.status_code == 303 and gone.headers["location"] == "/ui/users?done=removed"
+        assert {u.username for u in await rt.users.list()} == {"ada", "tina", "sam"}
