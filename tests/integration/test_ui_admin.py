@@ -9,8 +9,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from dialback.container import Container
+from dialback.db.schema import audit_log
 from dialback.identity.roles import Role
 from dialback.tenants.schemas import TenantSettings
 from tests.integration.test_ui_login import PASSWORD, Ui, _runtime
@@ -153,6 +155,18 @@ async def test_a_tenant_scoped_administrator_manages_only_its_tenants_keys(
             f"/ui/tenants/acme/api-keys/{stored.id}/revoke", data={"csrf_token": token}
         )
         assert twice.status_code == 404
+    # Audited like an admin call, never with the key.
+    async with rt.engine.connect() as conn:
+        rows = (await conn.execute(sa.select(audit_log).order_by(audit_log.c.at))).all()
+    seen = {(r.action, r.outcome, r.object_type, r.object_id, r.tenant) for r in rows}
+    assert ("ui.create_tenant", "denied", "tenant", "", None) in seen
+    assert ("ui.create_api_key", "ok", "tenant", "acme", "acme") in seen
+    assert ("ui.create_api_key", "denied", "tenant", "globex", "globex") in seen
+    assert ("ui.revoke_api_key", "ok", "api_key", stored.id, "acme") in seen
+    assert all(
+        r.actor == "local:tina" for r in rows if r.action.startswith("ui.") and "key" in r.action
+    )
+    assert key.group(1) not in repr(rows)
 
 
 async def test_bad_input_answers_400_naming_the_field(rt: Container) -> None:

@@ -74,9 +74,9 @@ class ShownOnce:
     """The one-time tokens of forms whose answer shows a secret (a new API key, a generated
     password): a resent form (the browser's reload of the answer) is refused instead of making
     and showing another secret. Only the tokens are kept, never the secrets; in this process,
-    bounded, each for ``ttl`` seconds."""
+    bounded, each for ``ttl`` seconds (a session's longest life)."""
 
-    def __init__(self, ttl: float = 3600.0, size: int = 10_000) -> None:
+    def __init__(self, ttl: float = 12 * 3600.0, size: int = 10_000) -> None:
         self.ttl = ttl
         self.size = size
         self._used: OrderedDict[str, float] = OrderedDict()
