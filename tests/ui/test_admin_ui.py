@@ -54,6 +54,12 @@ async def test_a_tenant_and_its_api_key_shown_once_then_revoked(tmp_path: Path) 
         assert "Copy it now: it will not be shown again." in warning
         key = await page.get_by_label('API key "ivr"').input_value()
         assert len(key) == 36
+        # Our script's Copy button puts it on the clipboard.
+        await page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=ui.url)
+        await page.get_by_role("button", name="Copy").click()
+        await page.get_by_role("button", name="Copied").wait_for()
+        assert await page.evaluate("navigator.clipboard.readText()") == key
+        await shot(page, "tenant-key-created")
         assert await _open_for(ui, key) == 200
         # A reload resends the form: no second key, and the key is not shown again.
         await page.reload()

@@ -21,6 +21,7 @@ TZ_COOKIE = "dialback_tz"
 DEFAULT_TZ = "UTC"
 STATIC_FILES = {"ui.css": "text/css; charset=utf-8", "ui.js": "text/javascript; charset=utf-8"}
 """The UI's own assets (``ui/static``), by name and media type; nothing from elsewhere."""
+STATIC_FILES["admin.js"] = "text/javascript; charset=utf-8"  # tenants, users: copy a secret
 
 templates = jinja2.Environment(
     loader=jinja2.PackageLoader("dialback.ui", "templates"),
