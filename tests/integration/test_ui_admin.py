@@ -13,7 +13,8 @@ import sqlalchemy as sa
 
 from dialback.container import Container
 from dialback.db.schema import audit_log
-from dialback.identity.roles import Role
+from dialback.identity.roles import Principal, Role
+from dialback.kit.errors import Conflict
 from dialback.tenants.schemas import TenantSettings
 from tests.integration.test_ui_login import PASSWORD, Ui, _runtime
 
@@ -376,3 +377,24 @@ async def test_users_added_changed_reset_and_removed_but_never_ones_own_account(
         gone = await ada.client.post("/ui/users/olga/remove", data={"csrf_token": token})
         assert gone.status_code == 303 and gone.headers["location"] == "/ui/users?done=removed"
         assert {u.username for u in await rt.users.list()} == {"ada", "tina", "sam"}
+
+
+async def test_the_service_refuses_an_operator_locking_themselves_out(rt: Container) -> None:
+    me = (await rt.users.get("ada")).principal()
+    for change in (
+        {"disabled": True},
+        {"roles": frozenset({Role.SUPERVISOR})},
+        {"tenants": frozenset({"acme"}), "set_tenants": True},
+    ):
+        with pytest.raises(Conflict, match="ada cannot"):
+            await rt.users.update("ada", by=me, **change)  # type: ignore[arg-type]
+    with pytest.raises(Conflict, match="cannot remove their own account"):
+        await rt.users.remove("ada", by=me)
+    # Harmless changes of one's own account, and anyone else's (or the CLI's, by no one).
+    await rt.users.update("ada", display_name="Ada L.", roles=frozenset(Role), by=me)
+    sso_ada = Principal("oidc", "ada", frozenset({Role.ADMINISTRATOR}))
+    await rt.users.update("tina", disabled=True, by=me)
+    await rt.users.update("ada", disabled=True, by=sso_ada)  # another identity of that name
+    await rt.users.update("ada", disabled=False)
+    assert not (await rt.users.get("ada")).disabled
+    assert (await rt.users.get("tina")).disabled
