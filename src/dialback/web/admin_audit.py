@@ -9,6 +9,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import orjson
 from starlette.requests import HTTPConnection
@@ -17,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from dialback.audit.service import AuditLog
 from dialback.identity.roles import Principal
 from dialback.kit.addresses import Network
+from dialback.kit.context import corr_id_var
 from dialback.web.client import client_address
 from dialback.web.envelope import CORR_SCOPE_KEY
 from dialback.web.fastpath import served_routes
@@ -61,6 +63,14 @@ def _object_of(path: str, params: dict[str, Any], answer: Any) -> tuple[str, str
             if isinstance(answer.get(key), str):
                 return kind, answer[key]
     return kind, ""
+
+
+def _created_at(location: str) -> tuple[str, str] | None:
+    """(type, id) of the object a page redirected to after a create (``/ui/tenants/gamma``)."""
+    parts = [p for p in urlsplit(location).path.split("/") if p]
+    if len(parts) >= 2 and parts[-2] in _OBJECT_TYPES and parts[-1] != "new":
+        return _OBJECT_TYPES[parts[-2]], unquote(parts[-1])
+    return None
 
 
 class AdminAudit:
@@ -144,7 +154,11 @@ class AdminAudit:
             if start is not None:
                 body = b"".join(chunks)
                 status = start["status"]
-                entry = self._record(scope, status, body, callback_id, kind)
+                location = next(
+                    (v.decode("latin-1") for k, v in start.get("headers", []) if k == b"location"),
+                    "",
+                )
+                entry = self._record(scope, status, body, callback_id, kind, location)
                 if status >= 500:
                     # Nothing was done (a dependency is down or a bug): the answer does not wait
                     # for an entry the same outage would hold up.
@@ -170,7 +184,13 @@ class AdminAudit:
             await self._record(scope, status, b"", None, "admin")
 
     async def _record(
-        self, scope: Scope, status: int, body: bytes, callback_id: str | None, kind: str
+        self,
+        scope: Scope,
+        status: int,
+        body: bytes,
+        callback_id: str | None,
+        kind: str,
+        location: str = "",
     ) -> None:
         envelope = _envelope(body)
         answer = envelope.get("data") if isinstance(envelope, dict) else None
@@ -185,6 +205,13 @@ class AdminAudit:
         principal = (scope.get("state") or {}).get("principal")
         actor: Principal | str = principal if isinstance(principal, Principal) else "anonymous"
         object_type, object_id = _object_of(scope["path"], params, answer)
+        if not object_id and location and status < 400:
+            # A page answers a create with a redirect to what it made.
+            made = _created_at(location)
+            if made is not None:
+                object_type, object_id = made
+                if made[0] == "callback" and callback_id is None:
+                    callback_id = object_id
         detail: dict[str, Any] = {
             "method": scope["method"],
             "route": template or "(no route)",
@@ -196,6 +223,38 @@ class AdminAudit:
             action = "admin.authentication_failed"
         else:
             action = f"{kind}." + (getattr(route, "name", None) or "unknown_route")
+        corr = str(scope.get(CORR_SCOPE_KEY, ""))
+        # Outside the layer that binds the corrId for the request: bind it for the entry's log line.
+        token = corr_id_var.set(corr)
+        try:
+            await self._write(
+                scope,
+                actor,
+                action,
+                object_type,
+                object_id,
+                tenant,
+                callback_id,
+                status,
+                corr,
+                detail,
+            )
+        finally:
+            corr_id_var.reset(token)
+
+    async def _write(
+        self,
+        scope: Scope,
+        actor: Principal | str,
+        action: str,
+        object_type: str,
+        object_id: str,
+        tenant: str | None,
+        callback_id: str | None,
+        status: int,
+        corr: str,
+        detail: dict[str, Any],
+    ) -> None:
         await self.audit.record(
             actor,
             action,
@@ -205,7 +264,7 @@ class AdminAudit:
             callback_id=callback_id,
             outcome=_outcome(status),
             address=client_address(HTTPConnection(scope), self.proxies),
-            corr_id=str(scope.get(CORR_SCOPE_KEY, "")),
+            corr_id=corr,
             detail=detail,
         )
 
