@@ -8,7 +8,9 @@ from types import ModuleType
 
 from fastapi import APIRouter
 
-MODULES: tuple[ModuleType, ...] = ()
+from dialback.ui.pages import callbacks_detail
+
+MODULES: tuple[ModuleType, ...] = (callbacks_detail,)
 
 
 def page_routers() -> list[APIRouter]:
