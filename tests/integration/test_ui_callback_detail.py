@@ -12,8 +12,10 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from dialback.app import create_internal_app
 from dialback.callbacks.schemas import CreateCallback
 from dialback.container import Container
 from dialback.identity.roles import Role
@@ -22,7 +24,7 @@ from dialback.services.schemas import ServiceConfig
 from dialback.tenants import repository as tenants_repo
 from tests.integration.test_ui_login import PASSWORD, Ui
 from tests.support.logs import logging_to
-from tests.support.stack import make_settings, wait_for
+from tests.support.stack import ADMIN_TOKEN, make_settings, wait_for
 
 CONFIG = {
     "businessHours": {"alwaysOpen": True},
@@ -382,3 +384,30 @@ async def test_a_ui_create_writes_the_same_16_line_story_with_the_ui_corr_id(
         text = json.dumps(ln)
         assert "4155550199" not in text and "555 0199" not in text, text
         assert "SSN-123" not in text, text
+
+
+async def test_admin_api_recreate_at_a_time_and_into_a_full_slot(rt: Container) -> None:
+    cid = await book(rt, "acme", "+14155550120", next_slot(2))
+    await rt.callbacks.admin_cancel(cid)  # a cancelled callback may be recreated too
+    headers = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+    at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(next_slot(4)))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_internal_app(rt)), base_url="http://internal"
+    ) as admin:
+        r = await admin.post(
+            f"/admin/v1/callbacks/{cid}/recreate", headers=headers, json={"desiredTime": at}
+        )
+        assert r.status_code == 200, r.text
+        new = r.json()["data"]["id"]
+        d = await rt.callbacks.detail(new)
+        assert d.row.desired_time == next_slot(4) and d.row.user_data == {"k": "v"}
+        # That slot's one place is now taken: a second recreate into it is refused as create
+        # refuses it, with the free slots proposed.
+        full = await admin.post(
+            f"/admin/v1/callbacks/{cid}/recreate", headers=headers, json={"desiredTime": at}
+        )
+        assert full.status_code == 429 and full.json()["data"]["slots"], full.text
+        r = await admin.post(
+            f"/admin/v1/callbacks/{cid}/recreate", headers=headers, json={"desiredTime": "soon"}
+        )
+        assert r.status_code == 400 and "desiredTime" in r.text

@@ -21,7 +21,7 @@ from dialback.kit.context import bind
 from dialback.kit.errors import ApiError, BadRequest
 from dialback.kit.text import check_text
 from dialback.ui.deps import UiRedirect, ui_requires, ui_router
-from dialback.ui.rendering import render
+from dialback.ui.rendering import operator_zone, render
 from dialback.web.deps import ContainerDep
 
 router = ui_router()
@@ -72,7 +72,7 @@ def _actor_of(ev: Any, audit: list[Any]) -> tuple[str, str | None]:
 def timeline(d: CallbackDetail) -> list[TimelineEntry]:
     """State changes and operators' actions, oldest first."""
     entries = [
-        TimelineEntry(d.row.created_at, "created", "created", "SCHEDULED", "API", 1, None, None)
+        TimelineEntry(d.row.created_at, "created", "created", "SCHEDULED", "—", 1, None, None)
     ]
     for ev in d.history:
         actor, corr = _actor_of(ev, d.audit)
@@ -124,6 +124,16 @@ def _slot_time(value: str | None) -> float:
         return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
     except ValueError:
         raise BadRequest("slot: not a time (choose one of the slots shown)") from None
+
+
+def slot_days(request: Request, slots: Availability | None) -> list[list[Any]]:
+    """The slots grouped by day in the operator's time zone."""
+    zone = operator_zone(request)
+    days: dict[str, list[Any]] = {}
+    for s in slots.slots if slots is not None else []:
+        day = datetime.fromtimestamp(s.start, UTC).astimezone(zone).strftime("%Y-%m-%d")
+        days.setdefault(day, []).append(s)
+    return list(days.values())
 
 
 def slot_value(ts: float) -> str:
@@ -212,6 +222,7 @@ async def _new_page(
         services=services,
         service=service_name,
         slots=slots,
+        days=slot_days(request, slots),
         slot_error=slot_error,
         slot_value=slot_value,
         values=values,
@@ -392,6 +403,7 @@ async def _picker(
         status,
         cb=d.row,
         slots=slots,
+        days=slot_days(request, slots),
         slot_value=slot_value,
         error=error,
         proposals=proposals or [],
