@@ -18,6 +18,7 @@ import pytest
 from dialback.app import create_internal_app
 from dialback.callbacks.schemas import CreateCallback
 from dialback.container import Container
+from dialback.db.schema import callbacks
 from dialback.identity.roles import Role
 from dialback.services import repository as services_repo
 from dialback.services.schemas import ServiceConfig
@@ -192,6 +193,12 @@ async def test_scoped_supervisor_gets_404_for_another_tenants_callback(rt: Conta
 
 async def test_number_check_endpoint(rt: Container) -> None:
     async with await signed_in(rt, "sam") as ui:
+        # An operator of several tenants picks the tenant; the services are that tenant's.
+        form = await ui.client.get("/ui/callbacks/new", params={"tenant": "globex"})
+        picker = re.search(r'<select id="pick-tenant".*?</select>', form.text, re.S)
+        assert picker and "acme" in picker.group(0)
+        assert '<option value="globex" selected>' in picker.group(0)
+        assert '<input type="hidden" name="tenant" value="globex">' in form.text
         q = {"tenant": "acme", "service": "sales"}
         ok = await ui.client.get(
             "/ui/callbacks/validate-number", params={**q, "phone": "415 555 0107"}
@@ -294,6 +301,16 @@ async def test_recreate_books_through_create_with_its_rules(rt: Container) -> No
         # recreate is refused by create's own rule, shown on the page.
         again = await ui.client.post(f"/ui/callbacks/{cid}/recreate", data={"csrf_token": token})
         assert again.status_code == 429 and "open callbacks" in again.text
+        # A row stored under older rules that create refuses today: 409 on its page, no 500.
+        old = await book(rt, "acme", "+14155550114")
+        async with rt.engine.begin() as conn:
+            await conn.execute(
+                callbacks.update()
+                .where(callbacks.c.id == old)
+                .values(params={"offerTiming": "SOMETIMES"})
+            )
+        r = await ui.client.post(f"/ui/callbacks/{old}/recreate", data={"csrf_token": token})
+        assert r.status_code == 409 and "offerTiming: the stored value is refused" in r.text
 
 
 # The UI create's story at trace level: the same 16 lines as an API create

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dialback.audit import repository as audit_repo
@@ -679,7 +680,13 @@ class CallbackService:
             body["pushTargets"] = row.params["pushTargets"]
         if desired is not None:
             body["desiredTime"] = datetime.fromtimestamp(desired, UTC)
-        return await self.create(tenant, CreateCallback.model_validate(body))
+        try:
+            req = CreateCallback.model_validate(body)
+        except ValidationError as exc:  # a row stored under older rules
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "callback"
+            raise Conflict(f"{where}: the stored value is refused today ({first['msg']})") from None
+        return await self.create(tenant, req)
 
 
 def _check_scope(scope: frozenset[str] | None, tenant: str | None, callback_id: str) -> None:
