@@ -32,6 +32,8 @@ Writer = Annotated[Principal, ui_requires(Permission.CALLBACKS_WRITE)]
 Short = Annotated[str, Query(max_length=100)]
 USER_DATA_ROWS = 4
 SLOT_DAYS = 3
+# The audit action (ui.* or admin.*) of an operator's state change, by the change's reason.
+VERBS = {"cancelled": "cancel_callback", "rescheduled": "reschedule_callback"}
 SOURCES = {"monitor": "monitor", "routing": "routing engine", "api": "API", "admin": "operator"}
 # The form's fields and the service's names for them (its 400s say "phoneNumber: ...").
 FIELDS = {
@@ -62,7 +64,12 @@ class TimelineEntry:
 def _actor_of(ev: Any, audit: list[Any]) -> tuple[str, str | None]:
     """Who made a state change, and the corrId of the request when an operator did."""
     if ev.source == "admin":
-        near = [a for a in audit if abs(a.at - ev.at) < 10 and a.outcome == "ok"]
+        verb = VERBS.get(ev.reason or "", "")
+        near = [
+            a
+            for a in audit
+            if abs(a.at - ev.at) < 10 and a.outcome == "ok" and a.action.endswith(verb)
+        ]
         if near:
             best = min(near, key=lambda a: abs(a.at - ev.at))
             return best.actor, best.corr_id
@@ -322,7 +329,7 @@ async def create_callback(request: Request, c: ContainerDep, principal: Writer) 
             by_field["when"] = by_field.pop("slot")
         proposals = _proposals(exc)
         if proposals:
-            rest = (rest + " " if rest else "") + "Free slots nearby are shown below."
+            rest = (rest + " " if rest else "") + "Pick a free slot below (full ones are marked)."
         return await _new_page(
             request,
             c,
