@@ -151,6 +151,21 @@ async def test_supervisor_sees_everything_cancels_and_a_second_cancel_is_shown(
         assert "Conflict:" in again.text and "Callback" in again.text  # its page, not a 500
 
 
+async def test_a_queued_callback_shows_its_position_and_wait(rt: Container) -> None:
+    cid = await book(rt, "acme", "+14155550115")  # immediate: the monitor queues it
+
+    async def queued() -> bool:
+        return (await rt.callbacks.detail(cid)).row.state == "QUEUED"
+
+    await wait_for(queued, timeout=10)
+    async with await signed_in(rt, "mona") as ui:
+        page = await ui.client.get(f"/ui/callbacks/{cid}")
+        assert re.search(r"<dt>Position in queue</dt><dd>1</dd>", page.text), page.text
+        assert "<dt>Estimated wait</dt><dd>unknown</dd>" in page.text
+        # The monitor's dispatch is in its timeline.
+        assert "SCHEDULED → QUEUED" in page.text and "<td>monitor</td>" in page.text
+
+
 async def test_scoped_supervisor_gets_404_for_another_tenants_callback(rt: Container) -> None:
     theirs = await book(rt, "acme", "+14155550104", next_slot())
     mine = await book(rt, "globex", "+14155550105", next_slot())

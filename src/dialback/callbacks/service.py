@@ -650,6 +650,17 @@ class CallbackService:
             raise NotFound(f"no callback with id {callback_id!r}")
         return detail, await self.slots(tenant, detail.row.service_name, days=days)
 
+    async def live_status(self, detail: CallbackDetail) -> CallbackStatus:
+        """A callback's position in queue and EWT as retrieve answers them (None when it is
+        not dispatched), for a detail already read within the caller's scope."""
+        if detail.row.state not in ("QUEUED", "ROUTING", "PROCESSING"):
+            return CallbackStatus(detail.row)
+        async with self.engine.connect() as conn:
+            tenant = await tenants_repo.get_tenant(conn, detail.row.tenant_id)
+        if tenant is None:
+            return CallbackStatus(detail.row)
+        return await self.retrieve(tenant, detail.row.id)
+
     async def recreate(
         self,
         callback_id: str,

@@ -15,7 +15,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from dialback.callbacks import views
 from dialback.callbacks.schemas import CreateCallback
-from dialback.callbacks.service import Availability, CallbackDetail
+from dialback.callbacks.service import Availability, CallbackDetail, CallbackStatus
 from dialback.identity.roles import Permission, Principal
 from dialback.kit.context import bind
 from dialback.kit.errors import ApiError, BadRequest
@@ -156,6 +156,7 @@ def _detail_page(
     status: int = 200,
     error: str = "",
     notice: str = "",
+    live: CallbackStatus | None = None,
 ) -> HTMLResponse:
     data = views.admin_detail(d, user_data=principal.can(Permission.CALLBACKS_USERDATA))
     return render(
@@ -169,6 +170,7 @@ def _detail_page(
         show_user_data=principal.can(Permission.CALLBACKS_USERDATA),
         can_write=principal.can(Permission.CALLBACKS_WRITE),
         timeline=timeline(d),
+        live=live,
         error=error,
         notice=notice,
     )
@@ -354,7 +356,8 @@ async def callback_detail(
 ) -> HTMLResponse:
     """A callback: its fields, GES parameters, userData (by role) and timeline."""
     d = await c.callbacks.detail(str(callback_id), principal.tenants)
-    return _detail_page(request, principal, d, notice=NOTICES.get(done, ""))
+    live = await c.callbacks.live_status(d)
+    return _detail_page(request, principal, d, notice=NOTICES.get(done, ""), live=live)
 
 
 async def _after_failure(
