@@ -128,6 +128,7 @@ async def test_a_scoped_principal_sees_and_acts_on_its_tenants_only(stack: Stack
     for method, path in (
         ("GET", f"{A}/callbacks/{beta_cb}"),
         ("POST", f"{A}/callbacks/{beta_cb}/cancel"),
+        ("POST", f"{A}/callbacks/{beta_cb}/recreate"),
     ):
         r = await stack.internal.request(method, path, headers=sup)
         assert r.status_code == 404, r.text

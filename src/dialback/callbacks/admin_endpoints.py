@@ -1,4 +1,5 @@
-"""Admin API routes for callbacks across tenants: search, detail, cancel and reschedule."""
+"""Admin API routes for callbacks across tenants: search, detail, cancel, reschedule and
+recreate."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from fastapi import APIRouter, Path, Query
 from dialback.callbacks import views
 from dialback.callbacks.lifecycle import StateName
 from dialback.callbacks.repository import CallbackFilter
-from dialback.callbacks.schemas import RescheduleIn, parse_time_param
+from dialback.callbacks.schemas import RecreateIn, RescheduleIn, parse_time_param
 from dialback.identity.roles import Permission, Principal
 from dialback.kit.names import NAME_PATTERN
 from dialback.web.deps import ContainerDep, requires
@@ -81,3 +82,13 @@ async def reschedule_callback(
     """Move a SCHEDULED callback to another time that is open and has capacity."""
     detail = await c.callbacks.reschedule(callback_id, body.desiredTime.timestamp(), who.tenants)
     return ok(views.admin_detail(detail))
+
+
+@router.post("/callbacks/{callback_id}/recreate")
+async def recreate_callback(
+    callback_id: CallbackIdPath, c: ContainerDep, who: Writer, body: RecreateIn | None = None
+) -> EnvelopeResponse:
+    """Book a new callback from this one's data (immediate, or at ``desiredTime``) through
+    create's rules; the new callback's id."""
+    at = body.desiredTime.timestamp() if body is not None and body.desiredTime else None
+    return ok({"id": await c.callbacks.recreate(callback_id, who.tenants, desired=at)})

@@ -283,6 +283,19 @@ class RescheduleIn(BaseModel):
         return to_utc(v)
 
 
+class RecreateIn(BaseModel):
+    """Admin: recreate a callback, immediate (no desiredTime) or at ``desiredTime``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    desiredTime: datetime | None = None
+
+    @field_validator("desiredTime")
+    @classmethod
+    def _desired(cls, v: datetime | None) -> datetime | None:
+        return to_utc(v) if v is not None else None
+
+
 def parse_time_param(
     name: str, iso_value: str | None, ms_value: str | None, timezone: str = "UTC"
 ) -> float | None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dialback.audit import repository as audit_repo
@@ -603,6 +604,100 @@ class CallbackService:
                     )
             await repo.apply(conn, row, lifecycle.reschedule(row, desired, slot_start, now))
             return await self._detail(conn, callback_id)
+
+    # The Callback UI's use cases (issue #13): a callback's page, its reschedule picker, a
+    # recreate, and the create form's tenant, number check and slots.
+
+    async def tenant_in_scope(self, name: str, scope: frozenset[str] | None = None) -> Tenant:
+        """The tenant named ``name`` when the caller's ``scope`` holds it; 400 naming the
+        ``tenant`` field otherwise (an unknown tenant and one outside the scope alike)."""
+        if scope is None or name in scope:
+            async with self.engine.connect() as conn:
+                found = await tenants_repo.get_tenant_by_name(conn, name)
+            if found is not None:
+                return found
+        raise BadRequest(f"tenant: no tenant named {name!r} in your tenants")
+
+    async def check_number(self, tenant: Tenant, service_name: str, phone: str) -> str:
+        """The E.164 form of ``phone`` under the service's number rules (the ones create
+        applies); 400 naming ``serviceName`` or ``phoneNumber`` and why."""
+        svc = await self.require_service(tenant, service_name, field="serviceName")
+        return normalise_number(phone, svc.config.validation)
+
+    async def slots(
+        self, tenant: Tenant, service_name: str, *, days: int = 3, max_slots: int = 500
+    ) -> Availability:
+        """The service's slots of the next ``days`` days, free AND full (``free == 0``)."""
+        return await self.availability(
+            tenant,
+            service_name,
+            start=None,
+            end=None,
+            number_of_days=days,
+            timezone="UTC",
+            max_slots=max_slots,
+            report_busy=True,
+        )
+
+    async def reschedule_slots(
+        self, callback_id: str, scope: frozenset[str] | None = None, *, days: int = 3
+    ) -> tuple[CallbackDetail, Availability]:
+        """A callback (404 outside ``scope``) and its service's slots, free and full."""
+        detail = await self.detail(callback_id, scope)
+        async with self.engine.connect() as conn:
+            tenant = await tenants_repo.get_tenant(conn, detail.row.tenant_id)
+        if tenant is None:
+            raise NotFound(f"no callback with id {callback_id!r}")
+        return detail, await self.slots(tenant, detail.row.service_name, days=days)
+
+    async def live_status(self, detail: CallbackDetail) -> CallbackStatus:
+        """A callback's position in queue and EWT as retrieve answers them (None when it is
+        not dispatched), for a detail already read within the caller's scope."""
+        if detail.row.state not in ("QUEUED", "ROUTING", "PROCESSING"):
+            return CallbackStatus(detail.row)
+        async with self.engine.connect() as conn:
+            tenant = await tenants_repo.get_tenant(conn, detail.row.tenant_id)
+        if tenant is None:
+            return CallbackStatus(detail.row)
+        return await self.retrieve(tenant, detail.row.id)
+
+    async def recreate(
+        self,
+        callback_id: str,
+        scope: frozenset[str] | None = None,
+        *,
+        desired: float | None = None,
+    ) -> str:
+        """A new callback from this one's data (service, number, language, priority, userData,
+        GES parameters), immediate or at ``desired``, booked through ``create`` (the same
+        rules, throttles and capacity); the new id."""
+        detail = await self.detail(callback_id, scope)
+        row = detail.row
+        async with self.engine.connect() as conn:
+            tenant = await tenants_repo.get_tenant(conn, row.tenant_id)
+        if tenant is None:
+            raise NotFound(f"no callback with id {callback_id!r}")
+        if row.unreadable:
+            raise Conflict("the callback's stored data cannot be read; create a new one instead")
+        body: dict[str, Any] = {
+            **{k: v for k, v in row.params.items() if k != "pushTargets"},
+            "serviceName": row.service_name,
+            "phoneNumber": row.phone_number,
+            "language": row.language,
+            "priority": row.priority,
+            "userData": row.user_data or {},
+        }
+        if row.params.get("pushTargets"):
+            body["pushTargets"] = row.params["pushTargets"]
+        if desired is not None:
+            body["desiredTime"] = datetime.fromtimestamp(desired, UTC)
+        try:
+            req = CreateCallback.model_validate(body)
+        except ValidationError as exc:  # a row stored under older rules
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "callback"
+            raise Conflict(f"{where}: the stored value is refused today ({first['msg']})") from None
+        return await self.create(tenant, req)
 
 
 def _check_scope(scope: frozenset[str] | None, tenant: str | None, callback_id: str) -> None:

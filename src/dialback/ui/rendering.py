@@ -20,6 +20,8 @@ from dialback.web.envelope import CORR_SCOPE_KEY
 TZ_COOKIE = "dialback_tz"
 DEFAULT_TZ = "UTC"
 STATIC_FILES = {"ui.css": "text/css; charset=utf-8", "ui.js": "text/javascript; charset=utf-8"}
+# callbacks_detail: the Create form's number check.
+STATIC_FILES["callbacks.js"] = "text/javascript; charset=utf-8"
 """The UI's own assets (``ui/static``), by name and media type; nothing from elsewhere."""
 STATIC_FILES["admin.js"] = "text/javascript; charset=utf-8"  # tenants, users: copy a secret
 

@@ -8,11 +8,12 @@ from types import ModuleType
 
 from fastapi import APIRouter
 
-from dialback.ui.pages import tenants, users
+from dialback.ui.pages import callbacks_detail, tenants, users
 
 MODULES: tuple[ModuleType, ...] = (
-    tenants,  # Tenants and API keys
-    users,  # Users
+    callbacks_detail,
+    tenants,
+    users,
 )
 
 
