@@ -8,7 +8,12 @@ from types import ModuleType
 
 from fastapi import APIRouter
 
-MODULES: tuple[ModuleType, ...] = ()
+from dialback.ui.pages import callins, services
+
+MODULES: tuple[ModuleType, ...] = (
+    services,  # ui-services
+    callins,  # ui-services
+)
 
 
 def page_routers() -> list[APIRouter]:
