@@ -118,10 +118,8 @@ async def test_the_services_pages_by_role(rt: Container) -> None:
         assert 'id="cap-mon-540" name="cap-mon-540" value="4"' in edit.text
         assert 'id="cap-mon-570" name="cap-mon-570" value="4"' in edit.text
         assert 'id="cap-mon-600" name="cap-mon-600" value=""' in edit.text
-        assert '<label class="vh" for="cap-mon-540">Mon 09:00\u201309:30</label>' in edit.text
-        assert (
-            '<label class="vh" for="cap-tue-540">Tue 09:00\u201309:30 (closed)</label>' in edit.text
-        )
+        assert '<label class="vh" for="cap-mon-540">Mon 09:00-09:30</label>' in edit.text
+        assert '<label class="vh" for="cap-tue-540">Tue 09:00-09:30 (closed)</label>' in edit.text
 
 
 async def test_forged_and_csrf_less_posts_are_refused(rt: Container) -> None:
