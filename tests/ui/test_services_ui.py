@@ -100,6 +100,14 @@ async def test_an_administrator_edits_hours_and_a_capacity_cell(tmp_path: Path) 
         ]
         assert cfg.business_hours.closed_dates[0].isoformat() == "2026-12-25"
         await _no_sideways_scroll(page, "service detail")
+        # The grid's script: the focused cell's value copied along its row (not saved).
+        await page.get_by_role("link", name="Edit service").click()
+        await page.get_by_label("Wed 12:00-12:30", exact=True).fill("5")
+        await page.get_by_role("button", name="Copy to its row").click()
+        assert "to 7 cells" in await page.locator(".capfill [role=status]").inner_text()
+        for cell in ("Mon 12:00-12:30", "Sun 12:00-12:30 (closed)"):
+            assert await page.get_by_label(cell, exact=True).input_value() == "5"
+        assert await page.get_by_label("Wed 12:30-13:00", exact=True).input_value() == ""
 
 
 async def test_monitor_and_supervisor_see_read_only_pages_at_both_sizes(tmp_path: Path) -> None:
