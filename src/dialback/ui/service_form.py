@@ -32,7 +32,7 @@ RETRY_REASONS = ("no-answer", "busy", "failed")
 GENERAL = "_form"
 """The key of errors that belong to no one field (shown above the form)."""
 _DAY_MINUTES = 24 * 60
-_SPLIT = re.compile(r"[,\s]+")
+_SPLIT = re.compile(r"[,;\s]+")
 _DASH = re.compile(r"\s*[-\u2013]\s*")  # a hyphen or an en dash, spaced or not
 
 # Where a validation error's ``loc`` (by alias) is shown: the longest matching prefix wins.
@@ -168,7 +168,9 @@ class Parsed:
 
     def add(self, name: str, message: str) -> None:
         """Record an error of field ``name``."""
-        self.errors.setdefault(name, []).append(message)
+        found = self.errors.setdefault(name, [])
+        if message not in found:
+            found.append(message)
 
 
 def _text(form: Mapping[str, Any], name: str, limit: int = 4000) -> str:
@@ -318,7 +320,8 @@ def _message(err: Mapping[str, Any]) -> str:
     text = str(error) if err.get("type") == "value_error" and error is not None else err["msg"]
     # Which of several values: "range 2", "date 1", "pattern 3".
     if len(loc) >= 4 and loc[:2] == ("businessHours", "weekly") and isinstance(loc[3], int):
-        text = f"range {loc[3] + 1}: {text}"
+        end = f" {loc[4]}" if len(loc) >= 5 else ""
+        text = f"range {loc[3] + 1}{end}: {text}"
     elif len(loc) >= 3 and isinstance(loc[2], int):
         text = f"value {loc[2] + 1}: {text}"
     return str(text)
