@@ -108,6 +108,9 @@ async def test_an_administrator_edits_hours_and_a_capacity_cell(tmp_path: Path) 
         for cell in ("Mon 12:00-12:30", "Sun 12:00-12:30 (closed)"):
             assert await page.get_by_label(cell, exact=True).input_value() == "5"
         assert await page.get_by_label("Wed 12:30-13:00", exact=True).input_value() == ""
+        await page.set_viewport_size(PHONE)
+        await _no_sideways_scroll(page, "service editor (phone)")
+        assert await page.get_by_role("button", name="Save service").is_visible()
 
 
 async def test_monitor_and_supervisor_see_read_only_pages_at_both_sizes(tmp_path: Path) -> None:
