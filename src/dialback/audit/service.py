@@ -25,6 +25,8 @@ OUTCOMES = ("ok", "denied", "failed")
 # callers pass no secret material.
 _SECRET_KEY = re.compile(r"pass|secret|token|cookie|credential|authorization|api.?key|^code$", re.I)
 _MAX_DETAIL_VALUE = 300
+# A callback's or a key's id is never a phone number, though its digits may look like one.
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _MAX_DETAIL_KEYS = 20
 
 
@@ -91,7 +93,9 @@ class AuditLog:
             "actor_kind": _bounded(kind or "unknown", 16),
             "action": _bounded(action, 64),
             "object_type": _bounded(object_type, 32),
-            "object_id": _bounded(mask_phone_numbers(object_id), 200),
+            "object_id": _bounded(
+                object_id if _UUID.match(object_id) else mask_phone_numbers(object_id), 200
+            ),
             "tenant": _bounded(tenant, 100) if tenant else None,
             "callback_id": _bounded(callback_id, 36) if callback_id else None,
             "outcome": outcome,

@@ -149,6 +149,11 @@ async def _tenant(conn: AsyncConnection, name: str, field: str | None = None) ->
     return tenant
 
 
+def _check_scope(tenant_name: str, scope: frozenset[str] | None) -> None:
+    if scope is not None and tenant_name not in scope:
+        raise Forbidden(f"tenant {tenant_name!r} is outside your scope")
+
+
 class CallInService:
     """Call-in requests (create, match, list) and the tenants' call-in groups."""
 
@@ -289,12 +294,24 @@ class CallInService:
         raise NotFound(f"no open call-in request for {to_number} {how}")
 
     async def put_group(
-        self, tenant_name: str, name: str, config: CallInGroupConfig
+        self,
+        tenant_name: str,
+        name: str,
+        config: CallInGroupConfig,
+        *,
+        scope: frozenset[str] | None = None,
+        create_only: bool = False,
     ) -> tuple[CallInGroup, bool]:
-        """Create or replace a group; returns it and whether it was created."""
+        """Create or replace a group; returns it and whether it was created; ``create_only``:
+        409 when it exists already; ``scope``: the tenants the caller may see (None: all)."""
+        _check_scope(tenant_name, scope)
         try:
             async with self.engine.begin() as conn:
                 tenant = await _tenant(conn, tenant_name)
+                if create_only and await repo.get_group(conn, tenant.id, name) is not None:
+                    raise Conflict(
+                        f"name: tenant {tenant_name!r} already has a call-in group named {name!r}"
+                    )
                 created = False
                 if not await repo.update_group(conn, tenant.id, name, config):
                     await repo.create_group(conn, tenant.id, name, config)
@@ -305,8 +322,11 @@ class CallInService:
         assert group is not None
         return group, created
 
-    async def get_group(self, tenant_name: str, name: str) -> CallInGroup:
+    async def get_group(
+        self, tenant_name: str, name: str, *, scope: frozenset[str] | None = None
+    ) -> CallInGroup:
         """One group of a tenant, or 404."""
+        _check_scope(tenant_name, scope)
         async with self.engine.connect() as conn:
             tenant = await _tenant(conn, tenant_name)
             group = await repo.get_group(conn, tenant.id, name)
@@ -320,8 +340,11 @@ class CallInService:
             tenant = await _tenant(conn, tenant_name)
             return await repo.list_groups(conn, tenant.id)
 
-    async def delete_group(self, tenant_name: str, name: str) -> None:
+    async def delete_group(
+        self, tenant_name: str, name: str, *, scope: frozenset[str] | None = None
+    ) -> None:
         """Delete a group; its open requests stay matchable until they expire."""
+        _check_scope(tenant_name, scope)
         async with self.engine.begin() as conn:
             tenant = await _tenant(conn, tenant_name)
             if not await repo.delete_group(conn, tenant.id, name):
@@ -338,8 +361,8 @@ class CallInService:
     ) -> RequestPage:
         """Requests newest first, optionally of one tenant and/or group; ``scope``: the tenant
         names the caller may see (None: all)."""
-        if scope is not None and tenant_name is not None and tenant_name not in scope:
-            raise Forbidden(f"tenant {tenant_name!r} is outside your scope")
+        if tenant_name is not None:
+            _check_scope(tenant_name, scope)
         now = time.time()
         async with self.engine.connect() as conn:
             tenant_id = None
@@ -362,3 +385,17 @@ class CallInService:
             req = CallInRequest.of_row(r, r.tenant_name)
             items.append(replace(req, user_data=user_data, user_data_raw=raw))
         return RequestPage(items, total, limit, offset, now)
+
+    async def groups_by_tenant(
+        self, scope: frozenset[str] | None
+    ) -> builtins.list[tuple[str, builtins.list[CallInGroup]]]:
+        """The call-in groups of every tenant ``scope`` names (None: every tenant), per tenant
+        name."""
+        async with self.engine.connect() as conn:
+            tenants = [
+                t for t in await tenants_repo.list_tenants(conn) if scope is None or t.name in scope
+            ]
+            return [
+                (t.name, await repo.list_groups(conn, t.id))
+                for t in sorted(tenants, key=lambda t: t.name)
+            ]

@@ -35,6 +35,7 @@ _OBJECT_TYPES = {
     "callbacks": "callback",
     "services": "service",
     "callin-groups": "callin_group",
+    "callins": "callin_group",
     "api-keys": "api_key",
     "users": "user",
     "tenants": "tenant",
@@ -52,10 +53,14 @@ def _outcome(status: int) -> str:
 def _object_of(path: str, params: dict[str, Any], answer: Any) -> tuple[str, str]:
     """(type, id) of what a call acted on: the last path parameter, else the answer's name/id."""
     parts = [p for p in path.split("/") if p]
+    values = set(params.values())
     for i in range(len(parts) - 1, 0, -1):
         value = parts[i]
-        if value in params.values() and parts[i - 1] in _OBJECT_TYPES:
+        if value in values and parts[i - 1] in _OBJECT_TYPES:
             return _OBJECT_TYPES[parts[i - 1]], value
+        # The UI's /services/{tenant}/{name}: the type before the tenant names the last one.
+        if value in values and i >= 2 and parts[i - 1] in values and parts[i - 2] in _OBJECT_TYPES:
+            return _OBJECT_TYPES[parts[i - 2]], value
     last = parts[-1] if parts else ""
     kind = _OBJECT_TYPES.get(last, last.replace("-", "_"))
     if isinstance(answer, dict):

@@ -8,10 +8,12 @@ from types import ModuleType
 
 from fastapi import APIRouter
 
-from dialback.ui.pages import callbacks_detail, tenants, users
+from dialback.ui.pages import callbacks_detail, callins, services, tenants, users
 
 MODULES: tuple[ModuleType, ...] = (
     callbacks_detail,
+    callins,
+    services,
     tenants,
     users,
 )
