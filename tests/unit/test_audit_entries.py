@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dialback.audit.repository import AuditFilter
 from dialback.audit.service import AuditLog, clean_detail
 from dialback.db.engine import create_engine
+from dialback.db.migrations import migrate
 from dialback.identity.roles import Principal, Role
 from dialback.observability.events import Events
 from dialback.observability.metrics import Metrics
@@ -43,3 +45,18 @@ async def test_an_entry_that_cannot_be_stored_is_counted_not_raised(tmp_path: Pa
     await engine.dispose()
     assert metrics.ges_audit_write_failures_total.value(()) == 1
     assert metrics.ges_audit_entries_total.value(("ok",)) == 0
+
+
+async def test_a_uuid_object_id_is_kept_a_number_in_a_name_is_masked(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/audit.db")
+    await migrate(engine)
+    audit = AuditLog(engine, Events(Metrics()))
+    who = Principal("local", "ada", frozenset({Role.SUPERVISOR}))
+    uuid_like = "12345678-1234-4234-8234-123456789012"  # digit runs a phone mask would take
+    await audit.record(who, "admin.cancel_callback", object_type="callback", object_id=uuid_like)
+    await audit.record(who, "admin.delete_user", object_type="user", object_id="+14155550123")
+    page = await audit.search(AuditFilter(), limit=10, offset=0)
+    await engine.dispose()
+    ids = {r.object_type: r.object_id for r in page.rows}
+    assert ids["callback"] == uuid_like
+    assert "4155550123" not in ids["user"]
