@@ -8,7 +8,10 @@ from types import ModuleType
 
 from fastapi import APIRouter
 
+from dialback.ui.pages import developer, health
+
 MODULES: tuple[ModuleType, ...] = ()
+MODULES += (health, developer)  # ui-ops
 
 
 def page_routers() -> list[APIRouter]:
