@@ -231,3 +231,24 @@ async def test_the_lookup_shows_scrubbed_lines_of_this_replica(rt: Container) ->
     assert f"this replica's last {rt.recent_log.capacity} warnings and errors" in text
     # Without a corrId: the newest lines, each a link to its lookup.
     assert 'href="/ui/developer?corrId=ops-lookup-7"' in recent.text
+
+
+async def test_a_request_that_failed_is_found_by_its_corr_id(rt: Container) -> None:
+    async with await signed_in(rt, "mona") as ui:
+
+        def broken() -> object:
+            raise RuntimeError("health view broke while serving +1 415 555 0199")
+
+        rt.health_view.snapshot = broken  # type: ignore[method-assign]
+        failed = await ui.client.get("/ui/health.json", headers={"x-correlation-id": "ops-500-1"})
+        assert failed.status_code == 500
+        del rt.health_view.snapshot
+    async with await signed_in(rt, "dev") as ui:
+        page = await ui.client.get("/ui/developer", params={"corrId": "ops-500-1"})
+    assert page.status_code == 200
+    rows = re.findall(r"<tr>(.*?)</tr>", page.text, re.S)
+    text = " ".join(rows)
+    # The error with its traceback, ending in the exception (long tracebacks keep their tail).
+    assert "RuntimeError: health view broke while serving +1 *" in text
+    assert "GET /ui/health.json 500" in text  # and the request's own line
+    assert "555 0199" not in page.text

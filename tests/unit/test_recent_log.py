@@ -84,3 +84,10 @@ def test_the_request_lines_direct_write_feeds_the_ring(tmp_path: Path) -> None:
     finally:
         os.close(fd)
     assert len(path.read_text().splitlines()) == 2  # both written to the log as before
+
+
+def test_a_long_record_keeps_its_head_and_its_tail(ring: RecentLog) -> None:
+    logging.getLogger("dialback.test.ring").error("START" + "x" * 5000 + "RuntimeError: the end")
+    [kept] = ring.records()
+    assert kept.message.startswith("START") and kept.message.endswith("RuntimeError: the end")
+    assert len(kept.message) <= 2003 and "\n…\n" in kept.message

@@ -84,7 +84,9 @@ class RecentLog(RequestLineSink):
     def _keep(self, created: float, ev: Mapping[str, object]) -> None:
         msg = str(ev.get("msg", ""))
         if len(msg) > _MSG_CHARS:
-            msg = msg[:_MSG_CHARS] + "…"
+            # A traceback's last lines name the exception: keep the head and the tail.
+            head = _MSG_CHARS // 3
+            msg = msg[:head] + "\n…\n" + msg[-(_MSG_CHARS - head) :]
         kept = RecentRecord(
             at=created,
             level=str(ev.get("level", "")),

@@ -38,6 +38,10 @@ def _age(seconds: float | None) -> str:
     return f"{s // 3600} h {s % 3600 // 60} min"
 
 
+def _interval(low: float, high: float) -> str:
+    return f"{low:g}" if low == high else f"{low:g} to {high:g}"
+
+
 def _count(value: float | None) -> str:
     return "—" if value is None else f"{value:g}"
 
@@ -109,8 +113,8 @@ async def health_page(request: Request, c: ContainerDep, session: UiSessionDep) 
         time_format=TIME_FORMAT,
         poll_seconds=POLL_SECONDS,
         idle_seconds=int(session.idle_seconds),
-        check_every=(
-            f"{c.settings.health_check_min_seconds:g} to {c.settings.health_check_max_seconds:g}"
+        check_every=_interval(
+            c.settings.health_check_min_seconds, c.settings.health_check_max_seconds
         ),
     )
 
