@@ -252,3 +252,32 @@ async def test_a_request_that_failed_is_found_by_its_corr_id(rt: Container) -> N
     assert "RuntimeError: health view broke while serving +1 *" in text
     assert "GET /ui/health.json 500" in text  # and the request's own line
     assert "555 0199" not in page.text
+
+
+async def test_a_scoped_developer_sees_its_tenants_and_cannot_set_the_level(
+    rt: Container,
+) -> None:
+    set_level("info")
+    await rt.users.add("tess", frozenset({Role.DEVELOPER}), frozenset({"acme"}), password=PASSWORD)
+    log = logging.getLogger("dialback.test.ops")
+    token = corr_id_var.set("ops-scope-1")
+    try:
+        with bound(tenant="acme"):
+            log.warning("acme's trouble")
+        with bound(tenant="globex"):
+            log.warning("globex's trouble")
+        log.warning("nobody's trouble")
+    finally:
+        corr_id_var.reset(token)
+    async with Ui(rt) as ui:
+        assert (await ui.sign_in("tess")).status_code == 303
+        page = await ui.client.get("/ui/developer", params={"corrId": "ops-scope-1"})
+        assert page.status_code == 200
+        assert "acme&#39;s trouble" in page.text
+        assert "globex" not in page.text and "nobody&#39;s" not in page.text
+        assert "Set level" not in page.text  # no button ...
+        forged = await ui.client.post(
+            "/ui/developer/log-level", data={"csrf_token": await ui.csrf(), "level": "trace"}
+        )
+        assert forged.status_code == 403 and "is scoped" in forged.text  # ... and no way round
+    assert current_level() == "info"

@@ -80,6 +80,7 @@ async def developer_page(
         capacity=ring.capacity,
         oldest=ring.oldest(),
         scoped=who.tenants is not None,
+        can_lookup=who.can(Permission.REQUESTS_LOOKUP),
         callback_pages="/callbacks" in PAGES_BUILT,
     )
 
