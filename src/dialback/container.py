@@ -31,9 +31,11 @@ from dialback.kit.errors import ApiError
 from dialback.monitor.monitor import CallbackMonitor
 from dialback.observability.events import Events
 from dialback.observability.health import HealthChecker
+from dialback.observability.health_view import HealthView
 from dialback.observability.logging import set_on_failure
 from dialback.observability.loop_lag import LoopLagMonitor
 from dialback.observability.metrics import Metrics
+from dialback.observability.recent_log import recent_log
 from dialback.retention.service import RetentionService
 from dialback.retention.sweeper import RetentionSweeper
 from dialback.routing.simulator import RoutingSimulator
@@ -190,6 +192,10 @@ class Container:
             or self.simulator is not None,
             auth_check=self.oidc.check if self.oidc else None,
         )
+        # The UI's Health page reads what /metrics exports; its Developer page, this
+        # process's ring of recent warnings and errors (installed on the root logger).
+        self.health_view = HealthView(self.health, self.metrics)
+        self.recent_log = recent_log()
         self.loop_lag = LoopLagMonitor(self.events)
         self.retention = RetentionService(
             self.engine, self.transport, self.events, settings, consumer=self.instance_id

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import logging
-
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from dialback.identity.roles import Permission
-from dialback.observability.logging import current_level, set_level
+from dialback.observability.logging import change_level, current_level
 from dialback.settings import LogLevel
 from dialback.web.deps import requires
 from dialback.web.envelope import EnvelopeResponse, ok
 
 router = APIRouter(tags=["admin: logging"])
-log = logging.getLogger("dialback.admin")
 
 
 class LoggingIn(BaseModel):
@@ -37,7 +34,5 @@ async def get_logging() -> EnvelopeResponse:
 @router.put("/logging", dependencies=[requires(Permission.LOGGING_WRITE, every_tenant=True)])
 async def put_logging(body: LoggingIn) -> EnvelopeResponse:
     """Change the log level of this process now (every replica: call each, or roll the chart)."""
-    previous = current_level()
-    set_level(body.level)
-    log.warning("log level changed from %s to %s", previous, body.level)
-    return ok({"level": body.level, "previous": previous})
+    level, previous = change_level(body.level)
+    return ok({"level": level, "previous": previous})

@@ -79,6 +79,10 @@ class HealthChecker:
         self.dependencies: list[Dependency] = []
         self._task: asyncio.Task[None] | None = None
         self._http: httpx.AsyncClient | None = None
+        self.consumers_seen: int | None = None
+        """Routing-engine consumers active within the window at the last check that could
+        read them (None: never read, or no routing engine is watched)."""
+        self.consumers_seen_at: float | None = None
         s = settings
         deps = self.dependencies
         if engine.dialect.name == "postgresql":
@@ -159,6 +163,7 @@ class HealthChecker:
                 uptime = await asyncio.wait_for(self.transport.uptime_seconds(), budget)
         except Exception as exc:
             raise Inconclusive(f"routing Redis unreadable: {type(exc).__name__}") from exc
+        self.consumers_seen, self.consumers_seen_at = consumers, time.time()
         if consumers == 0:
             if uptime is not None and uptime * 1000 < window:
                 raise Inconclusive(f"routing Redis up for {uptime:.0f} s only")

@@ -123,6 +123,11 @@ def _is_ip(text: str) -> bool:
     return True
 
 
+def masked_context(context: Mapping[str, Any]) -> dict[str, Any]:
+    """Bound fields as every line writes them: strings masked, identifiers kept."""
+    return _masked(context)
+
+
 def _masked(context: Mapping[str, Any]) -> dict[str, Any]:
     ev: dict[str, Any] = {}
     for key, value in context.items():
@@ -304,13 +309,38 @@ class StdoutHandler(logging.Handler):
 _request_logger = logging.getLogger("dialback.request")
 
 
+class RequestLineSink(logging.Handler):
+    """A handler that also takes the request lines written past ``logging`` (the fast path):
+    the ring of recent errors (``observability.recent_log``)."""
+
+    def keep_request_line(self, line: RequestLine) -> None:
+        """One request line at or above the handler's level."""
+        raise NotImplementedError
+
+
+_sink: RequestLineSink | None = None
+
+
+def set_request_line_sink(sink: RequestLineSink | None) -> None:
+    """Hand the fast path's request lines at or above ``sink``'s level to ``sink`` as well
+    (the request line's direct write stays on while it listens beside the stdout handler)."""
+    global _sink
+    _sink = sink
+
+
 def _plain_json_handler() -> StdoutHandler | None:
     """dialback's handler when it writes JSON and is the only handler or filter that a request
-    line meets; otherwise None."""
+    line meets (beside the request-line sink, which the fast path feeds itself); otherwise
+    None."""
     handler = _handler
     if handler is None or type(handler.formatter) is not JsonFormatter:
         return None
-    if logging.root.handlers != [handler] or logging.root.filters:
+    handlers = logging.root.handlers
+    if handlers != [handler] and not (
+        len(handlers) == 2 and handler in handlers and _sink in handlers
+    ):
+        return None
+    if logging.root.filters:
         return None
     lg: logging.Logger | None = _request_logger
     while lg is not None and lg is not logging.root:
@@ -362,6 +392,11 @@ def log_request_lines(lines: Sequence[RequestLine]) -> None:
     handler = _plain_json_handler()
     if handler is not None:
         handler.write_request_lines([line for line in lines if enabled(line[1])])
+        sink = _sink
+        if sink is not None and sink in logging.root.handlers:
+            for line in lines:
+                if line[1] >= sink.level and enabled(line[1]):
+                    sink.keep_request_line(line)
         return
     for _created, level, method, route, status, ms, corr, _context in lines:
         if enabled(level):
@@ -427,6 +462,16 @@ def set_level(level: str) -> None:
     quiet = max(LEVELS[level], logging.WARNING)
     for noisy in ("asyncio", *_LIBRARIES):
         logging.getLogger(noisy).setLevel(quiet)
+
+
+def change_level(level: str) -> tuple[str, str]:
+    """Set the run-time level (``set_level``) and say so in the log: the new level's canonical
+    name and the previous one (``PUT /admin/v1/logging`` and the Callback UI both call it)."""
+    previous = current_level()
+    set_level(level)
+    now = current_level()
+    logging.getLogger("dialback.admin").warning("log level changed from %s to %s", previous, now)
+    return now, previous
 
 
 def current_level() -> str:

@@ -218,6 +218,11 @@ class Metrics:
             raise KeyError(name)
         return self.registry.get(name)
 
+    def exported(self, name: str, values: tuple[str, ...] = ()) -> float | None:
+        """The value ``/metrics`` exports for one gauge or counter series (None: it exports
+        none); for readers such as the UI's Health page (``health_view``)."""
+        return self.registry.get(name).series.get(values)
+
     def tenant_known(self, tenant: str) -> None:
         """Create a tenant's series at 0, so its first throttle or booking is seen."""
         self.CB_TTL_LIMIT_REACHED.ensure((tenant,))

@@ -23,6 +23,8 @@ STATIC_FILES = {"ui.css": "text/css; charset=utf-8", "ui.js": "text/javascript; 
 # callbacks_detail: the Create form's number check.
 STATIC_FILES["callbacks.js"] = "text/javascript; charset=utf-8"
 STATIC_FILES |= {"services.js": "text/javascript; charset=utf-8"}  # ui-services
+# ui-ops: the Health page's live refresh.
+STATIC_FILES["health.js"] = "text/javascript; charset=utf-8"
 """The UI's own assets (``ui/static``), by name and media type; nothing from elsewhere."""
 STATIC_FILES["admin.js"] = "text/javascript; charset=utf-8"  # tenants, users: copy a secret
 

@@ -8,11 +8,13 @@ from types import ModuleType
 
 from fastapi import APIRouter
 
-from dialback.ui.pages import callbacks_detail, callins, services, tenants, users
+from dialback.ui.pages import callbacks_detail, callins, developer, health, services, tenants, users
 
 MODULES: tuple[ModuleType, ...] = (
     callbacks_detail,
     callins,
+    developer,
+    health,
     services,
     tenants,
     users,

@@ -1,0 +1,71 @@
+"""The Developer page in a real browser: a developer changes the log level (the admin API reads
+it back) and finds a failed request's error by its corrId, masked as the log line is."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import httpx
+
+from dialback.kit.context import bound, corr_id_var
+from dialback.observability.logging import current_level, set_level
+from tests.support.browser import DESKTOP, PHONE, chromium, shot, sign_in, ui_stack
+from tests.support.stack import ADMIN_TOKEN
+
+
+async def test_a_developer_sets_the_level_and_finds_an_error_by_corr_id(tmp_path: Path) -> None:
+    level = current_level()
+    set_level("info")
+    try:
+        async with ui_stack(tmp_path, simulator="off") as ui, chromium() as browser:
+            page = await browser.new_page(viewport=DESKTOP)
+            await sign_in(page, ui.url, "dev")
+            await page.get_by_role("link", name="Developer").click()
+            await page.wait_for_url(f"{ui.url}/ui/developer")
+            await page.get_by_role("combobox", name="Log level").select_option("debug")
+            await page.get_by_role("button", name="Set level").click()
+            await page.wait_for_url(f"{ui.url}/ui/developer?previous=info")
+            notice = page.get_by_role("status")
+            assert (
+                await notice.inner_text() == "Log level changed from info to debug on this replica."
+            )
+            async with httpx.AsyncClient(base_url=ui.url) as api:
+                r = await api.get(
+                    "/admin/v1/logging", headers={"authorization": f"Bearer {ADMIN_TOKEN}"}
+                )
+            assert r.json()["data"] == {"level": "debug"}
+
+            # A request that failed, as its handler would log it: its corrId and tenant bound.
+            corr = "3c2f9a1e-5b7d-4e21-9c0a-1f2e3d4c5b6a"
+            token = corr_id_var.set(corr)
+            try:
+                with bound(tenant="acme"):
+                    logging.getLogger("dialback.callbacks").error(
+                        "booking failed for +1 415 555 0199: store timed out"
+                    )
+            finally:
+                corr_id_var.reset(token)
+            await page.get_by_role("textbox", name="corrId").fill(corr)
+            await page.get_by_role("button", name="Look up").click()
+            await page.wait_for_url(f"{ui.url}/ui/developer?corrId={corr}")
+            row = page.locator("table.dev-log tbody tr")
+            assert await row.count() == 1
+            text = await row.inner_text()
+            assert "booking failed for +1 " in text and "store timed out" in text
+            assert "555 0199" not in text and "acme" in text and "error" in text
+            assert await page.get_by_role("heading", name=f"corrId {corr}").is_visible()
+            await shot(page, "developer")
+
+            phone = page  # the same session, on a phone's width
+            await phone.set_viewport_size(PHONE)
+            await phone.reload()
+            assert await phone.get_by_role("button", name="Set level").is_visible()
+            assert await phone.get_by_role("button", name="Look up").is_visible()
+            overflow = await phone.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
+            await shot(phone, "developer-phone")
+            assert overflow <= 0, f"the page scrolls sideways by {overflow}px"
+    finally:
+        set_level(level)
