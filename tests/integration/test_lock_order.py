@@ -127,6 +127,21 @@ async def test_mark_queued_and_apply_outcomes_never_deadlock_over_the_same_callb
     assert "transaction conflict" not in monitor_log.text
 
 
+async def lock_waiters(rt: Container, n: int, timeout: float = 10.0) -> None:
+    """Wait until ``n`` sessions of this database wait for a lock."""
+    deadline = time.monotonic() + timeout
+    query = sa.text(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    )
+    while time.monotonic() < deadline:
+        async with rt.engine.connect() as conn:
+            if (await conn.execute(query)).scalar_one() >= n:
+                return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"fewer than {n} sessions waited for a lock within {timeout} s")
+
+
 async def test_a_deadlock_that_happens_anyway_is_run_again_not_an_uncaught_exception(
     rt: Container, monitor_log: Records
 ) -> None:
@@ -144,7 +159,7 @@ async def test_a_deadlock_that_happens_anyway_is_run_again_not_an_uncaught_excep
     async with rt.engine.connect() as other:
         await other.execute(sa.select(callbacks.c.id).where(callbacks.c.id == y).with_for_update())
         applying = asyncio.create_task(mon.apply_outcomes([routing(x), routing(y)]))
-        await asyncio.sleep(0.05)  # the outcomes hold x and wait for y
+        await lock_waiters(rt, 1)  # the outcomes hold x and wait for y (not a guess of how long)
         await other.execute(sa.select(callbacks.c.id).where(callbacks.c.id == x).with_for_update())
         await other.commit()
     await asyncio.wait_for(applying, timeout=10)
