@@ -60,3 +60,23 @@ async def test_a_uuid_object_id_is_kept_a_number_in_a_name_is_masked(tmp_path: P
     ids = {r.object_type: r.object_id for r in page.rows}
     assert ids["callback"] == uuid_like
     assert "4155550123" not in ids["user"]
+
+
+async def test_hostile_text_is_stored_escaped_never_refused(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/audit.db")
+    await migrate(engine)
+    metrics = Metrics()
+    audit = AuditLog(engine, Events(metrics))
+    await audit.record(
+        "anonymous",
+        "admin.delete_user",
+        object_type="user",
+        object_id="a\x00b\u2028c\ud800",
+        detail={"message": "bad \x00 value\nnext line"},
+    )
+    page = await audit.search(AuditFilter(), limit=10, offset=0)
+    await engine.dispose()
+    [row] = page.rows
+    assert "\x00" not in row.object_id and "\\x00" in row.object_id
+    assert "\n" not in row.detail["message"] and "\\n" in row.detail["message"]
+    assert metrics.ges_audit_write_failures_total.value(()) == 0

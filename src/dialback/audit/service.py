@@ -16,7 +16,7 @@ from dialback.audit.repository import AuditFilter
 from dialback.identity.roles import Principal
 from dialback.kit.context import corr_id_var
 from dialback.observability.events import Events
-from dialback.observability.logging import mask_phone_numbers
+from dialback.observability.logging import escape_controls, mask_phone_numbers
 
 log = logging.getLogger("dialback.audit")
 
@@ -39,7 +39,10 @@ class AuditPage:
 
 
 def _bounded(text: str, n: int) -> str:
-    return text[:n]
+    # Stored text is one line of valid UTF-8 without NUL (PostgreSQL refuses \u0000): a path
+    # parameter or a refusal's message may echo whatever a client sent.
+    clean = escape_controls(text).encode("utf-8", "replace").decode("utf-8")
+    return clean[:n]
 
 
 def clean_detail(detail: dict[str, Any] | None) -> dict[str, Any]:
@@ -47,13 +50,13 @@ def clean_detail(detail: dict[str, Any] | None) -> dict[str, Any]:
     phone numbers masked."""
     out: dict[str, Any] = {}
     for key, value in list((detail or {}).items())[:_MAX_DETAIL_KEYS]:
-        key = str(key)[:64]
+        key = _bounded(str(key), 64)
         if _SECRET_KEY.search(key):
             continue
         if isinstance(value, bool | int | float) or value is None:
             out[key] = value
         else:
-            out[key] = mask_phone_numbers(str(value))[:_MAX_DETAIL_VALUE]
+            out[key] = _bounded(mask_phone_numbers(str(value)), _MAX_DETAIL_VALUE)
     return out
 
 
