@@ -42,6 +42,7 @@ class NavItem:
     label: str
     path: str  # below /ui
     permission: Permission
+    every_tenant: bool = False  # only for an operator of every tenant
 
 
 NAV: tuple[NavItem, ...] = (
@@ -52,7 +53,7 @@ NAV: tuple[NavItem, ...] = (
     NavItem("Health", "/health", Permission.HEALTH_READ),
     NavItem("Developer", "/developer", Permission.LOGGING_WRITE),
     NavItem("Tenants", "/tenants", Permission.TENANTS_WRITE),
-    NavItem("Users", "/users", Permission.USERS_READ),
+    NavItem("Users", "/users", Permission.USERS_READ, every_tenant=True),
 )
 """Pages not built yet are simply not listed in ``PAGES_BUILT``."""
 
@@ -125,7 +126,13 @@ def nav_for(principal: Principal | None) -> list[NavItem]:
     """The navigation entries ``principal`` may use (pages that exist only)."""
     if principal is None:
         return []
-    return [n for n in NAV if n.path in PAGES_BUILT and principal.can(n.permission)]
+    return [
+        n
+        for n in NAV
+        if n.path in PAGES_BUILT
+        and principal.can(n.permission)
+        and (principal.unscoped or not n.every_tenant)
+    ]
 
 
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
