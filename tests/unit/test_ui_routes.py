@@ -53,7 +53,8 @@ def test_every_template_and_asset_ships_in_the_wheel() -> None:
     files = [
         str(p.relative_to(root))
         for folder in ("ui/templates", "ui/static")
-        for p in (root / folder).iterdir()
+        for p in (root / folder).rglob("*")
+        if p.is_file()
     ]
     assert len(files) >= 5
     assert [f for f in files if not any(fnmatch.fnmatch(f, pat) for pat in patterns)] == []

@@ -8,7 +8,10 @@ from types import ModuleType
 
 from fastapi import APIRouter
 
-MODULES: tuple[ModuleType, ...] = ()
+from dialback.ui.pages import callbacks_list
+
+# callbacks_list before callbacks_detail: /callbacks/export.csv is not a callback's id.
+MODULES: tuple[ModuleType, ...] = (callbacks_list,)
 
 
 def page_routers() -> list[APIRouter]:
