@@ -9,7 +9,9 @@ import io
 import re
 import time
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -84,6 +86,14 @@ async def test_the_list_filters_counts_and_masks(rt: Container) -> None:
             "PROCESSING": "1",
             "COMPLETED": "1",
         }
+        # Times typed are wall-clock times in the operator's zone (here New York, UTC-5/-4).
+        ui.client.cookies.set("dialback_tz", "America/New_York")
+        local = datetime.fromtimestamp(time.time() + 5000, ZoneInfo("America/New_York"))
+        later = await ui.client.get(
+            "/ui/callbacks", params={"due_from": local.strftime("%Y-%m-%dT%H:%M")}
+        )
+        assert later.status_code == 200 and len(ROW_ID.findall(later.text)) == 2
+        ui.client.cookies.delete("dialback_tz")
         by_due = await ui.client.get("/ui/callbacks", params={"sort": "due", "state": "SCHEDULED"})
         ids = ROW_ID.findall(by_due.text)
         assert 'aria-sort="ascending"' in by_due.text

@@ -139,6 +139,14 @@ async def test_filter_page_bulk_cancel_and_export_as_a_supervisor(tmp_path: Path
         await _fits(page, PHONE)
         assert await page.get_by_role("button", name="Cancel selected").is_visible()
         assert await page.get_by_role("link", name="Export CSV").is_visible()
+        # ui.js: the header's box ticks every row of the page (and clears them again).
+        select_all = page.get_by_label("Select every callback on this page")
+        await select_all.check()
+        boxes = page.locator("input[name=ids]")
+        assert await boxes.count() == 5
+        assert all([await boxes.nth(i).is_checked() for i in range(5)])
+        await select_all.uncheck()
+        assert not any([await boxes.nth(i).is_checked() for i in range(5)])
         await shot(page, "callbacks-list-phone")
         await context.close()
 
