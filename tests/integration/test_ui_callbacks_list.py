@@ -86,6 +86,14 @@ async def test_the_list_filters_counts_and_masks(rt: Container) -> None:
             "PROCESSING": "1",
             "COMPLETED": "1",
         }
+        # The counts alone (what callbacks.js refreshes them with), for the same filters.
+        fragment = await ui.client.get(
+            "/ui/callbacks/counts", params={"tenant": "beta", "state": "COMPLETED"}
+        )
+        assert fragment.status_code == 200 and "<html" not in fragment.text
+        assert re.search(r'data-state="SCHEDULED">.*?"cb-count">4<', fragment.text)
+        bad = await ui.client.get("/ui/callbacks/counts", params={"due_from": "x"})
+        assert bad.status_code == 400 and "Due from: not a date and time" in bad.text
         # Times typed are wall-clock times in the operator's zone (here New York, UTC-5/-4).
         ui.client.cookies.set("dialback_tz", "America/New_York")
         local = datetime.fromtimestamp(time.time() + 5000, ZoneInfo("America/New_York"))

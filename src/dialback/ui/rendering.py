@@ -20,6 +20,7 @@ from dialback.web.envelope import CORR_SCOPE_KEY
 TZ_COOKIE = "dialback_tz"
 DEFAULT_TZ = "UTC"
 STATIC_FILES = {"ui.css": "text/css; charset=utf-8", "ui.js": "text/javascript; charset=utf-8"}
+STATIC_FILES["callbacks.js"] = "text/javascript; charset=utf-8"  # the callbacks list
 """The UI's own assets (``ui/static``), by name and media type; nothing from elsewhere."""
 
 templates = jinja2.Environment(

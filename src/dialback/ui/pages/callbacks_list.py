@@ -198,6 +198,21 @@ async def callbacks_list(
     return render(request, "callbacks/list.html", status, **context)
 
 
+@router.get("/callbacks/counts", name="callbacks_counts")
+async def callbacks_counts(
+    request: Request, c: ContainerDep, who: Principal = ui_requires(Permission.CALLBACKS_READ)
+) -> Response:
+    """The counts per state for the list's filters (but its state), as the list shows them:
+    what ``callbacks.js`` refreshes them with."""
+    q = parse_list_query(request.query_params, operator_zone(request))
+    if q.errors:
+        raise UiProblem(400, "Bad request", "; ".join(q.errors.values()))
+    counts = await c.callbacks.count_by_state(
+        q.tenant, CallbackFilter(**{**_fields(q.where), "state": None}), scope=who.tenants
+    )
+    return render(request, "callbacks/counts.html", q=q, states=STATES, counts=counts)
+
+
 def _fields(where: CallbackFilter) -> dict[str, Any]:
     return {name: getattr(where, name) for name in where.__dataclass_fields__}
 
