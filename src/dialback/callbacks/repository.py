@@ -238,13 +238,24 @@ class CallbackFilter:
     due_from: float | None = None
     due_to: float | None = None
     parked: bool | None = None  # True: only parked callbacks, False: none of them
+    # The number as typed; the service reads it as bookings do into ``phone_numbers``.
+    phone_number: str | None = None
+    phone_numbers: tuple[str, ...] | None = None  # E.164 forms, matched exactly
 
 
-async def search_callbacks(
-    conn: AsyncConnection, match: CallbackFilter, *, limit: int, offset: int
-) -> tuple[list[Any], int]:
-    """A page of callbacks matching the filter, newest first, and the total count."""
-    f = match
+SORTS = ("-createdTime", "dueTime", "-dueTime")
+"""The orders of a search: newest created first (the default), due time ascending, descending."""
+
+
+def _order(sort: str) -> list[sa.ColumnElement[Any]]:
+    if sort == "dueTime":
+        return [CB.due_at.asc(), CB.id.asc()]
+    if sort == "-dueTime":
+        return [CB.due_at.desc(), CB.id.desc()]
+    return [CB.created_at.desc(), CB.id]
+
+
+def _conditions(f: CallbackFilter) -> sa.ColumnElement[bool]:
     conds = []
     if f.tenant_id:
         conds.append(CB.tenant_id == f.tenant_id)
@@ -264,18 +275,68 @@ async def search_callbacks(
         conds.append(CB.due_at < f.due_to)
     if f.parked is not None:
         conds.append(~_not_parked() if f.parked else _not_parked())
-    where = sa.and_(sa.true(), *conds)
+    if f.phone_numbers is not None:
+        conds.append(CB.phone_number.in_(f.phone_numbers) if f.phone_numbers else sa.false())
+    return sa.and_(sa.true(), *conds)
+
+
+async def search_callbacks(
+    conn: AsyncConnection,
+    match: CallbackFilter,
+    *,
+    limit: int,
+    offset: int,
+    sort: str = "-createdTime",
+) -> tuple[list[Any], int]:
+    """A page of callbacks matching the filter in the ``sort`` order (``SORTS``), and the total
+    count."""
+    where = _conditions(match)
     count = sa.select(sa.func.count()).select_from(callbacks).where(where)
     total = int((await conn.execute(count)).scalar() or 0)
     parked = sa.exists().where(PARKED.callback_id == CB.id).label("parked")
     q = (
         sa.select(*_LIST_COLUMNS, parked)
         .where(where)
-        .order_by(CB.created_at.desc(), CB.id)
+        .order_by(*_order(sort))
         .limit(limit)
         .offset(offset)
     )
     return list((await conn.execute(q)).all()), total
+
+
+async def count_matching_by_state(conn: AsyncConnection, match: CallbackFilter) -> dict[str, int]:
+    """How many callbacks matching the filter are in each state (one grouped count)."""
+    q = (
+        sa.select(CB.state, sa.func.count())
+        .select_from(callbacks)
+        .where(_conditions(match))
+        .group_by(CB.state)
+    )
+    return {s: int(n) for s, n in (await conn.execute(q)).all()}
+
+
+async def export_batch(
+    conn: AsyncConnection,
+    match: CallbackFilter,
+    tenant_id: str,
+    after: tuple[float, str] | None,
+    limit: int,
+) -> list[Any]:
+    """Up to ``limit`` of one tenant's callbacks matching the filter, oldest created first,
+    after the keyset ``after`` (created_at, id); through ``ix_callbacks_tenant_created``."""
+    where = [_conditions(match), CB.tenant_id == tenant_id]
+    if after is not None:
+        created, cid = after
+        where.append(
+            sa.or_(CB.created_at > created, sa.and_(CB.created_at == created, CB.id > cid))
+        )
+    q = (
+        sa.select(*_LIST_COLUMNS)
+        .where(*where)
+        .order_by(CB.created_at.asc(), CB.id.asc())
+        .limit(limit)
+    )
+    return list((await conn.execute(q)).all())
 
 
 async def callback_history(conn: AsyncConnection, callback_id: str) -> list[Any]:

@@ -13,10 +13,10 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -35,6 +35,7 @@ from dialback.kit.phone import normalise_number
 from dialback.kit.timefmt import iso, utc_iso
 from dialback.observability.events import Events
 from dialback.routing.transport import RoutingTransport
+from dialback.services import repository as services_repo
 from dialback.services.calendar import Slot
 from dialback.services.repository import ServiceCache, ServiceRecord
 from dialback.settings import Settings
@@ -138,6 +139,58 @@ def throttle_keys(tenant: Tenant, phone: str, now: float) -> list[tuple[str, int
         (f"ten:{tenant.id}:{int(now // window)}", window),
         (f"num:{digest}:{_utc_day(now)}", 2 * 86400),
     ]
+
+
+STATES: tuple[str, ...] = get_args(lifecycle.StateName)
+"""The five callback states, in their order."""
+BULK_CANCEL_MAX = 250
+"""At most this many callbacks in one bulk cancel (the UI's page size)."""
+EXPORT_BATCH = 1000
+NOT_FOUND_REASON = "not found (or not in your tenants)"
+
+
+@dataclass(frozen=True, slots=True)
+class BulkRefusal:
+    """A callback a bulk cancel did not cancel: its state when known and why."""
+
+    id: str
+    state: str | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class BulkCancelResult:
+    """What a bulk cancel did: the ids cancelled and those refused, in the order asked."""
+
+    cancelled: list[str]
+    refused: list[BulkRefusal]
+
+
+@dataclass(frozen=True, slots=True)
+class FilterChoices:
+    """What the callback list's filters offer: tenant names and service names."""
+
+    tenants: list[str]
+    services: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class ExportBatch:
+    """Some of one tenant's callbacks of an export (rows without userData)."""
+
+    tenant: str
+    rows: list[Any]
+
+
+@dataclass(frozen=True)
+class _AnyNumber:
+    """A number search reads a number as a booking does, but refuses none by the service's
+    rules (a refused number can never be stored, so it simply finds nothing)."""
+
+    default_country: str
+    allowed_countries: Sequence[str] | None = None
+    allow_premium: bool = True
+    blocked_patterns: Sequence[str] = ()
 
 
 class CallbackService:
@@ -509,19 +562,16 @@ class CallbackService:
         limit: int,
         offset: int,
         scope: frozenset[str] | None = None,
+        sort: str = "-createdTime",
     ) -> CallbackPage:
-        """Admin: callbacks of every tenant (or of ``tenant``, by name) matching ``where``, newest
-        first, paged; ``scope``: the tenant names the caller may see (None: all)."""
-        if scope is not None and tenant is not None and tenant not in scope:
-            raise Forbidden(f"tenant {tenant!r} is outside your scope")
+        """Admin: callbacks of every tenant (or of ``tenant``, by name) matching ``where``, in the
+        ``sort`` order (``repository.SORTS``; default newest first), paged; ``scope``: the tenant
+        names the caller may see (None: all)."""
         async with self.engine.connect() as conn:
-            if tenant is not None:
-                tenant_id = (await tenants_repo.tenant_named(conn, tenant)).id
-                where = dataclasses.replace(where, tenant_id=tenant_id)
-            elif scope is not None:
-                ids = await tenants_repo.tenant_ids(conn, scope)
-                where = dataclasses.replace(where, tenant_ids=tuple(sorted(ids)))
-            rows, total = await repo.search_callbacks(conn, where, limit=limit, offset=offset)
+            where = await self._resolve(conn, tenant, where, scope)
+            rows, total = await repo.search_callbacks(
+                conn, where, limit=limit, offset=offset, sort=sort
+            )
             names = await tenants_repo.tenant_names(conn, {r.tenant_id for r in rows})
         return CallbackPage(rows, names, total)
 
@@ -698,6 +748,146 @@ class CallbackService:
             where = ".".join(str(p) for p in first["loc"]) or "callback"
             raise Conflict(f"{where}: the stored value is refused today ({first['msg']})") from None
         return await self.create(tenant, req)
+
+    # The Callback UI's list: filters, counts per state, bulk cancel, export.
+
+    async def _resolve(
+        self,
+        conn: AsyncConnection,
+        tenant: str | None,
+        where: repo.CallbackFilter,
+        scope: frozenset[str] | None,
+    ) -> repo.CallbackFilter:
+        """``where`` narrowed to ``tenant`` (by name) or to the tenants of ``scope``, its number
+        read into the E.164 forms to match; 403 for a tenant outside the scope."""
+        if scope is not None and tenant is not None and tenant not in scope:
+            raise Forbidden(f"tenant {tenant!r} is outside your scope")
+        if tenant is not None:
+            tenant_id = (await tenants_repo.tenant_named(conn, tenant)).id
+            where = dataclasses.replace(where, tenant_id=tenant_id)
+        elif scope is not None:
+            ids = await tenants_repo.tenant_ids(conn, scope)
+            where = dataclasses.replace(where, tenant_ids=tuple(sorted(ids)))
+        raw = (where.phone_number or "").strip()
+        if raw:
+            where = dataclasses.replace(where, phone_numbers=await self._numbers(conn, where, raw))
+        return where
+
+    async def _numbers(
+        self, conn: AsyncConnection, where: repo.CallbackFilter, raw: str
+    ) -> tuple[str, ...]:
+        """Every E.164 form ``raw`` takes as a booking reads it: under the default country of
+        each service the filter covers; 400 naming ``phoneNumber`` when it is none."""
+        tenant_ids = (where.tenant_id,) if where.tenant_id else where.tenant_ids
+        countries = await services_repo.default_countries(conn, tenant_ids, where.service_name)
+        forms: dict[str, None] = {}
+        error: BadRequest | None = None
+        for cc in countries or ["US"]:
+            try:
+                forms[normalise_number(raw[:64], _AnyNumber(cc))] = None
+            except BadRequest as exc:
+                error = exc
+        if not forms:
+            assert error is not None
+            raise error
+        return tuple(forms)
+
+    async def filter_choices(self, scope: frozenset[str] | None = None) -> FilterChoices:
+        """The tenants (names) within ``scope`` and the names of their services, sorted: what
+        the list's filters offer."""
+        async with self.engine.connect() as conn:
+            records = await tenants_repo.list_tenants(conn)
+            seen = [t for t in records if scope is None or t.name in scope]
+            ids = None if scope is None else tuple(t.id for t in seen)
+            names = await services_repo.service_names(conn, ids)
+        return FilterChoices(sorted(t.name for t in seen), names)
+
+    async def count_by_state(
+        self,
+        tenant: str | None,
+        where: repo.CallbackFilter,
+        *,
+        scope: frozenset[str] | None = None,
+    ) -> dict[str, int]:
+        """How many callbacks match ``where`` (as ``search`` reads it) in each of the five
+        states (0 for a state none is in), counted in the store."""
+        async with self.engine.connect() as conn:
+            where = await self._resolve(conn, tenant, where, scope)
+            found = await repo.count_matching_by_state(conn, where)
+        return {state: found.get(state, 0) for state in STATES}
+
+    async def bulk_cancel(
+        self, ids: Sequence[str], scope: frozenset[str] | None = None
+    ) -> BulkCancelResult:
+        """Admin: cancel each callback (of a tenant within ``scope``) no agent handles yet, each
+        in its own transaction; the others refused with the reason. 400 for none or more than
+        ``BULK_CANCEL_MAX``."""
+        wanted = list(dict.fromkeys(i.strip() for i in ids if i.strip()))
+        if not wanted:
+            raise BadRequest("ids: select at least one callback")
+        if len(wanted) > BULK_CANCEL_MAX:
+            raise BadRequest(
+                f"ids: at most {BULK_CANCEL_MAX} callbacks at a time ({len(wanted)} given)"
+            )
+        tenants: dict[str, Tenant | None] = {}
+        cancelled: list[str] = []
+        refused: list[BulkRefusal] = []
+        for cid in wanted:
+            async with self.engine.connect() as conn:
+                row = await repo.find_callback(conn, cid) if is_id(cid) else None
+                if row is not None and row.tenant_id not in tenants:
+                    tenants[row.tenant_id] = await tenants_repo.get_tenant(conn, row.tenant_id)
+            tenant = tenants.get(row.tenant_id) if row is not None else None
+            if row is None or tenant is None or (scope is not None and tenant.name not in scope):
+                refused.append(BulkRefusal(cid, None, NOT_FOUND_REASON))
+                continue
+            try:
+                await self._cancel(tenant, cid, source="admin")
+            except NotFound:
+                refused.append(BulkRefusal(cid, None, NOT_FOUND_REASON))
+            except Conflict as exc:
+                refused.append(BulkRefusal(cid, row.state, exc.message))
+            else:
+                cancelled.append(cid)
+        return BulkCancelResult(cancelled, refused)
+
+    async def export(
+        self,
+        tenant: str | None,
+        where: repo.CallbackFilter,
+        *,
+        scope: frozenset[str] | None = None,
+        batch: int = EXPORT_BATCH,
+    ) -> AsyncIterator[ExportBatch]:
+        """Admin: every callback matching ``where`` (as ``search`` reads it), tenant by tenant
+        (by name), oldest created first, in batches read by keyset on (created_at, id): never
+        the whole set in memory. The filter and scope are checked before this returns."""
+        async with self.engine.connect() as conn:
+            where = await self._resolve(conn, tenant, where, scope)
+            if where.tenant_id is not None:
+                ids: set[str] | tuple[str, ...] = (where.tenant_id,)
+            elif where.tenant_ids is not None:
+                ids = where.tenant_ids
+            else:
+                ids = {t.id for t in await tenants_repo.list_tenants(conn)}
+            names = await tenants_repo.tenant_names(conn, set(ids))
+        order = sorted(names.items(), key=lambda item: (item[1], item[0]))
+        return self._export_batches(where, order, batch)
+
+    async def _export_batches(
+        self, where: repo.CallbackFilter, tenants: list[tuple[str, str]], batch: int
+    ) -> AsyncIterator[ExportBatch]:
+        for tenant_id, name in tenants:
+            after: tuple[float, str] | None = None
+            while True:
+                # A connection per batch: a slow download never holds one from the pool.
+                async with self.engine.connect() as conn:
+                    rows = await repo.export_batch(conn, where, tenant_id, after, batch)
+                if rows:
+                    yield ExportBatch(name, rows)
+                if len(rows) < batch:
+                    break
+                after = (rows[-1].created_at, rows[-1].id)
 
 
 def _check_scope(scope: frozenset[str] | None, tenant: str | None, callback_id: str) -> None:

@@ -3,18 +3,24 @@ history (the services return rows and dataclasses, the routes render them here).
 
 from __future__ import annotations
 
+import csv
+import io
+from collections.abc import AsyncIterator
 from typing import Any
 
 from dialback.callbacks.service import (
     EWT_NO_AGENTS,
     EWT_NO_HISTORY,
     Availability,
+    BulkCancelResult,
     CallbackDetail,
     CallbackPage,
     CallbackStatus,
+    ExportBatch,
     QueueStatus,
     WaitEstimate,
 )
+from dialback.kit.phone import mask
 from dialback.kit.timefmt import iso, local_iso, utc_iso
 from dialback.routing.messages import DISPATCH_BOOKING_FIELDS
 
@@ -206,3 +212,74 @@ def admin_detail(d: CallbackDetail, *, user_data: bool = True) -> dict[str, Any]
         # Stored values that cannot be rendered (shown null above): their raw text.
         **({"unreadable": row.unreadable} if row.unreadable else {}),
     }
+
+
+def bulk_cancel(result: BulkCancelResult) -> dict[str, Any]:
+    """What a bulk cancel did: the ids cancelled, and each refused with its state and why."""
+    return {
+        "cancelled": result.cancelled,
+        "refused": [{"id": r.id, "state": r.state, "reason": r.reason} for r in result.refused],
+    }
+
+
+EXPORT_COLUMNS = (
+    "id",
+    "tenant",
+    "serviceName",
+    "phoneNumberMasked",
+    "callbackState",
+    "callbackReason",
+    "cbOfferType",
+    "desiredTime",
+    "dueTime",
+    "createdTime",
+    "updatedTime",
+    "completedTime",
+    "attempt",
+    "maxAttempts",
+    "priority",
+    "language",
+)
+"""The CSV export's columns: no userData, the number masked, times in UTC ISO-8601."""
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: str | None) -> str:
+    # A spreadsheet runs a cell starting like a formula: such free text gets a leading quote.
+    text = value or ""
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def export_row(tenant: str, row: Any) -> list[str]:
+    """One callback as a row of the CSV export (``EXPORT_COLUMNS``)."""
+    return [
+        row.id,
+        _cell(tenant),
+        _cell(row.service_name),
+        mask(row.phone_number),
+        row.state,
+        _cell(row.reason),
+        _cell(row.offer_type),
+        iso(row.desired_time) or "",
+        utc_iso(row.due_at),
+        utc_iso(row.created_at),
+        utc_iso(row.updated_at),
+        iso(row.completed_at) or "",
+        str(row.attempt),
+        str(row.max_attempts),
+        str(row.priority),
+        _cell(row.language),
+    ]
+
+
+def _csv_text(rows: list[list[str]]) -> str:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerows(rows)
+    return out.getvalue()
+
+
+async def export_csv(batches: AsyncIterator[ExportBatch]) -> AsyncIterator[str]:
+    """The CSV export as it streams: the header row, then a chunk per batch."""
+    yield _csv_text([list(EXPORT_COLUMNS)])
+    async for batch in batches:
+        yield _csv_text([export_row(batch.tenant, r) for r in batch.rows])

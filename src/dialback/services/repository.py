@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dialback.db.named_configs import NamedConfig, NamedConfigs
 from dialback.db.schema import services
@@ -32,6 +33,32 @@ list_services = _services.list
 create_service = _services.create
 update_service = _services.update
 delete_service = _services.delete
+
+
+async def default_countries(
+    conn: AsyncConnection, tenant_ids: tuple[str, ...] | None, name: str | None = None
+) -> list[str]:
+    """The default countries (``validation.defaultCountry``) national numbers are read with by
+    the services of these tenants (None: every tenant), only those called ``name`` if given."""
+    q = sa.select(services.c.config)
+    if tenant_ids is not None:
+        q = q.where(services.c.tenant_id.in_(tenant_ids))
+    if name is not None:
+        q = q.where(services.c.name == name)
+    found: dict[str, None] = {}
+    for (config,) in await conn.execute(q):
+        validation = config.get("validation") if isinstance(config, dict) else None
+        country = validation.get("defaultCountry") if isinstance(validation, dict) else None
+        found[str(country or "US").upper()] = None
+    return list(found)
+
+
+async def service_names(conn: AsyncConnection, tenant_ids: tuple[str, ...] | None) -> list[str]:
+    """The distinct names of the services of these tenants (None: every tenant), sorted."""
+    q = sa.select(services.c.name).distinct().order_by(services.c.name)
+    if tenant_ids is not None:
+        q = q.where(services.c.tenant_id.in_(tenant_ids))
+    return [name for (name,) in await conn.execute(q)]
 
 
 class ServiceCache:

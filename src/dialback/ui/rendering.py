@@ -25,6 +25,7 @@ STATIC_FILES["callbacks.js"] = "text/javascript; charset=utf-8"
 STATIC_FILES |= {"services.js": "text/javascript; charset=utf-8"}  # ui-services
 # ui-ops: the Health page's live refresh.
 STATIC_FILES["health.js"] = "text/javascript; charset=utf-8"
+STATIC_FILES["callbacks-list.js"] = "text/javascript; charset=utf-8"  # the callbacks list
 """The UI's own assets (``ui/static``), by name and media type; nothing from elsewhere."""
 STATIC_FILES["admin.js"] = "text/javascript; charset=utf-8"  # tenants, users: copy a secret
 

@@ -8,9 +8,20 @@ from types import ModuleType
 
 from fastapi import APIRouter
 
-from dialback.ui.pages import callbacks_detail, callins, developer, health, services, tenants, users
+from dialback.ui.pages import (
+    callbacks_detail,
+    callbacks_list,
+    callins,
+    developer,
+    health,
+    services,
+    tenants,
+    users,
+)
 
+# callbacks_list before callbacks_detail: /callbacks/export.csv is not a callback's id.
 MODULES: tuple[ModuleType, ...] = (
+    callbacks_list,
     callbacks_detail,
     callins,
     developer,

@@ -1,0 +1,291 @@
+"""The Callback UI's callbacks list over HTTP (no browser): filters and their errors, the phone
+search, scope, bulk cancel (its refusals, a Monitor's forged POST, no CSRF token), the CSV
+export, and the admin API's same use cases."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import time
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+
+from dialback.callbacks.repository import CallbackFilter
+from dialback.container import Container
+from dialback.identity.roles import Role
+from tests.integration.test_ui_login import PASSWORD, Ui, _runtime
+from tests.support.factories import insert_due_callbacks, tenant_and_service
+from tests.support.stack import ADMIN_TOKEN
+
+ROW_ID = re.compile(r'name="ids" value="([0-9a-f-]{36})"')
+
+
+@pytest.fixture
+async def rt(tmp_path: Path) -> AsyncIterator[Container]:
+    """Tenants acme (sales, support) and beta (sales) with callbacks; sam (supervisor), mona
+    (monitor), and sue, a supervisor of acme only."""
+    c = await _runtime(f"sqlite+aiosqlite:///{tmp_path}/dialback.db", tmp_path)
+    await c.users.add("sam", frozenset({Role.SUPERVISOR}), password=PASSWORD)
+    await c.users.add("mona", frozenset({Role.MONITOR}), password=PASSWORD)
+    await c.users.add("sue", frozenset({Role.SUPERVISOR}), frozenset({"acme"}), password=PASSWORD)
+    acme, acme_sales = await tenant_and_service(c.engine, "acme", "sales")
+    beta, beta_sales = await tenant_and_service(c.engine, "beta", "sales")
+    now = time.time()
+    await insert_due_callbacks(c.engine, acme, acme_sales, 3, due_at=now + 3600)
+    await insert_due_callbacks(
+        c.engine, acme, acme_sales, 2, due_at=now + 7200, phone_number="+14155550123"
+    )
+    await insert_due_callbacks(
+        c.engine, acme, acme_sales, 1, state="PROCESSING", phone_number="+14155550999"
+    )
+    await insert_due_callbacks(c.engine, acme, acme_sales, 1, state="COMPLETED", reason="handled")
+    await insert_due_callbacks(
+        c.engine, beta, beta_sales, 4, due_at=now + 60, phone_number="+14155550123"
+    )
+    try:
+        yield c
+    finally:
+        await c.stop()
+
+
+async def _signed_in(rt: Container, user: str) -> Ui:
+    ui = Ui(rt)
+    answer = await ui.sign_in(user)
+    assert answer.status_code == 303, answer.text
+    return ui
+
+
+async def test_the_list_filters_counts_and_masks(rt: Container) -> None:
+    async with await _signed_in(rt, "sam") as ui:
+        page = await ui.client.get("/ui/callbacks")
+        assert page.status_code == 200, page.text
+        assert len(ROW_ID.findall(page.text)) == 11
+        assert "+14155550123" not in page.text and "+14*******23" in page.text
+        assert 'name="tenant"' in page.text  # two tenants: the select is shown
+        only_beta = await ui.client.get("/ui/callbacks", params={"tenant": "beta"})
+        assert len(ROW_ID.findall(only_beta.text)) == 4
+        # The number typed as a person would, national form: read as the booking read it.
+        by_phone = await ui.client.get("/ui/callbacks", params={"phone": "(415) 555-0123"})
+        assert len(ROW_ID.findall(by_phone.text)) == 6
+        processing = await ui.client.get("/ui/callbacks", params={"state": "PROCESSING"})
+        assert len(ROW_ID.findall(processing.text)) == 1
+        # Counts for the other filters: every state, counted in the store.
+        counts = dict(
+            re.findall(r'data-state="(\w+)">.*?<span class="cb-count">(\d+)</span>', page.text)
+        )
+        assert counts == {
+            "SCHEDULED": "9",
+            "QUEUED": "0",
+            "ROUTING": "0",
+            "PROCESSING": "1",
+            "COMPLETED": "1",
+        }
+        # The counts alone (what callbacks-list.js refreshes them with), for the same filters.
+        fragment = await ui.client.get(
+            "/ui/callbacks/counts", params={"tenant": "beta", "state": "COMPLETED"}
+        )
+        assert fragment.status_code == 200 and "<html" not in fragment.text
+        assert re.search(r'data-state="SCHEDULED">.*?"cb-count">4<', fragment.text)
+        bad = await ui.client.get("/ui/callbacks/counts", params={"due_from": "x"})
+        assert bad.status_code == 400 and "Due from: not a date and time" in bad.text
+        # Times typed are wall-clock times in the operator's zone (here New York, UTC-5/-4).
+        ui.client.cookies.set("dialback_tz", "America/New_York")
+        local = datetime.fromtimestamp(time.time() + 5000, ZoneInfo("America/New_York"))
+        later = await ui.client.get(
+            "/ui/callbacks", params={"due_from": local.strftime("%Y-%m-%dT%H:%M")}
+        )
+        assert later.status_code == 200 and len(ROW_ID.findall(later.text)) == 2
+        ui.client.cookies.delete("dialback_tz")
+        by_due = await ui.client.get("/ui/callbacks", params={"sort": "due", "state": "SCHEDULED"})
+        ids = ROW_ID.findall(by_due.text)
+        assert 'aria-sort="ascending"' in by_due.text
+        api = await rt_api(rt, {"sort": "dueTime", "state": "SCHEDULED", "limit": 250})
+        assert ids == [item["id"] for item in api["items"]]
+
+
+async def rt_api(rt: Container, params: dict[str, object]) -> dict[str, object]:
+    from dialback.app import create_internal_app
+
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_internal_app(rt)),
+        base_url="http://internal",
+        headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
+    ) as client:
+        answer = await client.get("/admin/v1/callbacks", params=params)
+        assert answer.status_code == 200, answer.text
+        data: dict[str, object] = answer.json()["data"]
+        return data
+
+
+BAD_FILTERS = [
+    ({"created_from": "yesterday"}, "created_from", "Created from: not a date and time"),
+    (
+        {"due_from": "2026-05-02T10:00", "due_to": "2026-05-01T10:00"},
+        "due_to",
+        "Due to: must be after due from",
+    ),
+    ({"state": "LOST"}, "state", "State: use one of SCHEDULED"),
+    ({"phone": "12"}, "phone", "Phone number: "),
+    ({"service": "<script>"}, "service", "Service: not a valid name"),
+    ({"page": "0"}, "", "Page: a whole number"),
+]
+
+
+async def test_bad_filters_answer_400_naming_the_field(rt: Container) -> None:
+    async with await _signed_in(rt, "mona") as ui:
+        for params, field, text in BAD_FILTERS:
+            page = await ui.client.get("/ui/callbacks", params=params)
+            assert page.status_code == 400, (params, page.text)
+            assert text in page.text, params
+            if field:  # the message next to its field, the field marked and linked
+                assert f'<span class="field-error" id="{field}-error">{text}' in page.text
+                assert f'aria-describedby="{field}-error"' in page.text
+                assert f'href="#f-{field}"' in page.text
+            assert "<script>" not in page.text
+            assert not ROW_ID.findall(page.text)
+
+
+async def test_a_scoped_supervisor_sees_only_its_tenants(rt: Container) -> None:
+    async with await _signed_in(rt, "sue") as ui:
+        page = await ui.client.get("/ui/callbacks")
+        assert page.status_code == 200
+        assert len(ROW_ID.findall(page.text)) == 7
+        assert 'name="tenant"' not in page.text  # one tenant: no select
+        other = await ui.client.get("/ui/callbacks", params={"tenant": "beta"})
+        assert other.status_code == 403
+        export = await ui.client.get("/ui/callbacks/export.csv")
+        rows = list(csv.DictReader(io.StringIO(export.text)))
+        assert len(rows) == 7 and {r["tenant"] for r in rows} == {"acme"}
+        # A bulk cancel of another tenant's callback: "not found", nothing said about it.
+        beta_ids = await _ids_of(rt, "beta")
+        answer = await ui.client.post(
+            "/ui/callbacks/cancel", data={"ids": beta_ids[:1], "csrf_token": await ui.csrf()}
+        )
+        assert answer.status_code == 200
+        assert "Cancelled 0 of 1" in answer.text and "not found" in answer.text
+    assert len(await _ids_of(rt, "beta", "SCHEDULED")) == 4
+
+
+async def _ids_of(rt: Container, tenant: str, state: str | None = None) -> list[str]:
+    page = await rt.callbacks.search(
+        tenant, CallbackFilter(state=state), limit=250, offset=0, sort="dueTime"
+    )
+    return [r.id for r in page.rows]
+
+
+async def test_bulk_cancel_cancels_and_says_why_not(rt: Container) -> None:
+    async with await _signed_in(rt, "sam") as ui:
+        scheduled = ROW_ID.findall(
+            (await ui.client.get("/ui/callbacks", params={"state": "SCHEDULED"})).text
+        )
+        processing = ROW_ID.findall(
+            (await ui.client.get("/ui/callbacks", params={"state": "PROCESSING"})).text
+        )
+        completed = ROW_ID.findall(
+            (await ui.client.get("/ui/callbacks", params={"state": "COMPLETED"})).text
+        )
+        ids = [*scheduled[:2], *processing, *completed, "no-such-callback"]
+        answer = await ui.client.post(
+            "/ui/callbacks/cancel",
+            data={"ids": ids, "csrf_token": await ui.csrf(), "back": "state=SCHEDULED&x=1"},
+        )
+        assert answer.status_code == 200, answer.text
+        text = answer.text
+        assert "Cancelled 2 of 5 selected callbacks. 3 could not be cancelled." in text
+        assert "PROCESSING" in text and "can no longer be cancelled" in text
+        assert "not found" in text
+        assert 'href="/ui/callbacks?state=SCHEDULED"' in text  # the way back keeps the filters
+        after = await ui.client.get("/ui/callbacks", params={"state": "SCHEDULED"})
+        assert len(ROW_ID.findall(after.text)) == 7
+        empty = await ui.client.post("/ui/callbacks/cancel", data={"csrf_token": await ui.csrf()})
+        assert empty.status_code == 400 and "ids: select at least one callback" in empty.text
+        too_many = await ui.client.post(
+            "/ui/callbacks/cancel",
+            data={"ids": [f"id-{i}" for i in range(251)], "csrf_token": await ui.csrf()},
+        )
+        assert too_many.status_code == 400 and "at most 250" in too_many.text
+    actions = await _audit_actions(rt)
+    assert "ui.bulk_cancel_callbacks" in actions
+
+
+async def _audit_actions(rt: Container) -> list[str]:
+    import sqlalchemy as sa
+
+    from dialback.db.schema import audit_log
+
+    async with rt.engine.connect() as conn:
+        return [a for (a,) in await conn.execute(sa.select(audit_log.c.action))]
+
+
+async def test_a_monitor_has_no_bulk_cancel_and_its_forged_post_is_refused(rt: Container) -> None:
+    target = (await _ids_of(rt, "acme", "SCHEDULED"))[0]
+    async with await _signed_in(rt, "sam") as sam:
+        no_token = await sam.client.post("/ui/callbacks/cancel", data={"ids": [target]})
+        assert no_token.status_code == 403 and "CSRF" in no_token.text
+    async with await _signed_in(rt, "mona") as mona:
+        page = await mona.client.get("/ui/callbacks")
+        assert page.status_code == 200
+        assert 'name="ids"' not in page.text and "Cancel selected" not in page.text
+        assert "Export CSV" not in page.text
+        forged = await mona.client.post(
+            "/ui/callbacks/cancel", data={"ids": [target], "csrf_token": await mona.csrf()}
+        )
+        assert forged.status_code == 403 and "callbacks.write" in forged.text
+        export = await mona.client.get("/ui/callbacks/export.csv")
+        assert export.status_code == 403 and "callbacks.export" in export.text
+    assert target in await _ids_of(rt, "acme", "SCHEDULED")  # nothing was cancelled
+
+
+async def test_the_export_is_the_filtered_set_masked_in_utc(rt: Container) -> None:
+    async with await _signed_in(rt, "sam") as ui:
+        answer = await ui.client.get("/ui/callbacks/export.csv", params={"phone": "+14155550123"})
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["content-type"].startswith("text/csv")
+        assert "attachment" in answer.headers["content-disposition"]
+        rows = list(csv.DictReader(io.StringIO(answer.text)))
+        assert len(rows) == 6
+        assert {r["phoneNumberMasked"] for r in rows} == {"+14*******23"}
+        assert "+14155550123" not in answer.text and "userData" not in answer.text
+        assert all(r["createdTime"].endswith("Z") for r in rows)
+        assert [r["tenant"] for r in rows] == ["acme"] * 2 + ["beta"] * 4
+        bad = await ui.client.get("/ui/callbacks/export.csv", params={"due_to": "soon"})
+        assert bad.status_code == 400 and "Due to: not a date and time" in bad.text
+
+
+async def test_the_admin_api_bulk_cancel_export_and_phone_search(rt: Container) -> None:
+    from dialback.app import create_internal_app
+
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_internal_app(rt)),
+        base_url="http://internal",
+        headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
+    ) as api:
+        found = await api.get("/admin/v1/callbacks", params={"phoneNumber": "+1 415 555 0123"})
+        assert found.status_code == 200 and found.json()["data"]["total"] == 6
+        bad = await api.get("/admin/v1/callbacks", params={"phoneNumber": "12"})
+        assert bad.status_code == 400 and "phoneNumber" in bad.json()["status"]["message"]
+        ids = [i["id"] for i in found.json()["data"]["items"]]
+        done = await api.post("/admin/v1/callbacks/cancel", json={"ids": [*ids[:3], "nope"]})
+        assert done.status_code == 200, done.text
+        data = done.json()["data"]
+        assert data["cancelled"] == ids[:3]
+        assert data["refused"] == [
+            {"id": "nope", "state": None, "reason": "not found (or not in your tenants)"}
+        ]
+        twice = await api.post("/admin/v1/callbacks/cancel", json={"ids": ["x"] * 300})
+        assert twice.status_code == 200  # the same id asked many times counts once
+        assert len(twice.json()["data"]["refused"]) == 1
+        over = await api.post(
+            "/admin/v1/callbacks/cancel", json={"ids": [f"x{i}" for i in range(251)]}
+        )
+        assert over.status_code == 400 and "at most 250" in over.json()["status"]["message"]
+        export = await api.get("/admin/v1/callbacks/export", params={"state": "COMPLETED"})
+        assert export.status_code == 200 and export.headers["content-type"].startswith("text/csv")
+        rows = list(csv.DictReader(io.StringIO(export.text)))
+        assert len(rows) == 4 and {r["callbackReason"] for r in rows} == {"handled", "cancelled"}
