@@ -8,6 +8,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -77,6 +78,34 @@ def db_timeouts_of(settings: Settings) -> DbTimeouts:
         lock_seconds=settings.db_lock_timeout_seconds,
         idle_in_transaction_seconds=settings.db_idle_in_transaction_timeout_seconds,
         pool_seconds=settings.db_pool_timeout_seconds,
+    )
+
+
+STOP_BOUND_SECONDS = 20.0
+"""The longest one part of the runtime may take to stop (each bounds its own work below it)."""
+
+
+async def _run(stop: Callable[[], Awaitable[None]]) -> None:
+    await stop()
+
+
+async def _bounded_stop(name: str, stop: Callable[[], Awaitable[None]]) -> None:
+    # asyncio.wait, not wait_for: on timeout it does not wait for a task that will not end.
+    task: asyncio.Task[None] = asyncio.create_task(_run(stop), name=f"stop {name}")
+    _done, pending = await asyncio.wait({task}, timeout=STOP_BOUND_SECONDS)
+    if not pending:
+        task.result()
+        return
+    waiting = []
+    for t in asyncio.all_tasks():
+        frames = t.get_stack(limit=3)
+        where = " < ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in frames) or "?"
+        waiting.append(f"{t.get_name()} at {where}")
+    log.error(
+        "the %s did not stop within %.0f s; left behind. Tasks: %s",
+        name,
+        STOP_BOUND_SECONDS,
+        "; ".join(waiting),
     )
 
 
@@ -281,15 +310,20 @@ class Container:
             self.events.tenant_known(name)
 
     async def stop(self) -> None:
-        """Stop background work and close connections."""
-        await self.health.stop()
-        await self.loop_lag.stop()
+        """Stop background work and close connections; a part that does not stop within its
+        bound is logged with what every task is waiting on, and left behind."""
+        stages: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+            ("health checker", self.health.stop),
+            ("loop-lag monitor", self.loop_lag.stop),
+        ]
         if self.monitor:
-            await self.monitor.stop()
+            stages.append(("callback monitor", self.monitor.stop))
         if self.simulator:
-            await self.simulator.stop()
+            stages.append(("routing simulator", self.simulator.stop))
         if self.retention_sweeper:
-            await self.retention_sweeper.stop()
+            stages.append(("retention sweeper", self.retention_sweeper.stop))
+        for name, stop in stages:
+            await _bounded_stop(name, stop)
         closers = [self.transport.close, self.counters.close, self.store.close]
         if self.oidc:
             closers.append(self.oidc.aclose)

@@ -31,6 +31,8 @@ def served(client: httpx.AsyncClient) -> list[tuple[str, str]]:
 
 
 def concrete(template: str) -> str:
+    # A parameter with a converter ({id:uuid}) takes a value the converter accepts.
+    template = re.sub(r"\{[^}:]+:uuid\}", "0b8e5b34-1f4e-4c51-9d1f-6b3c1a2d7e90", template)
     return re.sub(r"\{[^}]+\}", "x1", template)
 
 

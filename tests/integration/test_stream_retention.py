@@ -35,7 +35,11 @@ async def transport(routing_redis_url: str) -> AsyncIterator[RedisTransport]:
 
 
 async def add(t: RedisTransport, stream: str, n: int) -> list[str]:
-    return [await t.client.xadd(stream, {"type": "callback", "id": f"cb-{i}"}) for i in range(n)]
+    added = [await t.client.xadd(stream, {"type": "callback", "id": f"cb-{i}"}) for i in range(n)]
+    # A trim with no time margin keeps what is not older than Redis's clock's millisecond: let
+    # one pass, or a fast machine sees "nothing old enough" (the flake this sleep removes).
+    await asyncio.sleep(0.005)
+    return added
 
 
 async def ids(t: RedisTransport, stream: str) -> list[str]:

@@ -4,6 +4,7 @@ and fails liveness; ``stop`` stops the loops in parallel within one timeout."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import httpx
@@ -109,3 +110,33 @@ async def test_a_missing_consumer_group_is_provisioned_again_without_an_alarm(
 
 async def _true(v: bool) -> bool:
     return v
+
+
+async def test_a_part_that_will_not_stop_is_logged_and_left_behind(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dialback import container
+
+    monkeypatch.setattr(container, "STOP_BOUND_SECONDS", 0.2)
+    stuck = asyncio.Event()
+
+    async def never() -> None:
+        while not stuck.is_set():  # swallows cancellation: a stop must not wait for it forever
+            try:
+                await stuck.wait()
+            except asyncio.CancelledError:
+                continue
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logging.getLogger("dialback.runtime").addHandler(handler)
+    try:
+        await asyncio.wait_for(container._bounded_stop("stuck part", never), timeout=5)
+    finally:
+        logging.getLogger("dialback.runtime").removeHandler(handler)
+    [record] = [r for r in records if r.levelno >= logging.ERROR]
+    assert "the stuck part did not stop within 0 s" in record.getMessage()
+    assert "stop stuck part at " in record.getMessage()
+    stuck.set()
+    await asyncio.sleep(0)
