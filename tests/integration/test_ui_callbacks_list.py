@@ -15,10 +15,13 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from dialback.callbacks.repository import CallbackFilter
 from dialback.container import Container
+from dialback.db.schema import callbacks, parked_callbacks
 from dialback.identity.roles import Role
+from dialback.ui.pages import callbacks_list
 from tests.integration.test_ui_login import PASSWORD, Ui, _runtime
 from tests.support.factories import insert_due_callbacks, tenant_and_service
 from tests.support.stack import ADMIN_TOKEN
@@ -133,6 +136,7 @@ BAD_FILTERS = [
     ({"state": "LOST"}, "state", "State: use one of SCHEDULED"),
     ({"phone": "12"}, "phone", "Phone number: "),
     ({"service": "<script>"}, "service", "Service: not a valid name"),
+    ({"parked": "yes"}, "parked", "Parked: use only or none"),
     ({"page": "0"}, "", "Page: a whole number"),
 ]
 
@@ -168,7 +172,13 @@ async def test_a_scoped_supervisor_sees_only_its_tenants(rt: Container) -> None:
             "/ui/callbacks/cancel", data={"ids": beta_ids[:1], "csrf_token": await ui.csrf()}
         )
         assert answer.status_code == 200
-        assert "Cancelled 0 of 1" in answer.text and "not found" in answer.text
+        assert "Cancel 0 callbacks?" in answer.text and beta_ids[0] not in answer.text
+        assert "not in your tenants" in answer.text
+        done = await ui.client.post(
+            "/ui/callbacks/cancel/confirm",
+            data={"ids": beta_ids[:1], "csrf_token": await ui.csrf()},
+        )
+        assert done.headers["location"].endswith("cancelled=0&skipped=0&missing=1")
     assert len(await _ids_of(rt, "beta", "SCHEDULED")) == 4
 
 
@@ -179,7 +189,9 @@ async def _ids_of(rt: Container, tenant: str, state: str | None = None) -> list[
     return [r.id for r in page.rows]
 
 
-async def test_bulk_cancel_cancels_and_says_why_not(rt: Container) -> None:
+async def test_bulk_cancel_cancels_and_says_why_not(
+    rt: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
     async with await _signed_in(rt, "sam") as ui:
         scheduled = ROW_ID.findall(
             (await ui.client.get("/ui/callbacks", params={"state": "SCHEDULED"})).text
@@ -196,13 +208,37 @@ async def test_bulk_cancel_cancels_and_says_why_not(rt: Container) -> None:
             data={"ids": ids, "csrf_token": await ui.csrf(), "back": "state=SCHEDULED&x=1"},
         )
         assert answer.status_code == 200, answer.text
-        text = answer.text
-        assert "Cancelled 2 of 5 selected callbacks. 3 could not be cancelled." in text
-        assert "PROCESSING" in text and "can no longer be cancelled" in text
-        assert "not found" in text
-        assert 'href="/ui/callbacks?state=SCHEDULED"' in text  # the way back keeps the filters
-        after = await ui.client.get("/ui/callbacks", params={"state": "SCHEDULED"})
+        text = answer.text  # the confirmation: nothing cancelled yet
+        assert "Cancel 4 callbacks?" in text and "1 of the selected callback no longer" in text
+        assert "+14155550999" not in text and "+14*******99" in text and "sales" in text
+        assert set(re.findall(r'type="hidden" name="ids" value="([^"]+)"', text)) == set(ids[:4])
+        assert 'name="back" value="state=SCHEDULED"' in text  # the filters, nothing else
+        assert len(ROW_ID.findall((await ui.client.get("/ui/callbacks")).text)) == 11
+        done = await ui.client.post(
+            "/ui/callbacks/cancel/confirm",
+            data={"ids": ids, "csrf_token": await ui.csrf(), "back": "state=SCHEDULED"},
+        )
+        assert done.status_code == 303, done.text
+        assert done.headers["location"] == (
+            "/ui/callbacks?state=SCHEDULED&cancelled=2&skipped=2&missing=1"
+        )
+        after = await ui.client.get(done.headers["location"])
+        assert "Cancelled 2 callbacks; skipped 2 already final or being handled; 1 not found." in (
+            after.text
+        )
         assert len(ROW_ID.findall(after.text)) == 7
+        many = await ui.client.post(
+            "/ui/callbacks/cancel", data={"ids": scheduled, "csrf_token": await ui.csrf()}
+        )
+        assert "Cancel 9 callbacks?" in many.text and "more</p>" not in many.text
+        monkeypatch.setattr(callbacks_list, "CONFIRM_SHOWN", 5)
+        many = await ui.client.post(
+            "/ui/callbacks/cancel", data={"ids": scheduled, "csrf_token": await ui.csrf()}
+        )
+        assert '<p class="muted" id="bc-more">and 4 more</p>' in many.text
+        assert len(re.findall(r'type="hidden" name="ids"', many.text)) == 9
+        bogus = await ui.client.get("/ui/callbacks", params={"cancelled": "<b>"})
+        assert bogus.status_code == 200 and 'id="cb-outcome"' not in bogus.text
         empty = await ui.client.post("/ui/callbacks/cancel", data={"csrf_token": await ui.csrf()})
         assert empty.status_code == 400 and "ids: select at least one callback" in empty.text
         too_many = await ui.client.post(
@@ -211,7 +247,7 @@ async def test_bulk_cancel_cancels_and_says_why_not(rt: Container) -> None:
         )
         assert too_many.status_code == 400 and "at most 250" in too_many.text
     actions = await _audit_actions(rt)
-    assert "ui.bulk_cancel_callbacks" in actions
+    assert "ui.bulk_cancel_confirmed" in actions
 
 
 async def _audit_actions(rt: Container) -> list[str]:
@@ -226,8 +262,9 @@ async def _audit_actions(rt: Container) -> list[str]:
 async def test_a_monitor_has_no_bulk_cancel_and_its_forged_post_is_refused(rt: Container) -> None:
     target = (await _ids_of(rt, "acme", "SCHEDULED"))[0]
     async with await _signed_in(rt, "sam") as sam:
-        no_token = await sam.client.post("/ui/callbacks/cancel", data={"ids": [target]})
-        assert no_token.status_code == 403 and "CSRF" in no_token.text
+        for path in ("/ui/callbacks/cancel", "/ui/callbacks/cancel/confirm"):
+            no_token = await sam.client.post(path, data={"ids": [target]})
+            assert no_token.status_code == 403 and "CSRF" in no_token.text
     async with await _signed_in(rt, "mona") as mona:
         page = await mona.client.get("/ui/callbacks")
         assert page.status_code == 200
@@ -237,6 +274,11 @@ async def test_a_monitor_has_no_bulk_cancel_and_its_forged_post_is_refused(rt: C
             "/ui/callbacks/cancel", data={"ids": [target], "csrf_token": await mona.csrf()}
         )
         assert forged.status_code == 403 and "callbacks.write" in forged.text
+        confirmed = await mona.client.post(
+            "/ui/callbacks/cancel/confirm",
+            data={"ids": [target], "csrf_token": await mona.csrf()},
+        )
+        assert confirmed.status_code == 403 and "callbacks.write" in confirmed.text
         export = await mona.client.get("/ui/callbacks/export.csv")
         assert export.status_code == 403 and "callbacks.export" in export.text
     assert target in await _ids_of(rt, "acme", "SCHEDULED")  # nothing was cancelled
@@ -256,6 +298,50 @@ async def test_the_export_is_the_filtered_set_masked_in_utc(rt: Container) -> No
         assert [r["tenant"] for r in rows] == ["acme"] * 2 + ["beta"] * 4
         bad = await ui.client.get("/ui/callbacks/export.csv", params={"due_to": "soon"})
         assert bad.status_code == 400 and "Due to: not a date and time" in bad.text
+
+
+async def _park_one(rt: Container, reason: str) -> str:
+    """Set one SCHEDULED callback aside as the monitor does; its id."""
+    async with rt.engine.begin() as conn:
+        row = (
+            await conn.execute(
+                sa.select(callbacks.c.id, callbacks.c.tenant_id)
+                .where(callbacks.c.state == "SCHEDULED")
+                .limit(1)
+            )
+        ).one()
+        await conn.execute(
+            parked_callbacks.insert().values(
+                callback_id=row.id, tenant_id=row.tenant_id, parked_at=time.time(), reason=reason
+            )
+        )
+    return str(row.id)
+
+
+async def test_the_parked_filter_shows_only_the_parked_with_their_reason(rt: Container) -> None:
+    from dialback.app import create_internal_app
+
+    parked_id = await _park_one(rt, "unreadable user data")
+    async with await _signed_in(rt, "sam") as ui:
+        only = await ui.client.get("/ui/callbacks", params={"parked": "only"})
+        assert only.status_code == 200, only.text
+        assert ROW_ID.findall(only.text) == [parked_id]
+        assert 'title="Parked: unreadable user data">parked</span>' in only.text
+        assert '<option value="only" selected>' in only.text
+        none = await ui.client.get("/ui/callbacks", params={"parked": "none"})
+        assert len(ROW_ID.findall(none.text)) == 10 and parked_id not in none.text
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_internal_app(rt)),
+        base_url="http://internal",
+        headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
+    ) as api:
+        found = await api.get("/admin/v1/callbacks", params={"parked": "true"})
+        assert [i["id"] for i in found.json()["data"]["items"]] == [parked_id]
+        export = await api.get("/admin/v1/callbacks/export", params={"parked": "true"})
+        assert [r["id"] for r in csv.DictReader(io.StringIO(export.text))] == [parked_id]
+        bad = await api.get("/admin/v1/callbacks/export", params={"dueFrom": "soon"})
+        assert bad.status_code == 400 and "dueFrom" in bad.json()["status"]["message"]
+        assert bad.json()["status"]["corrId"]
 
 
 async def test_the_admin_api_bulk_cancel_export_and_phone_search(rt: Container) -> None:

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from dialback.callbacks import views
-from dialback.callbacks.lifecycle import StateName
-from dialback.callbacks.repository import CallbackFilter
-from dialback.callbacks.schemas import RecreateIn, RescheduleIn, parse_time_param
+from dialback.callbacks.query import CallbackQuery, callback_query
+from dialback.callbacks.schemas import RecreateIn, RescheduleIn
 from dialback.identity.roles import Permission, Principal
-from dialback.kit.names import NAME_PATTERN
 from dialback.web.deps import ContainerDep, requires
 from dialback.web.envelope import EnvelopeResponse, ok
 
@@ -22,17 +20,10 @@ router = APIRouter(tags=["admin: callbacks"])
 
 
 CallbackIdPath = Annotated[str, Path(min_length=1, max_length=200, description="Callback id")]
-TimeFilter = Annotated[str | None, Query(max_length=40, description="ISO-8601 time")]
 Reader = Annotated[Principal, requires(Permission.CALLBACKS_READ)]
 Writer = Annotated[Principal, requires(Permission.CALLBACKS_WRITE)]
 Exporter = Annotated[Principal, requires(Permission.CALLBACKS_EXPORT)]
-PhoneFilter = Annotated[
-    str | None,
-    Query(
-        max_length=40,
-        description="the number in full, read as bookings read it, matched exactly",
-    ),
-]
+CallbackQueryDep = Annotated[CallbackQuery, Depends(callback_query)]
 SortName = Literal["-createdTime", "dueTime", "-dueTime"]
 
 
@@ -44,48 +35,11 @@ class BulkCancelIn(BaseModel):
     ids: list[Annotated[str, Field(max_length=200)]] = Field(max_length=10_000)
 
 
-def _filter(
-    state: str | None,
-    service_name: str | None,
-    created_from: str | None,
-    created_to: str | None,
-    due_from: str | None,
-    due_to: str | None,
-    parked: bool | None,
-    phone: str | None,
-) -> CallbackFilter:
-    return CallbackFilter(
-        state=state,
-        service_name=service_name,
-        created_from=parse_time_param("createdFrom", created_from, None),
-        created_to=parse_time_param("createdTo", created_to, None),
-        due_from=parse_time_param("dueFrom", due_from, None),
-        due_to=parse_time_param("dueTo", due_to, None),
-        parked=parked,
-        phone_number=phone,
-    )
-
-
-TenantFilter = Annotated[str | None, Query(max_length=100, pattern=NAME_PATTERN)]
-ServiceFilter = Annotated[str | None, Query(alias="service", max_length=100, pattern=NAME_PATTERN)]
-ParkedFilter = Annotated[
-    bool | None, Query(description="true: only callbacks the monitor parked; false: none")
-]
-
-
 @router.get("/callbacks")
 async def list_callbacks(
     c: ContainerDep,
     who: Reader,
-    tenant: TenantFilter = None,
-    state: StateName | None = None,
-    service_name: ServiceFilter = None,
-    createdFrom: TimeFilter = None,
-    createdTo: TimeFilter = None,
-    dueFrom: TimeFilter = None,
-    dueTo: TimeFilter = None,
-    parked: ParkedFilter = None,
-    phoneNumber: PhoneFilter = None,
+    q: CallbackQueryDep,
     sort: Annotated[
         SortName, Query(description="-createdTime (newest first), dueTime or -dueTime")
     ] = "-createdTime",
@@ -93,11 +47,8 @@ async def list_callbacks(
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> EnvelopeResponse:
     """Callbacks of every tenant, newest first (or by due time), filtered and paged."""
-    where = _filter(
-        state, service_name, createdFrom, createdTo, dueFrom, dueTo, parked, phoneNumber
-    )
     page = await c.callbacks.search(
-        tenant, where, limit=limit, offset=offset, scope=who.tenants, sort=sort
+        q.tenant, q.where, limit=limit, offset=offset, scope=who.tenants, sort=sort
     )
     return ok(views.admin_page(page, limit, offset))
 
@@ -106,22 +57,11 @@ async def list_callbacks(
 async def export_callbacks(
     c: ContainerDep,
     who: Exporter,
-    tenant: TenantFilter = None,
-    state: StateName | None = None,
-    service_name: ServiceFilter = None,
-    createdFrom: TimeFilter = None,
-    createdTo: TimeFilter = None,
-    dueFrom: TimeFilter = None,
-    dueTo: TimeFilter = None,
-    parked: ParkedFilter = None,
-    phoneNumber: PhoneFilter = None,
+    q: CallbackQueryDep,
 ) -> StreamingResponse:
     """Every callback matching the filters (as the search) as CSV, streamed: numbers masked,
     times in UTC, no userData."""
-    where = _filter(
-        state, service_name, createdFrom, createdTo, dueFrom, dueTo, parked, phoneNumber
-    )
-    batches = await c.callbacks.export(tenant, where, scope=who.tenants)
+    batches = await c.callbacks.export(q.tenant, q.where, scope=who.tenants)
     return StreamingResponse(
         views.export_csv(batches),
         media_type="text/csv; charset=utf-8",

@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -294,8 +295,14 @@ async def search_callbacks(
     count = sa.select(sa.func.count()).select_from(callbacks).where(where)
     total = int((await conn.execute(count)).scalar() or 0)
     parked = sa.exists().where(PARKED.callback_id == CB.id).label("parked")
+    reason = (
+        sa.select(PARKED.reason)
+        .where(PARKED.callback_id == CB.id)
+        .scalar_subquery()
+        .label("park_reason")
+    )
     q = (
-        sa.select(*_LIST_COLUMNS, parked)
+        sa.select(*_LIST_COLUMNS, parked, reason)
         .where(where)
         .order_by(*_order(sort))
         .limit(limit)
@@ -358,6 +365,12 @@ async def find_callback(
     if lock:
         return await _locked(conn, q)
     return (await conn.execute(q)).first()
+
+
+async def callbacks_by_ids(conn: AsyncConnection, ids: Sequence[str]) -> list[Any]:
+    """The callbacks of these ids (whatever their tenant; no user data), soonest due first."""
+    q = sa.select(*_LIST_COLUMNS).where(CB.id.in_(list(ids))).order_by(CB.due_at.asc(), CB.id)
+    return list((await conn.execute(q)).all())
 
 
 @dataclass(frozen=True, slots=True)

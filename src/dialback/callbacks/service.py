@@ -149,6 +149,18 @@ EXPORT_BATCH = 1000
 NOT_FOUND_REASON = "not found (or not in your tenants)"
 
 
+def _bulk_ids(ids: Sequence[str]) -> list[str]:
+    """The distinct ids a bulk cancel is asked, in order; 400 for none or too many."""
+    wanted = list(dict.fromkeys(i.strip() for i in ids if i.strip()))
+    if not wanted:
+        raise BadRequest("ids: select at least one callback")
+    if len(wanted) > BULK_CANCEL_MAX:
+        raise BadRequest(
+            f"ids: at most {BULK_CANCEL_MAX} callbacks at a time ({len(wanted)} given)"
+        )
+    return wanted
+
+
 @dataclass(frozen=True, slots=True)
 class BulkRefusal:
     """A callback a bulk cancel did not cancel: its state when known and why."""
@@ -164,6 +176,21 @@ class BulkCancelResult:
 
     cancelled: list[str]
     refused: list[BulkRefusal]
+
+    @property
+    def missing(self) -> int:
+        """How many of the ids asked name no callback (within the operator's tenants)."""
+        return sum(1 for r in self.refused if r.state is None)
+
+
+@dataclass(frozen=True, slots=True)
+class BulkCancelPreview:
+    """What a bulk cancel would be asked: the callbacks found (soonest due first), their tenants'
+    names, and how many ids name none."""
+
+    rows: list[Any]
+    tenant_names: dict[str, str]
+    missing: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -822,13 +849,7 @@ class CallbackService:
         """Admin: cancel each callback (of a tenant within ``scope``) no agent handles yet, each
         in its own transaction; the others refused with the reason. 400 for none or more than
         ``BULK_CANCEL_MAX``."""
-        wanted = list(dict.fromkeys(i.strip() for i in ids if i.strip()))
-        if not wanted:
-            raise BadRequest("ids: select at least one callback")
-        if len(wanted) > BULK_CANCEL_MAX:
-            raise BadRequest(
-                f"ids: at most {BULK_CANCEL_MAX} callbacks at a time ({len(wanted)} given)"
-            )
+        wanted = _bulk_ids(ids)
         tenants: dict[str, Tenant | None] = {}
         cancelled: list[str] = []
         refused: list[BulkRefusal] = []
@@ -850,6 +871,22 @@ class CallbackService:
             else:
                 cancelled.append(cid)
         return BulkCancelResult(cancelled, refused)
+
+    async def bulk_cancel_preview(
+        self, ids: Sequence[str], scope: frozenset[str] | None = None
+    ) -> BulkCancelPreview:
+        """Admin: the callbacks (of a tenant within ``scope``) a bulk cancel of ``ids`` would be
+        asked about, changing nothing; 400 as the bulk cancel."""
+        wanted = [i for i in _bulk_ids(ids) if is_id(i)]
+        async with self.engine.connect() as conn:
+            rows = await repo.callbacks_by_ids(conn, wanted) if wanted else []
+            names = await tenants_repo.tenant_names(conn, {r.tenant_id for r in rows})
+        rows = [
+            r
+            for r in rows
+            if r.tenant_id in names and (scope is None or names[r.tenant_id] in scope)
+        ]
+        return BulkCancelPreview(rows, names, len(_bulk_ids(ids)) - len(rows))
 
     async def export(
         self,

@@ -12,23 +12,25 @@ from urllib.parse import parse_qsl, urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from dialback.callbacks import views
+from dialback.callbacks.query import PHONE_MAX
 from dialback.callbacks.repository import CallbackFilter
 from dialback.callbacks.service import BULK_CANCEL_MAX, STATES
 from dialback.identity.roles import Permission, Principal
 from dialback.kit.errors import BadRequest
 from dialback.kit.names import NAME_MAX, is_name
 from dialback.kit.phone import mask
-from dialback.ui.deps import UiProblem, ui_requires, ui_router
+from dialback.ui.deps import UI_PREFIX, UiProblem, ui_requires, ui_router
 from dialback.ui.rendering import operator_zone, render
 from dialback.web.deps import ContainerDep
 
 NAV_PATHS = ("/callbacks",)
 PAGE_SIZE = 250
+CONFIRM_SHOWN = 20
+"""How many callbacks the bulk-cancel confirmation lists (then "and K more")."""
 MAX_PAGE = 40_000
-PHONE_MAX = 40
 router = ui_router()
 
 FILTER_FIELDS = (
@@ -40,6 +42,7 @@ FILTER_FIELDS = (
     "created_to",
     "due_from",
     "due_to",
+    "parked",
 )
 LABELS = {
     "tenant": "Tenant",
@@ -50,9 +53,12 @@ LABELS = {
     "created_to": "Created to",
     "due_from": "Due from",
     "due_to": "Due to",
+    "parked": "Parked",
     "sort": "Sort",
     "page": "Page",
 }
+PARKED = {"": None, "only": True, "none": False}
+"""The list's ``parked`` values and what each asks: any, only the parked ones, none of them."""
 SORTS = {"": "-createdTime", "due": "dueTime", "-due": "-dueTime"}
 """The list's ``sort`` values and the search order each asks (default: newest created first)."""
 
@@ -118,6 +124,8 @@ def parse_list_query(params: Mapping[str, str], zone: ZoneInfo) -> ListQuery:
         lo, hi = times[start], times[end]
         if lo is not None and hi is not None and hi <= lo:
             err[end] = f"{LABELS[end]}: must be after {LABELS[start].lower()}"
+    if values["parked"] not in PARKED:
+        err["parked"] = "Parked: use only or none (or nothing: any)"
     sort = params.get("sort", "")
     if sort not in SORTS:
         err["sort"] = "Sort: use due or -due (or none: newest created first)"
@@ -136,6 +144,7 @@ def parse_list_query(params: Mapping[str, str], zone: ZoneInfo) -> ListQuery:
         created_to=times["created_to"],
         due_from=times["due_from"],
         due_to=times["due_to"],
+        parked=PARKED.get(values["parked"]),
         phone_number=values["phone"] or None,
     )
     return q
@@ -164,6 +173,8 @@ async def callbacks_list(
         "can_write": who.can(Permission.CALLBACKS_WRITE),
         "can_export": who.can(Permission.CALLBACKS_EXPORT),
         "mask": mask,
+        "phone_max": PHONE_MAX,
+        "outcome": _outcome(request.query_params),
         "rows": [],
         "counts": {},
         "total": 0,
@@ -217,24 +228,66 @@ def _fields(where: CallbackFilter) -> dict[str, Any]:
     return {name: getattr(where, name) for name in where.__dataclass_fields__}
 
 
+def _back_query(form: Any) -> str:
+    """The list's filters a bulk-cancel form carries back (only the list's own fields)."""
+    back_text = form.get("back")
+    back = parse_qsl(back_text if isinstance(back_text, str) else "")[:20]
+    return urlencode([(k, v) for k, v in back if k in FILTER_FIELDS])
+
+
+def _ids(form: Any) -> list[str]:
+    return [v for v in form.getlist("ids") if isinstance(v, str)]
+
+
 @router.post("/callbacks/cancel", name="bulk_cancel_callbacks")
 async def bulk_cancel(
     request: Request, c: ContainerDep, who: Principal = ui_requires(Permission.CALLBACKS_WRITE)
 ) -> Response:
-    """Cancel the selected callbacks; the answer says which were cancelled, which not and why."""
+    """Ask to confirm cancelling the selected callbacks: how many, which (numbers masked)."""
     form = await request.form()
-    ids = [v for v in form.getlist("ids") if isinstance(v, str)]
-    back_text = form.get("back")
-    back = parse_qsl(back_text if isinstance(back_text, str) else "")[:20]
-    back_query = urlencode([(k, v) for k, v in back if k in FILTER_FIELDS])
-    result = await c.callbacks.bulk_cancel(ids, who.tenants)
+    ids = _ids(form)
+    preview = await c.callbacks.bulk_cancel_preview(ids, who.tenants)
     return render(
         request,
-        "callbacks/cancelled.html",
-        result=result,
-        asked=len(result.cancelled) + len(result.refused),
-        back_query=back_query,
+        "callbacks/confirm_cancel.html",
+        preview=preview,
+        shown=preview.rows[:CONFIRM_SHOWN],
+        more=max(0, len(preview.rows) - CONFIRM_SHOWN),
+        ids=[r.id for r in preview.rows],
+        mask=mask,
+        back_query=_back_query(form),
     )
+
+
+@router.post("/callbacks/cancel/confirm", name="bulk_cancel_confirmed")
+async def bulk_cancel_confirmed(
+    request: Request, c: ContainerDep, who: Principal = ui_requires(Permission.CALLBACKS_WRITE)
+) -> Response:
+    """Cancel the confirmed callbacks; back to the list with what was done."""
+    form = await request.form()
+    result = await c.callbacks.bulk_cancel(_ids(form), who.tenants)
+    done = urlencode(
+        {
+            "cancelled": len(result.cancelled),
+            "skipped": len(result.refused) - result.missing,
+            "missing": result.missing,
+        }
+    )
+    back = _back_query(form)
+    base = str(request.scope.get("root_path", "")) + UI_PREFIX
+    target = f"{base}/callbacks?" + (f"{back}&" if back else "") + done
+    return RedirectResponse(target, status_code=303)
+
+
+def _outcome(params: Mapping[str, str]) -> dict[str, int] | None:
+    """A bulk cancel's counts the list was sent back with (None: none, or not numbers)."""
+    keys = ("cancelled", "skipped", "missing")
+    if not any(k in params for k in keys):
+        return None
+    got = {k: params.get(k, "0") for k in keys}
+    if not all(v.isdigit() and int(v) <= BULK_CANCEL_MAX for v in got.values()):
+        return None
+    return {k: int(v) for k, v in got.items()}
 
 
 @router.get("/callbacks/export.csv", name="export_callbacks_csv")
