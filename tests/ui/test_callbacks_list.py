@@ -107,17 +107,26 @@ async def test_filter_page_bulk_cancel_and_export_as_a_supervisor(tmp_path: Path
         rows = page.locator("tbody tr")
         assert await rows.count() == 10
         await _fits(page, DESKTOP)
-        # Bulk cancel two rows: tick them, press the button, read the answer.
+        # Bulk cancel two rows: tick them, press the button, confirm, read the banner.
         chosen = [
             await rows.nth(i).locator("input[name=ids]").get_attribute("value") for i in (0, 1)
         ]
         for cid in chosen:
             await page.get_by_label(f"Select callback {cid}").check()
         await page.get_by_role("button", name="Cancel selected").click()
-        status = page.get_by_role("status")
-        assert "Cancelled 2 of 2 selected callbacks." in await status.inner_text()
-        await page.get_by_role("link", name="Back to the list").click()
-        await page.wait_for_url(re.compile(r".*/ui/callbacks\?.*state=SCHEDULED.*"))
+        await page.wait_for_url(re.compile(r".*/ui/callbacks/cancel$"))
+        assert await page.get_by_role("heading", name="Cancel 2 callbacks?").is_visible()
+        assert await page.locator("tbody tr").count() == 2
+        assert all(
+            re.fullmatch(r"\+14\*{7}\d\d", t)
+            for t in await page.locator("tbody tr td:nth-child(3) code").all_inner_texts()
+        )
+        await shot(page, "callbacks-bulk-cancel-confirm")
+        await page.get_by_role("button", name="Cancel 2 callbacks").click()
+        await page.wait_for_url(re.compile(r".*/ui/callbacks\?.*state=SCHEDULED.*cancelled=2.*"))
+        status = page.locator("#cb-outcome")
+        assert "Cancelled 2 callbacks." in await status.inner_text()
+        await shot(page, "callbacks-bulk-cancel-done")
         counts = await _counts(page)
         assert counts["SCHEDULED"] == 258 and counts["COMPLETED"] == 2
         # The export of the filtered set, downloaded as a person would.
