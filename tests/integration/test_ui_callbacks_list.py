@@ -113,13 +113,7 @@ async def test_the_list_filters_counts_and_masks(rt: Container) -> None:
 
 
 async def rt_api(rt: Container, params: dict[str, object]) -> dict[str, object]:
-    from dialback.app import create_internal_app
-
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=create_internal_app(rt)),
-        base_url="http://internal",
-        headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
-    ) as client:
+    async with _admin_api(rt) as client:
         answer = await client.get("/admin/v1/callbacks", params=params)
         assert answer.status_code == 200, answer.text
         data: dict[str, object] = answer.json()["data"]
@@ -300,6 +294,17 @@ async def test_the_export_is_the_filtered_set_masked_in_utc(rt: Container) -> No
         assert bad.status_code == 400 and "Due to: not a date and time" in bad.text
 
 
+def _admin_api(rt: Container) -> httpx.AsyncClient:
+    """A client of the admin API as the admin token."""
+    from dialback.app import create_internal_app
+
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_internal_app(rt)),
+        base_url="http://internal",
+        headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
+    )
+
+
 async def _park_one(rt: Container, reason: str) -> str:
     """Set one SCHEDULED callback aside as the monitor does; its id."""
     async with rt.engine.begin() as conn:
@@ -319,8 +324,6 @@ async def _park_one(rt: Container, reason: str) -> str:
 
 
 async def test_the_parked_filter_shows_only_the_parked_with_their_reason(rt: Container) -> None:
-    from dialback.app import create_internal_app
-
     parked_id = await _park_one(rt, "unreadable user data")
     async with await _signed_in(rt, "sam") as ui:
         only = await ui.client.get("/ui/callbacks", params={"parked": "only"})
@@ -330,11 +333,7 @@ async def test_the_parked_filter_shows_only_the_parked_with_their_reason(rt: Con
         assert '<option value="only" selected>' in only.text
         none = await ui.client.get("/ui/callbacks", params={"parked": "none"})
         assert len(ROW_ID.findall(none.text)) == 10 and parked_id not in none.text
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=create_internal_app(rt)),
-        base_url="http://internal",
-        headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
-    ) as api:
+    async with _admin_api(rt) as api:
         found = await api.get("/admin/v1/callbacks", params={"parked": "true"})
         assert [i["id"] for i in found.json()["data"]["items"]] == [parked_id]
         export = await api.get("/admin/v1/callbacks/export", params={"parked": "true"})
@@ -345,13 +344,7 @@ async def test_the_parked_filter_shows_only_the_parked_with_their_reason(rt: Con
 
 
 async def test_the_admin_api_bulk_cancel_export_and_phone_search(rt: Container) -> None:
-    from dialback.app import create_internal_app
-
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=create_internal_app(rt)),
-        base_url="http://internal",
-        headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
-    ) as api:
+    async with _admin_api(rt) as api:
         found = await api.get("/admin/v1/callbacks", params={"phoneNumber": "+1 415 555 0123"})
         assert found.status_code == 200 and found.json()["data"]["total"] == 6
         bad = await api.get("/admin/v1/callbacks", params={"phoneNumber": "12"})
