@@ -41,7 +41,7 @@ class CallbackQuery:
     where: CallbackFilter = field(default_factory=CallbackFilter)
 
 
-def callback_query(
+async def callback_query(
     tenant: TenantFilter = None,
     state: StateName | None = None,
     service_name: ServiceFilter = None,
