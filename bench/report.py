@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from bench.history import GOALS as HISTORY_GOALS
+
 # The figures, each with its goal (None: reported, no goal).
 GOALS: dict[str, dict[str, Any]] = {
     "creates_per_s": {
@@ -77,6 +79,7 @@ GOALS: dict[str, dict[str, Any]] = {
         "unit": "MiB",
         "what": "dialback RSS, peak seen under load",
     },
+    **HISTORY_GOALS,
 }
 REQUIRED_KEYS = tuple(GOALS)
 # Reported next to the goals in the docs table.

@@ -31,10 +31,11 @@ import asyncpg
 import httpx
 from testbed.servers import free_port
 
-from bench import dispatch
+from bench import bulkload, dispatch, history
 from bench.load import LoadError, LoadResult, run_python_load, run_wrk, wrk_path
 from bench.report import GOALS, write_docs, write_json
 from bench.stack import (
+    ADMIN_TOKEN,
     BENCH_SERVICE,
     BENCH_TENANT,
     ROOT,
@@ -73,15 +74,33 @@ class Profile:
     lateness_seconds: float
     render_seconds: float
     wrk: bool
+    history_rows: int = 0  # callbacks bulk-loaded for the history figures (bench/history.py)
 
 
 PROFILES = {
     "full": Profile(
-        "full", 5, 10, 2, 32, 50, 10, 5_000, 15, 100_000, 1_000_000, 5_000, 40, 8, True
+        "full",
+        5,
+        10,
+        2,
+        32,
+        50,
+        10,
+        5_000,
+        15,
+        100_000,
+        1_000_000,
+        5_000,
+        40,
+        8,
+        True,
+        history_rows=10_000_000,
     ),
     # Under 2 minutes: shorter rounds, 30k due at once, 100k scheduled rows instead of 1M.
-    "quick": Profile("quick", 3, 2, 1, 32, 50, 10, 1_000, 9, 30_000, 100_000, 1_000, 8, 3, True),
-    "smoke": Profile("smoke", 1, 1, 0.3, 4, 3, 2, 200, 3, 2_000, 5_000, 40, 2, 1, False),
+    "quick": Profile(
+        "quick", 3, 2, 1, 32, 50, 10, 1_000, 9, 30_000, 100_000, 1_000, 8, 3, True, 200_000
+    ),
+    "smoke": Profile("smoke", 1, 1, 0.3, 4, 3, 2, 200, 3, 2_000, 5_000, 40, 2, 1, False, 20_000),
 }
 
 LOOP_LAG = "ges_eventloop_lag_seconds"
@@ -506,6 +525,46 @@ class Run:
         self.rss_after_dispatch = rss_mb(self.a.pid)
         return out
 
+    def history(self) -> dict[str, float]:
+        """Goal 1 of issue #14: creates on the store as it is, then bulk-load history, then
+        creates, purge and reads on it (same processes running, so the ratio is like for like)."""
+
+        def create_round() -> float:
+            return self.load(
+                self.a.public_port, self.key, self.p.connections, self.p.round_seconds
+            ).rps
+
+        self.log("history: creates before the bulk load")
+        before = [create_round() for _ in range(self.p.rounds)]
+        rows = self.p.history_rows
+        self.log(f"history: bulk-loading {rows} callbacks (90% completed over 90 days)")
+        loaded = bulkload.load(
+            self.servers.database_url,
+            self.p.tenants,
+            self.p.services_per_tenant,
+            callbacks=rows,
+            scheduled=rows // 10,
+        )
+        self.details["history"] = {"load": loaded.as_dict()}
+        target = history.Target(
+            self.servers.database_url,
+            f"http://127.0.0.1:{self.a.public_port}",
+            self.a.internal_url,
+            ADMIN_TOKEN,
+            self.key,
+            BENCH_TENANT,
+            BENCH_SERVICE,
+            self.p.rounds,
+            self.p.round_seconds,
+        )
+
+        self.log("history: creates alone and with the retention purge, then reads")
+        self.details["history"]["rounds_before_load"] = before
+        out = history.figures(target, create_round, _median(before), self.details["history"])
+        out["history_load_s"] = loaded.seconds
+        out["history_store_mb"] = (loaded.table_bytes + loaded.index_bytes) / 2**20
+        return out
+
 
 @contextlib.contextmanager
 def _session(profile: Profile, keep_logs: bool) -> Iterator[Run]:
@@ -580,6 +639,8 @@ def run(profile: Profile, keep_logs: bool = False) -> dict[str, Any]:
         lap("instrumentation")
         figures.update(r.dispatching())
         lap("dispatch")
+        figures.update(r.history())
+        lap("history")
         figures["rss_idle_mb"] = r.rss_idle
         figures["rss_load_mb"] = r.rss_load
         figures["rss_after_dispatch_mb"] = r.rss_after_dispatch

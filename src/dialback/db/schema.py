@@ -115,6 +115,19 @@ ix_callbacks_routed_deadline = sa.Index(
     sqlite_where=callbacks.c.state.in_(ROUTED_DEADLINE_STATES),
 )
 
+# The admin/UI list by tenant and state sorted by due time, and its count (m011).
+sa.Index(
+    "ix_callbacks_tenant_state_due", callbacks.c.tenant_id, callbacks.c.state, callbacks.c.due_at
+)
+# The retention purge: a tenant's completed rows by completion time (m011).
+ix_callbacks_tenant_completed = sa.Index(
+    "ix_callbacks_tenant_completed",
+    callbacks.c.tenant_id,
+    callbacks.c.completed_at,
+    postgresql_where=callbacks.c.state == "COMPLETED",
+    sqlite_where=callbacks.c.state == "COMPLETED",
+)
+
 callback_events = sa.Table(
     "callback_events",
     metadata,

@@ -25,6 +25,7 @@ from dialback.db.migrations import (
     m008_idempotency_keys,
     m009_operators,
     m010_audit_log,
+    m011_history_indexes,
 )
 
 
@@ -76,6 +77,11 @@ MIGRATIONS: list[Migration] = [
         m009_operators.apply,
     ),
     Migration(10, "audit_log: operators' actions and failed sign-ins", m010_audit_log.apply),
+    Migration(
+        11,
+        "ix_callbacks_tenant_state_due, ix_callbacks_tenant_completed: history at scale",
+        m011_history_indexes.apply,
+    ),
 ]
 
 _versions = sa.Table(
