@@ -31,7 +31,7 @@ import asyncpg
 import httpx
 from testbed.servers import free_port
 
-from bench import dispatch
+from bench import dispatch, scale
 from bench.load import LoadError, LoadResult, run_python_load, run_wrk, wrk_path
 from bench.report import GOALS, write_docs, write_json
 from bench.stack import (
@@ -380,6 +380,10 @@ class Run:
             "floor_cpu_ms_per_request": _median(
                 [x["process_cpu_ms_per_request"] for x in rounds["floor"]]
             ),
+            "create_cpu_us": 1000
+            * _median([x["process_cpu_ms_per_request"] for x in rounds["info"]]),
+            "floor_cpu_us": 1000
+            * _median([x["process_cpu_ms_per_request"] for x in rounds["floor"]]),
             "create_pg_sessions_per_1k": _median(
                 [x["pg_sessions_opened_per_1k"] for x in rounds["info"]]
             ),
@@ -580,6 +584,8 @@ def run(profile: Profile, keep_logs: bool = False) -> dict[str, Any]:
         lap("instrumentation")
         figures.update(r.dispatching())
         lap("dispatch")
+        figures.update(scale.measure(r, figures["dispatch_per_s"]))
+        lap("scale")
         figures["rss_idle_mb"] = r.rss_idle
         figures["rss_load_mb"] = r.rss_load
         figures["rss_after_dispatch_mb"] = r.rss_after_dispatch
