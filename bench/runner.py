@@ -678,7 +678,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[bench] wrote {out}", file=sys.stderr)
     if args.write_docs:
         write_docs(report, DOCS)
-        print(f"[bench] updated {DOCS}", file=sys.stderr)
+        scale.write_docs(report, ROOT / "docs" / "scale.md")
+        print(f"[bench] updated {DOCS} and docs/scale.md", file=sys.stderr)
     for key in GOALS:
         print(f"{key:32} {report[key]}")
     return 0

@@ -29,7 +29,7 @@ class Sizes:
 
 SIZES = {
     "full": Sizes(100_000, 5_000, 5, 8, 100_000, 10),
-    "quick": Sizes(100_000, 5_000, 2, 2, 30_000, 10),
+    "quick": Sizes(30_000, 5_000, 2, 2, 30_000, 10),
     "smoke": Sizes(2_000, 150, 1, 1, 2_000, 2),
 }
 
@@ -112,3 +112,92 @@ def measure(run: Any, dispatch_per_s: float) -> dict[str, float]:
     out.update(coldstart.measure())
     lap("cold_start")
     return out
+
+
+BEGIN = "<!-- bench:sizing:begin -->"
+END = "<!-- bench:sizing:end -->"
+GIB = 1 << 30
+
+
+def sizing(report: dict[str, Any]) -> list[tuple[str, float, str, str]]:
+    """The sizing table of docs/scale.md: (what, value, unit, how) from a report's figures."""
+    create_cpu = report["create_app_cpu_us"]
+    dispatch_cpu = report["dispatch_app_cpu_us"]
+    per_day = 1000 * 86400
+    return [
+        (
+            "creates/s per replica core",
+            1e6 / create_cpu,
+            "/s",
+            "1,000,000 / `create_app_cpu_us`",
+        ),
+        (
+            "dispatches/s per replica core",
+            1e6 / dispatch_cpu if dispatch_cpu > 0 else float("nan"),
+            "/s",
+            "1,000,000 / `dispatch_app_cpu_us`",
+        ),
+        (
+            "PostgreSQL cores per 1,000 creates/s",
+            report["create_pg_cpu_us"] / 1000,
+            "cores",
+            "`create_pg_cpu_us` × 1,000 / 1,000,000",
+        ),
+        (
+            "PostgreSQL cores per 1,000 dispatches/s",
+            report["dispatch_pg_cpu_us"] / 1000,
+            "cores",
+            "`dispatch_pg_cpu_us` × 1,000 / 1,000,000",
+        ),
+        (
+            "Redis cores per 1,000 creates/s (both servers)",
+            report["create_redis_cpu_us"] / 1000,
+            "cores",
+            "`create_redis_cpu_us` × 1,000 / 1,000,000",
+        ),
+        (
+            "WAL per 1,000 creates/s (create + its dispatch)",
+            (report["create_wal_bytes"] + report["dispatch_wal_bytes"]) * 1000 / (1 << 20),
+            "MiB/s",
+            "(`create_wal_bytes` + `dispatch_wal_bytes`) × 1,000",
+        ),
+        (
+            "storage per callback",
+            report["create_db_bytes"],
+            "B",
+            "`create_db_bytes` (rows and indexes a create adds)",
+        ),
+        (
+            "storage per 1,000 creates/s per day of retention",
+            report["create_db_bytes"] * per_day / GIB,
+            "GiB",
+            "`create_db_bytes` × 1,000 × 86,400",
+        ),
+    ]
+
+
+def sizing_section(report: dict[str, Any]) -> str:
+    """The generated part of docs/scale.md."""
+    lines = [
+        BEGIN,
+        "",
+        f"From the `{report['profile']}` run at {report['started_at']} "
+        f"({report['machine']['cpus']} × {report['machine']['cpu_model']}).",
+        "",
+        "| what | value | how |",
+        "|---|---|---|",
+    ]
+    for what, value, unit, how in sizing(report):
+        text = f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+        lines.append(f"| {what} | {text} {unit} | {how} |")
+    lines += ["", END]
+    return "\n".join(lines)
+
+
+def write_docs(report: dict[str, Any], path: Any) -> None:
+    """Replace the generated sizing table of docs/scale.md (between its markers)."""
+    text = path.read_text()
+    start, end = text.find(BEGIN), text.find(END)
+    if start < 0 or end < 0:
+        raise RuntimeError(f"{path} lacks the markers {BEGIN} / {END}")
+    path.write_text(text[:start] + sizing_section(report) + text[end + len(END) :])
