@@ -141,25 +141,25 @@ def sizing(report: dict[str, Any]) -> list[tuple[str, float, str, str]]:
             "PostgreSQL cores per 1,000 creates/s",
             report["create_pg_cpu_us"] / 1000,
             "cores",
-            "`create_pg_cpu_us` × 1,000 / 1,000,000",
+            "`create_pg_cpu_us` x 1,000 / 1,000,000",
         ),
         (
             "PostgreSQL cores per 1,000 dispatches/s",
             report["dispatch_pg_cpu_us"] / 1000,
             "cores",
-            "`dispatch_pg_cpu_us` × 1,000 / 1,000,000",
+            "`dispatch_pg_cpu_us` x 1,000 / 1,000,000",
         ),
         (
             "Redis cores per 1,000 creates/s (both servers)",
             report["create_redis_cpu_us"] / 1000,
             "cores",
-            "`create_redis_cpu_us` × 1,000 / 1,000,000",
+            "`create_redis_cpu_us` x 1,000 / 1,000,000",
         ),
         (
             "WAL per 1,000 creates/s (create + its dispatch)",
             (report["create_wal_bytes"] + report["dispatch_wal_bytes"]) * 1000 / (1 << 20),
             "MiB/s",
-            "(`create_wal_bytes` + `dispatch_wal_bytes`) × 1,000",
+            "(`create_wal_bytes` + `dispatch_wal_bytes`) x 1,000",
         ),
         (
             "storage per callback",
@@ -171,7 +171,7 @@ def sizing(report: dict[str, Any]) -> list[tuple[str, float, str, str]]:
             "storage per 1,000 creates/s per day of retention",
             report["create_db_bytes"] * per_day / GIB,
             "GiB",
-            "`create_db_bytes` × 1,000 × 86,400",
+            "`create_db_bytes` x 1,000 x 86,400",
         ),
     ]
 
@@ -182,7 +182,7 @@ def sizing_section(report: dict[str, Any]) -> str:
         BEGIN,
         "",
         f"From the `{report['profile']}` run at {report['started_at']} "
-        f"({report['machine']['cpus']} × {report['machine']['cpu_model']}).",
+        f"({report['machine']['cpus']} x {report['machine']['cpu_model']}).",
         "",
         "| what | value | how |",
         "|---|---|---|",
