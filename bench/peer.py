@@ -72,10 +72,12 @@ async def _drain(dsn: str, jobs: int, workers: int, batch_size: int) -> dict[str
 
             pgqs.append(pgq)
         started = time.perf_counter()
+        cpu0 = time.process_time()
         await asyncio.gather(
             *(pgq.run(batch_size=batch_size, mode=QueueExecutionMode.drain) for pgq in pgqs)
         )
         drain_s = time.perf_counter() - started
+        drain_cpu_s = time.process_time() - cpu0
         remaining = sum(x.count for x in await queries.queue_size())
         for conn in conns:
             await conn.close()
@@ -90,6 +92,7 @@ async def _drain(dsn: str, jobs: int, workers: int, batch_size: int) -> dict[str
         "peer_jobs": float(jobs),
         "peer_workers": float(workers),
         "peer_batch_size": float(batch_size),
+        "peer_drain_cpu_s": drain_cpu_s,
     }
 
 
@@ -134,9 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=WORKERS)
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     args = p.parse_args(argv)
-    cpu0 = time.process_time()
     result = uvloop.run(_drain(args.dsn, args.jobs, args.workers, args.batch_size))
-    result["peer_process_cpu_s"] = time.process_time() - cpu0
     print(json.dumps(result))
     return 0
 

@@ -2,7 +2,9 @@
 
 No timed assertion: the figures of a smoke run mean nothing (a second of load from a Python
 generator on a busy machine); this checks that the harness works — servers, dialback
-variants, the floor app, the in-process instrumentation comparison, dispatch and lateness —
+variants, the floor app, the in-process instrumentation comparison, dispatch and lateness, and
+the scale figures (pgqueuer's drain, the export, /metrics with more series, two replicas, the
+cold start of ``make run``) —
 and that the JSON report carries every key as a number. ``make bench`` uses wrk; the smoke
 mode does not need it.
 """
