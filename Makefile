@@ -59,11 +59,11 @@ fmt: $(STAMP) ## Format and auto-fix with ruff
 	$(VENV)/bin/ruff format src tests testbed bench
 	$(VENV)/bin/ruff check --fix src tests testbed bench
 
-bench: $(STAMP) system-deps ## Benchmark suite (~8-10 min, needs wrk): bench/results/latest.json + docs/performance.md
+bench: $(STAMP) system-deps ## Benchmark suite (~10-12 min, needs wrk): bench/results/latest.json + docs/performance.md
 	@bench/ensure-wrk.sh
 	$(PY) -m bench --write-docs
 
-bench-quick: $(STAMP) system-deps ## Quick benchmark (< 2 min; 100k rows instead of 1M), same outputs
+bench-quick: $(STAMP) system-deps ## Quick benchmark (< 3 min; 100k rows instead of 1M), same outputs
 	@bench/ensure-wrk.sh
 	$(PY) -m bench --quick --write-docs
 

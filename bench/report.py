@@ -80,6 +80,67 @@ GOALS: dict[str, dict[str, Any]] = {
         "what": "dialback RSS, peak seen under load",
     },
     **HISTORY_GOALS,
+    # Issue 14, goals 2-7 (bench/scale.py and the create rounds).
+    "create_cpu_us": {
+        "op": None,
+        "value": None,
+        "unit": "µs",
+        "what": "dialback process CPU per create (user + system, info rounds)",
+    },
+    "floor_cpu_us": {
+        "op": None,
+        "value": None,
+        "unit": "µs",
+        "what": "the floor app's process CPU per create",
+    },
+    "peer_dispatch_per_s": {
+        "op": None,
+        "value": None,
+        "unit": "/s",
+        "what": "pgqueuer draining the same number of due no-op jobs, same PostgreSQL",
+    },
+    "dispatch_vs_peer_ratio": {
+        "op": ">=",
+        "value": 2,
+        "unit": "",
+        "what": "dispatch_per_s / peer_dispatch_per_s",
+    },
+    "export_rows_per_s": {
+        "op": ">=",
+        "value": 50000,
+        "unit": "/s",
+        "what": "CSV export of 100,000 callbacks through the admin export route",
+    },
+    "export_rss_growth_mib": {
+        "op": "<",
+        "value": 20,
+        "unit": "MiB",
+        "what": "server peak RSS growth during that export",
+    },
+    "metrics_render_ms_5k_series": {
+        "op": "<",
+        "value": 3,
+        "unit": "ms",
+        "what": "/metrics response time under create load (median), >= 5,000 series",
+    },
+    "replicas_2_create_ratio": {
+        "op": None,
+        "value": None,
+        "unit": "",
+        "what": "create throughput of 2 replicas on one PostgreSQL / of 1",
+    },
+    "replicas_2_dispatch_ratio": {
+        "op": None,
+        "value": None,
+        "unit": "",
+        "what": "dispatch drain rate of 2 replicas / of 1",
+    },
+    "make_run_cold_start_s": {
+        "op": "<=",
+        "value": 30,
+        "unit": "s",
+        "what": "make run on a fresh clone until /health/ready (runtime dependencies only)",
+    },
 }
 REQUIRED_KEYS = tuple(GOALS)
 # Reported next to the goals in the docs table.
@@ -112,6 +173,16 @@ EXTRA_ROWS = (
         "p99 bucket bound of ges_dispatch_lateness_seconds",
     ),
     ("dispatch_lateness_scheduled_rows", "", "SCHEDULED rows in the store during the lateness run"),
+    ("metrics_series_5k", "", "samples in /metrics for the 5,000-series render"),
+    ("metrics_render_idle_ms_5k_series", "ms", "/metrics response time at 5,000 series, idle"),
+    ("create_app_cpu_us", "µs", "replica CPU per create (1 replica, replica rounds)"),
+    ("create_pg_cpu_us", "µs", "PostgreSQL CPU per create (all its processes)"),
+    ("create_redis_cpu_us", "µs", "Redis CPU per create (both servers)"),
+    ("create_wal_bytes", "B", "WAL bytes per create"),
+    ("create_db_bytes", "B", "database growth per create"),
+    ("dispatch_app_cpu_us", "µs", "replica CPU per dispatched callback"),
+    ("dispatch_pg_cpu_us", "µs", "PostgreSQL CPU per dispatched callback"),
+    ("dispatch_wal_bytes", "B", "WAL bytes per dispatched callback"),
 )
 
 

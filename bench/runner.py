@@ -31,7 +31,7 @@ import asyncpg
 import httpx
 from testbed.servers import free_port
 
-from bench import bulkload, dispatch, history
+from bench import bulkload, dispatch, history, scale
 from bench.load import LoadError, LoadResult, run_python_load, run_wrk, wrk_path
 from bench.report import GOALS, write_docs, write_json
 from bench.stack import (
@@ -399,6 +399,10 @@ class Run:
             "floor_cpu_ms_per_request": _median(
                 [x["process_cpu_ms_per_request"] for x in rounds["floor"]]
             ),
+            "create_cpu_us": 1000
+            * _median([x["process_cpu_ms_per_request"] for x in rounds["info"]]),
+            "floor_cpu_us": 1000
+            * _median([x["process_cpu_ms_per_request"] for x in rounds["floor"]]),
             "create_pg_sessions_per_1k": _median(
                 [x["pg_sessions_opened_per_1k"] for x in rounds["info"]]
             ),
@@ -639,6 +643,8 @@ def run(profile: Profile, keep_logs: bool = False) -> dict[str, Any]:
         lap("instrumentation")
         figures.update(r.dispatching())
         lap("dispatch")
+        figures.update(scale.measure(r, figures["dispatch_per_s"]))
+        lap("scale")
         figures.update(r.history())
         lap("history")
         figures["rss_idle_mb"] = r.rss_idle
@@ -733,7 +739,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[bench] wrote {out}", file=sys.stderr)
     if args.write_docs:
         write_docs(report, DOCS)
-        print(f"[bench] updated {DOCS}", file=sys.stderr)
+        scale.write_docs(report, ROOT / "docs" / "scale.md")
+        print(f"[bench] updated {DOCS} and docs/scale.md", file=sys.stderr)
     for key in GOALS:
         print(f"{key:32} {report[key]}")
     return 0

@@ -205,13 +205,13 @@ def create_tenant(admin: httpx.Client, tenant: str, services: list[str]) -> str:
 
 
 def populate_tenants(
-    db: Dialback, public_port: int, tenants: int, services: int, desired: str
+    db: Dialback, public_port: int, tenants: int, services: int, desired: str, prefix: str = "t"
 ) -> int:
     """``tenants`` x ``services`` with series: each tenant, service and key, one create each."""
     keys: dict[str, str] = {}
     with db.admin() as admin:
         for t in range(tenants):
-            name = f"t{t:03d}"
+            name = f"{prefix}{t:03d}"
             keys[name] = create_tenant(admin, name, [f"s{s}" for s in range(services)])
 
     async def book() -> int:

@@ -2,7 +2,9 @@
 
 No timed assertion: the figures of a smoke run mean nothing (a second of load from a Python
 generator on a busy machine); this checks that the harness works — servers, dialback
-variants, the floor app, the in-process instrumentation comparison, dispatch and lateness —
+variants, the floor app, the in-process instrumentation comparison, dispatch and lateness, and
+the scale figures (pgqueuer's drain, the export, /metrics with more series, two replicas, the
+cold start of ``make run``) —
 and that the JSON report carries every key as a number. ``make bench`` uses wrk; the smoke
 mode does not need it.
 """
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from bench.report import GOALS, REQUIRED_KEYS, results_section
+from bench.scale import SIZES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,6 +52,26 @@ def test_smoke_run_reports_every_figure_as_a_number(tmp_path: Path) -> None:
     rounds = report["details"]["create_rounds"]
     for variant in ("info", "error", "trace", "noobs", "floor", "info_at_8"):
         assert rounds[variant] and all(r["status_errors"] == 0 for r in rounds[variant]), variant
+    # The scale figures (issue 14): each measured, not defaulted.
+    for key in (
+        "create_cpu_us",
+        "floor_cpu_us",
+        "peer_dispatch_per_s",
+        "dispatch_vs_peer_ratio",
+        "export_rows_per_s",
+        "replicas_2_create_ratio",
+        "replicas_2_dispatch_ratio",
+        "create_pg_cpu_us",
+        "create_wal_bytes",
+        "dispatch_wal_bytes",
+        "make_run_cold_start_s",
+    ):
+        assert report[key] > 0, (key, report[key])
+    scale = report["details"]["scale"]
+    assert scale["peer"]["peer_jobs"] == report["dispatch_rows"]
+    assert scale["export"]["export_rows"] == SIZES["smoke"].export_rows
+    assert report["metrics_series_5k"] >= SIZES["smoke"].series_target
+    assert report["export_rss_growth_mib"] >= 0
     # The docs table renders from this report (one row per goal).
     table = results_section(report)
     assert all(f"`{key}`" in table for key in REQUIRED_KEYS)

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from dialback.callbacks import repository as repo
 from dialback.callbacks import views
 from dialback.callbacks.repository import CallbackFilter
+from dialback.callbacks.service import EXPORT_BATCH
 from dialback.container import Container
 from tests.support.factories import tenant_and_service
 from tests.support.stack import make_settings
@@ -87,7 +88,7 @@ async def test_an_export_of_100000_callbacks_streams_in_bounded_memory(tmp_path:
                 async for chunk in views.export_csv(batches):
                     f.write(chunk)
                     lag.append(sum(served))
-                    if len(lag) == 1 + ROWS // 2000:  # half the rows written
+                    if len(lag) == 1 + ROWS // (2 * EXPORT_BATCH):  # half the rows written
                         half = (_kib("VmHWM") - before) * 1024
             peak = (_kib("VmHWM") - before) * 1024
         finally:
@@ -95,9 +96,9 @@ async def test_an_export_of_100000_callbacks_streams_in_bounded_memory(tmp_path:
         size = out.stat().st_size
         assert size > 15_000_000
         # Each chunk is written before the next batch is read: the header first, then batch k
-        # with k * 1000 rows served (and the last, empty read that ends the keyset).
-        assert lag == [0, *(1000 * k for k in range(1, ROWS // 1000 + 1))]
-        assert served[-1] == 0 and len(served) == ROWS // 1000 + 1
+        # with k * EXPORT_BATCH rows served (and the last, empty read that ends the keyset).
+        assert lag == [0, *(EXPORT_BATCH * k for k in range(1, ROWS // EXPORT_BATCH + 1))]
+        assert served[-1] == 0 and len(served) == ROWS // EXPORT_BATCH + 1
         # Never the whole set (nor the whole CSV) in memory: the peak stays below the CSV's
         # size (the rows as Python objects would be several times it), and the second half of
         # the export adds nothing to the peak of the first (allocator and caches warm by then).

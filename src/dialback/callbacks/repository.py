@@ -334,6 +334,9 @@ async def export_batch(
     where = [_conditions(match), CB.tenant_id == tenant_id]
     if after is not None:
         created, cid = after
+        # The plain range makes the keyset an index range: the OR alone is a filter, and every
+        # batch would scan the tenant's rows from its first.
+        where.append(CB.created_at >= created)
         where.append(
             sa.or_(CB.created_at > created, sa.and_(CB.created_at == created, CB.id > cid))
         )

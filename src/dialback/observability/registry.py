@@ -47,6 +47,12 @@ class Family:
     buckets: tuple[float, ...] = ()
     series: dict[tuple[str, ...], float] = field(default_factory=dict)
     hist: dict[tuple[str, ...], list[float]] = field(default_factory=dict)
+    # Rendered sample names per series ("name{labels} "; a histogram's bucket, sum and count
+    # names): built once, so a render at thousands of series only formats the values.
+    _names: dict[tuple[str, ...], str] = field(default_factory=dict, repr=False, compare=False)
+    _hist_names: dict[tuple[str, ...], tuple[list[str], str, str]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def inc(self, values: tuple[str, ...] = (), amount: float = 1) -> None:
         """Add ``amount`` to the series with these label values."""
@@ -68,6 +74,8 @@ class Family:
         """Drop one series."""
         self.series.pop(values, None)
         self.hist.pop(values, None)
+        self._names.pop(values, None)
+        self._hist_names.pop(values, None)
 
     def observe(self, values: tuple[str, ...], v: float) -> None:
         """Record one observation in a histogram series."""
@@ -82,37 +90,52 @@ class Family:
         """Current value of a counter/gauge series (0 when absent)."""
         return self.series.get(values, 0)
 
+    def _labels(self, values: tuple[str, ...]) -> str:
+        return ",".join(
+            f'{k}="{escape_label(x)}"' for k, x in zip(self.labels, values, strict=True)
+        )
+
+    def _sample_name(self, values: tuple[str, ...]) -> str:
+        text = f"{self.name}{{{self._labels(values)}}} " if self.labels else f"{self.name} "
+        self._names[values] = text
+        return text
+
+    def _hist_sample_names(self, values: tuple[str, ...]) -> tuple[list[str], str, str]:
+        prefix = self._labels(values)
+        sep = "," if prefix else ""
+        lbl = f"{{{prefix}}}" if prefix else ""
+        bounds = [format_value(b) for b in self.buckets] + ["+Inf"]
+        names = (
+            [f'{self.name}_bucket{{{prefix}{sep}le="{le}"}} ' for le in bounds],
+            f"{self.name}_sum{lbl} ",
+            f"{self.name}_count{lbl} ",
+        )
+        self._hist_names[values] = names
+        return names
+
     def render(self, out: list[str]) -> None:
         """Append this family's exposition lines to ``out`` (nothing when it has no series)."""
         if not self.series and not self.hist:
             return
         out.append(f"# HELP {self.name} {self.help}")
         out.append(f"# TYPE {self.name} {self.exposition}")
-        name = self.name
-        labels = self.labels
         if self.kind != "histogram":
+            names = self._names
             for values, v in list(self.series.items()):
-                if labels:
-                    inner = ",".join(
-                        f'{k}="{escape_label(x)}"' for k, x in zip(labels, values, strict=True)
-                    )
-                    out.append(f"{name}{{{inner}}} {format_value(v)}")
-                else:
-                    out.append(f"{name} {format_value(v)}")
+                text = names.get(values) or self._sample_name(values)
+                out.append(text + format_value(v))
             return
-        bounds = [format_value(b) for b in self.buckets] + ["+Inf"]
+        hist_names = self._hist_names
         for values, h in list(self.hist.items()):
-            prefix = ",".join(
-                f'{k}="{escape_label(x)}"' for k, x in zip(labels, values, strict=True)
+            buckets, sum_name, count_name = hist_names.get(values) or self._hist_sample_names(
+                values
             )
-            sep = "," if prefix else ""
             cum: float = 0
-            for le, n in zip(bounds, h[:-1], strict=True):
+            for bucket, n in zip(buckets, h[:-1], strict=True):
                 cum += n
-                out.append(f'{name}_bucket{{{prefix}{sep}le="{le}"}} {format_value(cum)}')
-            lbl = f"{{{prefix}}}" if prefix else ""
-            out.append(f"{name}_sum{lbl} {format_value(h[-1])}")
-            out.append(f"{name}_count{lbl} {format_value(cum)}")
+                out.append(bucket + format_value(cum))
+            out.append(sum_name + format_value(h[-1]))
+            out.append(count_name + format_value(cum))
 
     def count(self, values: tuple[str, ...] = ()) -> float:
         """Observations recorded in a histogram series."""
