@@ -218,7 +218,7 @@ async def test_bad_input_answers_400_naming_the_field(rt: Container) -> None:
         listing = await ada.client.get("/ui/tenants")
         assert (
             "42 callbacks / 60 s" in listing.text
-            and "callbacks 7 d, call-ins default" in listing.text
+            and "callbacks 7 d, call-ins 30 d (default)" in listing.text
         )
 
         once = await _once(ada, "/ui/tenants/acme")
@@ -398,3 +398,83 @@ async def test_the_service_refuses_an_operator_locking_themselves_out(rt: Contai
     await rt.users.update("ada", disabled=False)
     assert not (await rt.users.get("ada")).disabled
     assert (await rt.users.get("tina")).disabled
+
+
+async def test_a_tenants_settings_edited_with_errors_per_field_and_read_only_for_others(
+    rt: Container,
+) -> None:
+    tina, token = await _as(rt, "tina")
+    async with tina:
+        page = await tina.client.get("/ui/tenants/acme")
+        assert "Save settings" in page.text and 'id="t-max_callbacks"' in page.text
+        bad = await tina.client.post(
+            "/ui/tenants/acme/settings",
+            data={"max_callbacks": "0", "callin_days": "99999", "csrf_token": token},
+        )
+        assert bad.status_code == 400
+        assert "Max callbacks per window: Input should be greater than or equal to 1" in bad.text
+        assert "Keep call-ins (days): Input should be less than or equal to 3650" in bad.text
+        assert 'id="t-max_callbacks" name="max_callbacks" value="0"' in bad.text
+        saved = await tina.client.post(
+            "/ui/tenants/acme/settings",
+            data={
+                "max_callbacks": "42",
+                "window_seconds": "30",
+                "callback_days": "7",
+                "csrf_token": token,
+            },
+        )
+        assert saved.status_code == 303
+        assert saved.headers["location"] == "/ui/tenants/acme?done=saved"
+        rec = await rt.tenants.get("acme")
+        assert rec.settings == {
+            "throttle": {"maxCallbacks": 42, "windowSeconds": 30},
+            "retention": {"callbackDays": 7},
+        }
+        after = await tina.client.get("/ui/tenants/acme?done=saved")
+        assert "42 callbacks / 30 s" in after.text and "call-ins 30 d (default)" in after.text
+        other = await tina.client.post(
+            "/ui/tenants/globex/settings", data={"max_callbacks": "1", "csrf_token": token}
+        )
+        assert other.status_code == 403 and "outside the scope" in other.text
+    sam, token = await _as(rt, "sam")
+    async with sam:
+        page = await sam.client.get("/ui/tenants/acme")
+        assert "42 callbacks / 30 s" in page.text and "Save settings" not in page.text
+        forged = await sam.client.post(
+            "/ui/tenants/acme/settings", data={"max_callbacks": "1", "csrf_token": token}
+        )
+        assert forged.status_code == 403
+    assert (await rt.tenants.get("acme")).settings["throttle"]["maxCallbacks"] == 42
+    assert (await rt.tenants.get("globex")).settings["throttle"]["maxCallbacks"] == 500
+    async with rt.engine.connect() as conn:
+        rows = (await conn.execute(sa.select(audit_log))).all()
+    seen = {(r.action, r.outcome, r.tenant) for r in rows}
+    assert ("ui.set_tenant_settings", "ok", "acme") in seen
+    assert ("ui.set_tenant_settings", "denied", "globex") in seen
+
+
+async def test_every_ui_route_with_a_tenant_in_its_path_refuses_another_tenants_operator(
+    rt: Container,
+) -> None:
+    from dialback.app import create_internal_app
+    from dialback.web.fastpath import served_routes
+
+    app = create_internal_app(rt)
+    routes = [
+        (method, path)
+        for _route, path, methods in served_routes(app)
+        if path.startswith("/ui") and "{tenant}" in path
+        for method in sorted(methods - {"HEAD"})
+    ]
+    assert len(routes) >= 10 and {m for m, _ in routes} == {"GET", "POST"}
+    tina, token = await _as(rt, "tina")  # an administrator of acme only
+    async with tina:
+        for method, path in routes:
+            url = re.sub(r"\{[^}]+\}", "x1", path).replace("/x1", "/globex", 1)
+            answer = await tina.client.request(
+                method, url, data={"csrf_token": token} if method == "POST" else None
+            )
+            assert answer.status_code == 403, (method, path, answer.status_code)
+            assert "outside the scope of local:tina" in answer.text, (method, path)
+            assert "corrId" in answer.text

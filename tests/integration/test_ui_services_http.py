@@ -282,7 +282,7 @@ async def test_a_scoped_operator_sees_its_tenants_only(rt: Container) -> None:
         listing = await ui.client.get("/ui/services")
         assert "Tenant acme" in listing.text and "globex" not in listing.text
         other = await ui.client.get("/ui/services/globex/support")
-        assert other.status_code == 403 and "outside your scope" in other.text
+        assert other.status_code == 403 and "outside the scope of local:sue" in other.text
         cfg = (await rt.services.get("globex", "support")).config
         forged = await ui.client.post("/ui/services/globex/support", data=_form(cfg, token))
         assert forged.status_code == 403

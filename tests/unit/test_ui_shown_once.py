@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from dialback.ui.pages import adminkit
-from dialback.ui.pages.adminkit import ShownOnce
+from dialback.ui import forms
+from dialback.ui.forms import ShownOnce
 
 
 def test_a_token_is_used_once_released_on_failure_and_forgotten_when_old(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     now = [1000.0]
-    monkeypatch.setattr(adminkit.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(forms.time, "monotonic", lambda: now[0])
     once = ShownOnce(ttl=60, size=3)
     a, b = once.new(), once.new()
     assert a != b and len(a) >= 16

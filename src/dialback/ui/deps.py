@@ -1,5 +1,6 @@
 """The typed dependencies of the UI pages: the session, the operator, the permission a page
-requires, and the CSRF check of every state-changing request under ``/ui``."""
+requires within the tenant scope of its path, and the CSRF check of every state-changing
+request under ``/ui``."""
 
 from __future__ import annotations
 
@@ -172,12 +173,16 @@ UiPrincipalDep = Annotated[Principal, Depends(ui_principal)]
 
 
 class UiRequire:
-    """The dependency of a page or action: the operator, allowed ``permission``."""
+    """The dependency of a page or action: the operator, allowed ``permission``, within the
+    scope of the path's ``{tenant}`` (as the admin API's ``requires``: every UI route with a
+    tenant in its path is checked, whatever the page); ``every_tenant``: only an operator of
+    every tenant (the page acts on what belongs to no one tenant)."""
 
-    def __init__(self, permission: Permission) -> None:
+    def __init__(self, permission: Permission, *, every_tenant: bool = False) -> None:
         self.permission = permission
+        self.every_tenant = every_tenant
 
-    async def __call__(self, principal: UiPrincipalDep) -> Principal:
+    async def __call__(self, request: Request, principal: UiPrincipalDep) -> Principal:
         if not principal.can(self.permission):
             roles = ", ".join(sorted(principal.roles)) or "none"
             raise UiProblem(
@@ -186,12 +191,27 @@ class UiRequire:
                 f"{principal.actor} (roles: {roles}) may not "
                 f"{PERMISSION_TEXT[self.permission]} (needs {self.permission.value}).",
             )
+        tenant = request.path_params.get("tenant")
+        if isinstance(tenant, str) and not principal.sees_tenant(tenant):
+            raise UiProblem(
+                403,
+                "Not allowed",
+                f"tenant {tenant[:100]!r} is outside the scope of {principal.actor}.",
+            )
+        if self.every_tenant and not principal.unscoped:
+            raise UiProblem(
+                403,
+                "Not allowed",
+                f"Only an operator of every tenant may do this; {principal.actor} is limited to "
+                f"{', '.join(sorted(principal.tenants or ()))}.",
+            )
         return principal
 
 
-def ui_requires(permission: Permission) -> Any:
-    """``Depends`` on ``UiRequire(permission)``."""
-    return Depends(UiRequire(permission))
+def ui_requires(permission: Permission, *, every_tenant: bool = False) -> Any:
+    """``Depends`` on ``UiRequire(permission, every_tenant=...)``: for a route's
+    ``dependencies`` or a parameter (``who: Annotated[Principal, ui_requires(...)]``)."""
+    return Depends(UiRequire(permission, every_tenant=every_tenant))
 
 
 def _csrf_refused(message: str) -> UiProblem:

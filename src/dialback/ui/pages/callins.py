@@ -16,9 +16,9 @@ from dialback.callins.schemas import CallInGroupConfig
 from dialback.callins.service import CallInRequest
 from dialback.identity.roles import Permission, Principal
 from dialback.kit.errors import Conflict
-from dialback.kit.names import is_name
 from dialback.kit.phone import mask
 from dialback.ui.deps import UiProblem, UiRedirect, ui_requires, ui_router
+from dialback.ui.forms import new_name_chooser
 from dialback.ui.rendering import render
 from dialback.web.deps import ContainerDep
 from dialback.web.params import NamePath, TenantPath
@@ -114,28 +114,20 @@ async def callin_group_new(
     name: Annotated[str, Query(max_length=200)] = "",
 ) -> Response:
     """Choose a new call-in group's tenant and name, then its numbers and codes."""
-    by_tenant = dict(await c.callins.groups_by_tenant(who.tenants))
-    errors: dict[str, list[str]] = {}
-    if tenant or name:
-        if tenant not in by_tenant:
-            errors["tenant"] = [f"no tenant named {tenant[:100]!r} that you may see"]
-        if not is_name(name):
-            errors["name"] = [
-                "a letter or digit, then letters, digits, '_', '.' or '-' (at most 100)"
-            ]
-        elif tenant in by_tenant and any(g.name == name for g in by_tenant[tenant]):
-            errors["name"] = [f"tenant {tenant!r} already has a call-in group named {name!r}"]
-        if not errors:
-            return _editor(request, tenant, name, dict(_NEW), {}, creating=True)
-    return render(
+    by_tenant = await c.callins.groups_by_tenant(who.tenants)
+    taken = {t: {g.name for g in groups} for t, groups in by_tenant}
+    chooser = new_name_chooser(
         request,
-        "callins/new.html",
-        400 if errors else 200,
-        tenants=sorted(by_tenant),
-        tenant=tenant,
-        name=name[:100],
-        errors=errors,
+        taken,
+        tenant,
+        name,
+        kind="call-in group",
+        next_step="its numbers and access codes come next",
+        action="/callins/new",
     )
+    if chooser is not None:
+        return chooser
+    return _editor(request, tenant, name, dict(_NEW), {}, creating=True)
 
 
 @router.get("/callins/{tenant}/{name}", name="ui_callin_group")

@@ -11,11 +11,11 @@ from starlette.responses import Response
 
 from dialback.identity.roles import Permission, Principal
 from dialback.kit.errors import Conflict
-from dialback.kit.names import is_name
 from dialback.services.repository import ServiceRecord
 from dialback.services.schemas import WEEKDAYS, ServiceConfig
 from dialback.ui import service_form as sf
 from dialback.ui.deps import UiProblem, UiRedirect, ui_requires, ui_router
+from dialback.ui.forms import new_name_chooser
 from dialback.ui.rendering import render, zone_names
 from dialback.web.deps import ContainerDep
 from dialback.web.params import NamePath, TenantPath
@@ -57,28 +57,20 @@ async def service_new(
     name: Annotated[str, Query(max_length=200)] = "",
 ) -> Response:
     """Choose a new service's tenant and name, then edit its configuration."""
-    by_tenant = dict(await c.services.by_tenant(who.tenants))
-    errors: dict[str, list[str]] = {}
-    if tenant or name:
-        if tenant not in by_tenant:
-            errors["tenant"] = [f"no tenant named {tenant[:100]!r} that you may see"]
-        if not is_name(name):
-            errors["name"] = [
-                "a letter or digit, then letters, digits, '_', '.' or '-' (at most 100)"
-            ]
-        elif tenant in by_tenant and any(s.name == name for s in by_tenant[tenant]):
-            errors["name"] = [f"tenant {tenant!r} already has a service named {name!r}"]
-        if not errors:
-            return _editor(request, tenant, name, sf.values_of(_NEW_CONFIG), _NEW_CONFIG, {}, True)
-    return render(
+    by_tenant = await c.services.by_tenant(who.tenants)
+    taken = {t: {s.name for s in rows} for t, rows in by_tenant}
+    chooser = new_name_chooser(
         request,
-        "services/new.html",
-        400 if errors else 200,
-        tenants=sorted(by_tenant),
-        tenant=tenant,
-        name=name[:100],
-        errors=errors,
+        taken,
+        tenant,
+        name,
+        kind="service",
+        next_step="its configuration comes next",
+        action="/services/new",
     )
+    if chooser is not None:
+        return chooser
+    return _editor(request, tenant, name, sf.values_of(_NEW_CONFIG), _NEW_CONFIG, {}, True)
 
 
 @router.get("/services/{tenant}/{name}", name="ui_service")

@@ -1,7 +1,7 @@
 """The Tenants pages (Administrator): the tenants an operator may see with their state and
-settings, create (an operator of every tenant only), disable/enable; per tenant its API keys:
-create (the key shown once), revoke (after a confirmation). They call ``TenantAdmin`` as the
-admin API does."""
+settings, create (an operator of every tenant only), change a tenant's throttle and retention,
+disable/enable; per tenant its API keys: create (the key shown once), revoke (after a
+confirmation). They call ``TenantAdmin`` with the admin API's models, as the admin API does."""
 
 from __future__ import annotations
 
@@ -14,15 +14,25 @@ from starlette.responses import Response
 
 from dialback.identity.roles import Permission, Principal
 from dialback.kit.errors import ApiError
+from dialback.settings import Settings
 from dialback.tenants.repository import ApiKey, TenantRecord
-from dialback.tenants.schemas import ApiKeyIn, TenantIn, TenantPatch
-from dialback.ui.deps import UiProblem, UiRedirect, ui_router
-from dialback.ui.pages.adminkit import (
-    field_error,
+from dialback.tenants.schemas import (
+    ApiKeyIn,
+    TenantIn,
+    TenantPatch,
+    TenantRetention,
+    TenantSettings,
+)
+from dialback.ui.deps import UiProblem, UiRedirect, ui_requires, ui_router
+from dialback.ui.forms import (
+    FormState,
+    form_flag,
+    form_text,
+    notice_of,
     once_token,
     refuse_resent,
+    refused_fields,
     shown_once,
-    ui_requires_in,
     validation_errors,
 )
 from dialback.ui.rendering import render
@@ -32,123 +42,136 @@ from dialback.web.params import TenantPath
 router = ui_router()
 NAV_PATHS = ("/tenants",)
 
-_TENANT_FIELDS = {
-    "name": "name",
+# The admin API's model fields (dotted, by alias) and the form fields that hold them.
+_SETTINGS_FIELDS = {
     "settings.throttle.maxCallbacks": "max_callbacks",
     "settings.throttle.windowSeconds": "window_seconds",
     "settings.throttle.maxCallIns": "max_call_ins",
     "settings.retention.callbackDays": "callback_days",
     "settings.retention.callInDays": "callin_days",
 }
+_TENANT_FIELDS = {"name": "name", **_SETTINGS_FIELDS}
 _FORM_FIELDS = set(_TENANT_FIELDS.values())
 
 KeyId = Annotated[str, Path(min_length=1, max_length=200)]
-Reader = Annotated[Principal, ui_requires_in(Permission.TENANTS_READ)]
-Writer = Annotated[Principal, ui_requires_in(Permission.TENANTS_WRITE)]
-Creator = Annotated[Principal, ui_requires_in(Permission.TENANTS_WRITE, every_tenant=True)]
-KeyReader = Annotated[Principal, ui_requires_in(Permission.API_KEYS_READ)]
-KeyWriter = Annotated[Principal, ui_requires_in(Permission.API_KEYS_WRITE)]
+Reader = Annotated[Principal, ui_requires(Permission.TENANTS_READ)]
+Writer = Annotated[Principal, ui_requires(Permission.TENANTS_WRITE)]
+Creator = Annotated[Principal, ui_requires(Permission.TENANTS_WRITE, every_tenant=True)]
+KeyReader = Annotated[Principal, ui_requires(Permission.API_KEYS_READ)]
+KeyWriter = Annotated[Principal, ui_requires(Permission.API_KEYS_WRITE)]
 
 
-def settings_summary(settings: dict[str, Any]) -> dict[str, str]:
-    """A tenant's settings as short texts: throttle, call-in throttle, retention."""
-    throttle = settings.get("throttle") or {}
-    retention = settings.get("retention") or {}
-    calls = throttle.get("maxCallbacks", 500)
-    window = throttle.get("windowSeconds", 60)
-    callins = throttle.get("maxCallIns")
-    cb_days = retention.get("callbackDays")
-    ci_days = retention.get("callInDays")
+def _own(stored: dict[str, Any]) -> tuple[TenantSettings, TenantRetention]:
+    settings = TenantSettings.model_validate(stored)
+    return settings, settings.retention or TenantRetention()
+
+
+def settings_summary(stored: dict[str, Any], defaults: Settings) -> dict[str, str]:
+    """A tenant's settings as short texts: throttle, call-in throttle, retention; what the
+    tenant leaves unset shown as the service-wide value it follows, marked "default"."""
+    own, retention = _own(stored)
+    throttle = own.throttle
+
+    def value(mine: int | None, default: int, unit: str) -> str:
+        return f"{mine} {unit}" if mine else f"{default} {unit} (default)"
+
     return {
-        "throttle": f"{calls} callbacks / {window} s",
-        "callins": f"{callins} call-ins / {window} s" if callins else "default",
+        "throttle": f"{throttle.max_callbacks} callbacks / {throttle.window_seconds} s",
+        "callins": (
+            f"{value(throttle.max_call_ins, defaults.callin_max_per_window, 'call-ins')}"
+            f" / {defaults.callin_window_seconds} s"
+        ),
         "retention": (
-            f"callbacks {f'{cb_days} d' if cb_days else 'default'}, "
-            f"call-ins {f'{ci_days} d' if ci_days else 'default'}"
+            f"callbacks {value(retention.callback_days, defaults.retention_callback_days, 'd')}, "
+            f"call-ins {value(retention.callin_days, defaults.retention_callin_days, 'd')}"
         ),
     }
 
 
-def _form_text(form: Any, name: str, limit: int = 200) -> str:
-    value = form.get(name, "")
-    return value.strip()[:limit] if isinstance(value, str) else ""
+def _settings_values(stored: dict[str, Any]) -> dict[str, str]:
+    own, retention = _own(stored)
+    return {
+        "max_callbacks": str(own.throttle.max_callbacks),
+        "window_seconds": str(own.throttle.window_seconds),
+        "max_call_ins": str(own.throttle.max_call_ins or ""),
+        "callback_days": str(retention.callback_days or ""),
+        "callin_days": str(retention.callin_days or ""),
+    }
+
+
+def _defaults(settings: Settings) -> dict[str, int]:
+    """What an empty settings field stands for (the form's hints)."""
+    throttle = TenantSettings().throttle
+    return {
+        "max_callbacks": throttle.max_callbacks,
+        "window_seconds": throttle.window_seconds,
+        "max_call_ins": settings.callin_max_per_window,
+        "callback_days": settings.retention_callback_days,
+        "callin_days": settings.retention_callin_days,
+    }
+
+
+def _settings_body(form: Any) -> dict[str, Any]:
+    """The admin API's ``settings`` of the form's fields (an empty field left out)."""
+    throttle: dict[str, Any] = {}
+    retention: dict[str, Any] = {}
+    for path, field in _SETTINGS_FIELDS.items():
+        value = form_text(form, field, 20)
+        if value:
+            section, key = path.split(".")[1:]
+            (throttle if section == "throttle" else retention)[key] = value
+    settings: dict[str, Any] = {"throttle": throttle}
+    if retention:
+        settings["retention"] = retention
+    return settings
 
 
 async def _list_page(
-    request: Request,
-    c: Any,
-    who: Principal,
-    status: int = 200,
-    *,
-    errors: dict[str, str] | None = None,
-    values: dict[str, str] | None = None,
-    notice: str = "",
+    request: Request, c: Any, who: Principal, state: FormState = FormState()
 ) -> Response:
     rows = [r for r in await c.tenants.list() if who.sees_tenant(r.name)]
     return render(
         request,
         "tenants/list.html",
-        status,
-        tenants=[(r, settings_summary(r.settings)) for r in rows],
+        state.status,
+        tenants=[(r, settings_summary(r.settings, c.settings)) for r in rows],
         can_create=who.can(Permission.TENANTS_WRITE) and who.unscoped,
         can_write=who.can(Permission.TENANTS_WRITE),
-        errors=errors or {},
-        values=values or {},
-        notice=notice,
+        defaults=_defaults(c.settings),
+        errors=state.errors,
+        values=state.values or {},
+        notice=state.notice,
     )
+
+
+_LIST_NOTICES = {"disabled": "Tenant disabled.", "enabled": "Tenant enabled."}
 
 
 @router.get("/tenants", name="ui_tenants")
 async def tenants_page(request: Request, c: ContainerDep, who: Reader) -> Response:
     """The tenants the operator may see: state, throttle, retention; the create form."""
-    done = request.query_params.get("done", "")
-    notice = {"disabled": "Tenant disabled.", "enabled": "Tenant enabled."}.get(done, "")
-    return await _list_page(request, c, who, notice=notice)
-
-
-def _tenant_body(form: Any) -> dict[str, Any]:
-    throttle: dict[str, Any] = {}
-    retention: dict[str, Any] = {}
-    for field, key, into in (
-        ("max_callbacks", "maxCallbacks", throttle),
-        ("window_seconds", "windowSeconds", throttle),
-        ("max_call_ins", "maxCallIns", throttle),
-        ("callback_days", "callbackDays", retention),
-        ("callin_days", "callInDays", retention),
-    ):
-        value = _form_text(form, field, 20)
-        if value:
-            into[key] = value
-    settings: dict[str, Any] = {"throttle": throttle}
-    if retention:
-        settings["retention"] = retention
-    return {"name": _form_text(form, "name"), "settings": settings}
+    return await _list_page(request, c, who, FormState(notice=notice_of(request, _LIST_NOTICES)))
 
 
 @router.post("/tenants", name="create_tenant")
 async def create_tenant(request: Request, c: ContainerDep, who: Creator) -> Response:
     """Create a tenant (an operator of every tenant only); bad fields answer 400 next to them."""
     form = await request.form()
-    values = {f: _form_text(form, f) for f in _FORM_FIELDS}
-    errors: dict[str, str] = {}
+    values = {f: form_text(form, f) for f in _FORM_FIELDS}
     if not values["name"]:
-        errors["name"] = "a tenant needs a name"
-    else:
-        try:
-            body = TenantIn.model_validate(_tenant_body(form))
-        except ValidationError as exc:
-            errors = validation_errors(exc, _TENANT_FIELDS)
-        else:
-            try:
-                rec = await c.tenants.create(body.name, body.settings)
-            except ApiError as exc:
-                if exc.status >= 500:
-                    raise
-                field, text = field_error(exc.message, _FORM_FIELDS)
-                errors[field or "form"] = text
-                return await _list_page(request, c, who, exc.status, errors=errors, values=values)
-            raise UiRedirect(f"/ui/tenants/{quote(rec.name)}?done=created")
-    return await _list_page(request, c, who, 400, errors=errors, values=values)
+        errors = {"name": "a tenant needs a name"}
+        return await _list_page(request, c, who, FormState(400, errors, values))
+    try:
+        body = TenantIn.model_validate({"name": values["name"], "settings": _settings_body(form)})
+    except ValidationError as exc:
+        errors = validation_errors(exc, _TENANT_FIELDS)
+        return await _list_page(request, c, who, FormState(400, errors, values))
+    try:
+        rec = await c.tenants.create(body.name, body.settings)
+    except ApiError as exc:
+        errors = refused_fields(exc, _FORM_FIELDS)
+        return await _list_page(request, c, who, FormState(exc.status, errors, values))
+    raise UiRedirect(f"/ui/tenants/{quote(rec.name)}?done=created")
 
 
 @router.post("/tenants/{tenant}/state", name="patch_tenant")
@@ -157,27 +180,32 @@ async def set_tenant_state(
 ) -> Response:
     """Disable or enable a tenant (a disabled tenant's API keys stop working at once)."""
     form = await request.form()
-    wanted = _form_text(form, "disabled", 10)
-    if wanted not in ("true", "false"):
-        raise UiProblem(400, "Bad request", "disabled: give true or false")
-    rec = await c.tenants.patch(tenant, TenantPatch(disabled=wanted == "true"))
+    rec = await c.tenants.patch(tenant, TenantPatch(disabled=form_flag(form, "disabled")))
     done = "disabled" if rec.disabled else "enabled"
-    back = _form_text(form, "back", 10)
-    if back == "tenant":
+    if form_text(form, "back", 10) == "tenant":
         raise UiRedirect(f"/ui/tenants/{quote(rec.name)}?done={done}")
     raise UiRedirect(f"/ui/tenants?done={done}")
 
 
+@router.post("/tenants/{tenant}/settings", name="set_tenant_settings")
+async def set_tenant_settings(
+    request: Request, tenant: TenantPath, c: ContainerDep, who: Writer
+) -> Response:
+    """Replace a tenant's throttle and retention (the admin API's PATCH of its ``settings``;
+    an empty retention field: the service-wide default); bad fields answer 400 next to them."""
+    form = await request.form()
+    values = {f: form_text(form, f, 20) for f in _SETTINGS_FIELDS.values()}
+    try:
+        patch = TenantPatch.model_validate({"settings": _settings_body(form)})
+    except ValidationError as exc:
+        errors = validation_errors(exc, _SETTINGS_FIELDS)
+        return await _tenant_page(request, c, who, tenant, FormState(400, errors, values))
+    rec = await c.tenants.patch(tenant, patch)
+    raise UiRedirect(f"/ui/tenants/{quote(rec.name)}?done=saved")
+
+
 async def _tenant_page(
-    request: Request,
-    c: Any,
-    who: Principal,
-    tenant: str,
-    status: int = 200,
-    *,
-    key_error: str = "",
-    key_name: str = "",
-    notice: str = "",
+    request: Request, c: Any, who: Principal, tenant: str, state: FormState = FormState()
 ) -> Response:
     rec: TenantRecord = await c.tenants.get(tenant)
     keys: list[ApiKey] = (
@@ -187,22 +215,25 @@ async def _tenant_page(
     return render(
         request,
         "tenants/tenant.html",
-        status,
+        state.status,
         tenant=rec,
-        summary=settings_summary(rec.settings),
+        summary=settings_summary(rec.settings, c.settings),
         keys=keys,
         can_read_keys=who.can(Permission.API_KEYS_READ),
         can_write_keys=who.can(Permission.API_KEYS_WRITE),
         can_write=who.can(Permission.TENANTS_WRITE),
-        key_error=key_error,
-        key_name=key_name,
+        defaults=_defaults(c.settings),
+        errors=state.errors,
+        values={**_settings_values(rec.settings), **(state.values or {})},
         once=shown_once.new(),
-        notice=notice,
+        notice=state.notice,
     )
 
 
 _NOTICES = {
     "created": "Tenant created. Create an API key for its clients below.",
+    "saved": "Settings saved: the throttle applies to the next request, the retention to the "
+    "next sweep.",
     "revoked": "API key revoked: it no longer works.",
     "disabled": "Tenant disabled: its API keys are refused until it is enabled.",
     "enabled": "Tenant enabled.",
@@ -213,9 +244,11 @@ _NOTICES = {
 async def tenant_page(
     request: Request, tenant: TenantPath, c: ContainerDep, who: Reader
 ) -> Response:
-    """One tenant: its settings and state, its API keys (prefixes only), create and revoke."""
-    notice = _NOTICES.get(request.query_params.get("done", ""), "")
-    return await _tenant_page(request, c, who, tenant, notice=notice)
+    """One tenant: its settings (the form for those who may change them) and state, its API
+    keys (prefixes only), create and revoke."""
+    return await _tenant_page(
+        request, c, who, tenant, FormState(notice=notice_of(request, _NOTICES))
+    )
 
 
 @router.post("/tenants/{tenant}/api-keys", name="create_api_key")
@@ -228,15 +261,15 @@ async def create_api_key(
     token = once_token(form)
     raw = form.get("name", "")
     name = raw.strip() if isinstance(raw, str) else ""
+    values = {"key_name": name[:100]}
     if not name:
-        return await _tenant_page(
-            request, c, who, tenant, 400, key_error="a key needs a name (e.g. ivr, crm)"
-        )
+        errors = {"key_name": "a key needs a name (e.g. ivr, crm)"}
+        return await _tenant_page(request, c, who, tenant, FormState(400, errors, values))
     try:
         body = ApiKeyIn.model_validate({"name": name})
     except ValidationError as exc:
-        text = validation_errors(exc, {})["name"]
-        return await _tenant_page(request, c, who, tenant, 400, key_error=text, key_name=name[:100])
+        errors = validation_errors(exc, {"name": "key_name"})
+        return await _tenant_page(request, c, who, tenant, FormState(400, errors, values))
     if not shown_once.use(token):
         raise refuse_resent("API key")
     new = await c.tenants.create_key(tenant, body.name)

@@ -15,13 +15,18 @@ from starlette.responses import Response
 from dialback.identity.roles import Permission, Principal, Role
 from dialback.identity.users import User, parse_roles, parse_tenants
 from dialback.kit.errors import ApiError
-from dialback.ui.deps import UiProblem, UiRedirect, ui_router
-from dialback.ui.pages.adminkit import (
+from dialback.ui.deps import UiProblem, UiRedirect, ui_requires, ui_router
+from dialback.ui.forms import (
+    FormState,
     field_error,
+    form_flag,
+    form_list,
+    form_text,
+    notice_of,
     once_token,
     refuse_resent,
+    refused_fields,
     shown_once,
-    ui_requires_in,
 )
 from dialback.ui.rendering import render
 from dialback.web.deps import ContainerDep
@@ -37,18 +42,9 @@ ROLE_CHOICES = [
 ]
 _FIELDS = {"username", "display_name", "roles", "tenants", "password", "password2"}
 
-Reader = Annotated[Principal, ui_requires_in(Permission.USERS_READ, every_tenant=True)]
-Writer = Annotated[Principal, ui_requires_in(Permission.USERS_WRITE, every_tenant=True)]
+Reader = Annotated[Principal, ui_requires(Permission.USERS_READ, every_tenant=True)]
+Writer = Annotated[Principal, ui_requires(Permission.USERS_WRITE, every_tenant=True)]
 Username = Annotated[str, Path(min_length=1, max_length=64)]
-
-
-def _text(form: Any, name: str, limit: int = 200) -> str:
-    value = form.get(name, "")
-    return value.strip()[:limit] if isinstance(value, str) else ""
-
-
-def _list(form: Any, name: str) -> list[str]:
-    return [v.strip()[:100] for v in form.getlist(name)[:1000] if isinstance(v, str) and v.strip()]
 
 
 def _is_self(who: Principal, username: str) -> bool:
@@ -59,9 +55,9 @@ class _Choice:
     """What a roles-and-tenants form chose (to show again with its errors)."""
 
     def __init__(self, form: Any) -> None:
-        self.roles = _list(form, "roles")
-        self.every_tenant = _text(form, "scope", 10) != "some"
-        self.tenants = _list(form, "tenants")
+        self.roles = form_list(form, "roles")
+        self.every_tenant = form_text(form, "scope", 10) != "some"
+        self.tenants = form_list(form, "tenants")
 
     def parse(self, errors: dict[str, str]) -> tuple[Any, Any]:
         """(roles, tenants) through the service's own parsers; their errors into ``errors``."""
@@ -90,30 +86,25 @@ def _user_values(user: User) -> dict[str, Any]:
     }
 
 
+_NEW_USER = {"roles": [], "every_tenant": True, "tenants": [], "password_mode": "generate"}
+
+
 async def _list_page(
-    request: Request,
-    c: Any,
-    who: Principal,
-    status: int = 200,
-    *,
-    errors: dict[str, str] | None = None,
-    values: dict[str, Any] | None = None,
-    notice: str = "",
+    request: Request, c: Any, who: Principal, state: FormState = FormState()
 ) -> Response:
     users: list[User] = await c.users.list()
     return render(
         request,
         "users/list.html",
-        status,
+        state.status,
         users=users,
         can_write=who.can(Permission.USERS_WRITE),
         role_choices=ROLE_CHOICES,
         tenant_names=await _tenant_names(c),
-        errors=errors or {},
-        values=values
-        or {"roles": [], "every_tenant": True, "tenants": [], "password_mode": "generate"},
+        errors=state.errors,
+        values=state.values or _NEW_USER,
         once=shown_once.new(),
-        notice=notice,
+        notice=state.notice,
     )
 
 
@@ -129,8 +120,7 @@ _NOTICES = {
 @router.get("/users", name="ui_users")
 async def users_page(request: Request, c: ContainerDep, who: Reader) -> Response:
     """Every local user: roles, tenants, state, last sign-in; the add form."""
-    notice = _NOTICES.get(request.query_params.get("done", ""), "")
-    return await _list_page(request, c, who, notice=notice)
+    return await _list_page(request, c, who, FormState(notice=notice_of(request, _NOTICES)))
 
 
 @router.post("/users", name="create_user")
@@ -139,9 +129,9 @@ async def create_user(request: Request, c: ContainerDep, who: Writer) -> Respons
     form = await request.form()
     token = once_token(form)
     choice = _Choice(form)
-    username = _text(form, "username", 64)
-    display_name = _text(form, "display_name")
-    generate = _text(form, "password_mode", 10) != "type"
+    username = form_text(form, "username", 64)
+    display_name = form_text(form, "display_name")
+    generate = form_text(form, "password_mode", 10) != "type"
     raw_password, raw_again = form.get("password", ""), form.get("password2", "")
     password = raw_password if isinstance(raw_password, str) else ""
     again = raw_again if isinstance(raw_again, str) else ""
@@ -175,11 +165,8 @@ async def create_user(request: Request, c: ContainerDep, who: Writer) -> Respons
             )
         except ApiError as exc:
             shown_once.release(token)
-            if exc.status >= 500:
-                raise
-            field, text = field_error(exc.message, _FIELDS)
-            errors[field or "form"] = text
-            return await _list_page(request, c, who, exc.status, errors=errors, values=values)
+            errors = refused_fields(exc, _FIELDS)
+            return await _list_page(request, c, who, FormState(exc.status, errors, values))
         if made.generated_password is None:
             raise UiRedirect(f"/ui/users/{quote(made.user.username)}?done=created")
         return render(
@@ -190,42 +177,34 @@ async def create_user(request: Request, c: ContainerDep, who: Writer) -> Respons
             password=made.generated_password,
             created=True,
         )
-    return await _list_page(request, c, who, 400, errors=errors, values=values)
+    return await _list_page(request, c, who, FormState(400, errors, values))
 
 
 async def _user_page(
-    request: Request,
-    c: Any,
-    who: Principal,
-    username: str,
-    status: int = 200,
-    *,
-    errors: dict[str, str] | None = None,
-    values: dict[str, Any] | None = None,
-    notice: str = "",
+    request: Request, c: Any, who: Principal, username: str, state: FormState = FormState()
 ) -> Response:
     user: User = await c.users.get(username)
     return render(
         request,
         "users/user.html",
-        status,
+        state.status,
         user=user,
         is_self=_is_self(who, user.username),
         can_write=who.can(Permission.USERS_WRITE),
         role_choices=ROLE_CHOICES,
         tenant_names=sorted(set(await _tenant_names(c)) | set(user.tenants or ())),
-        errors=errors or {},
-        values=values or _user_values(user),
+        errors=state.errors,
+        values=state.values or _user_values(user),
         once=shown_once.new(),
-        notice=notice,
+        notice=state.notice,
     )
 
 
 @router.get("/users/{username}", name="ui_user")
 async def user_page(request: Request, username: Username, c: ContainerDep, who: Reader) -> Response:
     """One user: roles, tenants, state; change them, reset the password, remove."""
-    notice = _NOTICES.get(request.query_params.get("done", ""), "")
-    return await _user_page(request, c, who, username, notice=notice)
+    state = FormState(notice=notice_of(request, _NOTICES))
+    return await _user_page(request, c, who, username, state)
 
 
 @router.post("/users/{username}", name="patch_user")
@@ -235,7 +214,7 @@ async def patch_user(
     """Set a user's roles, tenants and display name."""
     form = await request.form()
     choice = _Choice(form)
-    display_name = _text(form, "display_name")
+    display_name = form_text(form, "display_name")
     errors: dict[str, str] = {}
     roles, tenants = choice.parse(errors)
     values = {
@@ -255,15 +234,12 @@ async def patch_user(
                 by=who,
             )
         except ApiError as exc:
-            if exc.status >= 500 or exc.status == 404:
-                raise
-            field, text = field_error(exc.message, _FIELDS)
-            errors[field or "form"] = text
+            errors = refused_fields(exc, _FIELDS)
             return await _user_page(
-                request, c, who, username, exc.status, errors=errors, values=values
+                request, c, who, username, FormState(exc.status, errors, values)
             )
         raise UiRedirect(f"/ui/users/{quote(user.username)}?done=saved")
-    return await _user_page(request, c, who, username, 400, errors=errors, values=values)
+    return await _user_page(request, c, who, username, FormState(400, errors, values))
 
 
 @router.post("/users/{username}/state", name="set_user_disabled")
@@ -272,10 +248,7 @@ async def set_user_state(
 ) -> Response:
     """Disable (ending their sessions) or enable a user; never one's own account."""
     form = await request.form()
-    wanted = _text(form, "disabled", 10)
-    if wanted not in ("true", "false"):
-        raise UiProblem(400, "Bad request", "disabled: give true or false")
-    user = await c.users.update(username, disabled=wanted == "true", by=who)
+    user = await c.users.update(username, disabled=form_flag(form, "disabled"), by=who)
     done = "disabled" if user.disabled else "enabled"
     raise UiRedirect(f"/ui/users/{quote(user.username)}?done={done}")
 
