@@ -879,7 +879,8 @@ class CallbackService:
     ) -> BulkCancelPreview:
         """Admin: the callbacks (of a tenant within ``scope``) a bulk cancel of ``ids`` would be
         asked about, changing nothing; 400 as the bulk cancel."""
-        wanted = [i for i in _bulk_ids(ids) if is_id(i)]
+        asked = _bulk_ids(ids)
+        wanted = [i for i in asked if is_id(i)]
         async with self.engine.connect() as conn:
             rows = await repo.callbacks_by_ids(conn, wanted) if wanted else []
             names = await tenants_repo.tenant_names(conn, {r.tenant_id for r in rows})
@@ -888,7 +889,7 @@ class CallbackService:
             for r in rows
             if r.tenant_id in names and (scope is None or names[r.tenant_id] in scope)
         ]
-        return BulkCancelPreview(rows, names, len(_bulk_ids(ids)) - len(rows))
+        return BulkCancelPreview(rows, names, len(asked) - len(rows))
 
     async def export(
         self,
