@@ -10,6 +10,9 @@ RUN_STAMP := $(VENV)/.installed-run-$(DEPS_HASH)
 STAMP := $(VENV)/.installed-dev-$(DEPS_HASH)
 PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check
 PYTEST_ARGS ?=
+# `make test` runs the suite on this many worker processes (each starts its own servers; a module
+# stays on one worker, so its module-scoped fixtures are built once). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
 
 .PHONY: help run test test-unit lint fmt docs system-deps clean venv
 .PHONY: bench bench-quick bench-edge chaos soak ui-screenshots
@@ -45,7 +48,7 @@ system-deps: ## Install missing Debian packages the tests need (as root), or say
 	@scripts/ensure-system-deps.sh
 
 test: $(STAMP) system-deps ## Run the whole test suite against throwaway PostgreSQL and Redis servers
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
 
 test-unit: $(STAMP) ## The fast unit tier only (seconds; no servers, no system packages)
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
