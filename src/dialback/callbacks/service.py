@@ -111,11 +111,13 @@ class CallbackDetail:
 
 @dataclass(frozen=True, slots=True)
 class CallbackPage:
-    """A page of the admin search, the tenants' names and the total count."""
+    """A page of the admin search, the tenants' names and the total count (``total_exact``
+    False: more than ``total`` match, which is ``repository.COUNT_CAP``)."""
 
     rows: list[Any]
     tenant_names: dict[str, str]
     total: int
+    total_exact: bool = True
 
 
 _day_label: tuple[int, str] = (-1, "")
@@ -602,6 +604,8 @@ class CallbackService:
                 conn, where, limit=limit, offset=offset, sort=sort
             )
             names = await tenants_repo.tenant_names(conn, {r.tenant_id for r in rows})
+        if total > repo.COUNT_CAP:
+            return CallbackPage(rows, names, repo.COUNT_CAP, total_exact=False)
         return CallbackPage(rows, names, total)
 
     async def detail(self, callback_id: str, scope: frozenset[str] | None = None) -> CallbackDetail:

@@ -178,6 +178,7 @@ async def callbacks_list(
         "rows": [],
         "counts": {},
         "total": 0,
+        "total_exact": True,
         "pages": 0,
     }
     if not q.errors:
@@ -203,7 +204,11 @@ async def callbacks_list(
                 names=page.tenant_names,
                 counts=counts,
                 total=page.total,
-                pages=max(1, -(-page.total // PAGE_SIZE)),
+                total_exact=page.total_exact,
+                # Past the count's cap the last page is unknown: one more while pages are full.
+                pages=max(1, -(-page.total // PAGE_SIZE))
+                if page.total_exact
+                else min(MAX_PAGE, q.page + (len(page.rows) == PAGE_SIZE)),
             )
     status = 400 if q.errors else 200
     return render(request, "callbacks/list.html", status, **context)
