@@ -393,3 +393,16 @@ async def test_past_the_count_cap_the_list_says_more_and_pages_on(
         assert 'rel="prev"' in last.text and "Page 4 (3 a page)" in last.text
         exact = await ui.client.get("/ui/callbacks", params={"tenant": "beta"})
         assert "4 callbacks, page 1 of 2</p>" in exact.text
+        # Counts per state stop past the cap too: acme+beta have 9 SCHEDULED, 1 PROCESSING.
+        counts = await ui.client.get("/ui/callbacks/counts")
+        assert counts.status_code == 200, counts.text
+        shown = re.findall(
+            r'data-state="(\w+)">.*?<span class="cb-count">([^<]+)</span>', counts.text
+        )
+        assert dict(shown) == {
+            "SCHEDULED": "4+",
+            "QUEUED": "0",
+            "ROUTING": "0",
+            "PROCESSING": "1",
+            "COMPLETED": "1",
+        }

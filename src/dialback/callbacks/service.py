@@ -843,11 +843,10 @@ class CallbackService:
         scope: frozenset[str] | None = None,
     ) -> dict[str, int]:
         """How many callbacks match ``where`` (as ``search`` reads it) in each of the five
-        states (0 for a state none is in), counted in the store."""
+        states, counted in the store up to ``repository.COUNT_CAP + 1`` (more than the cap)."""
         async with self.engine.connect() as conn:
             where = await self._resolve(conn, tenant, where, scope)
-            found = await repo.count_matching_by_state(conn, where)
-        return {state: found.get(state, 0) for state in STATES}
+            return await repo.count_matching_by_state(conn, where, STATES)
 
     async def bulk_cancel(
         self, ids: Sequence[str], scope: frozenset[str] | None = None
