@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from testbed.metrics_parse import parse, value
@@ -30,6 +31,19 @@ def test_histogram_and_label_escaping_render() -> None:
     assert 'route="/a\\"b\\\\c"' in text
 
 
+def _calls_of(monkeypatch: pytest.MonkeyPatch, name: str) -> list[Any]:
+    """The arguments of every call of the registry's function ``name`` from now on."""
+    calls: list[Any] = []
+    real = getattr(registry, name)
+
+    def counted(value: Any) -> Any:
+        calls.append(value)
+        return real(value)
+
+    monkeypatch.setattr(registry, name, counted)
+    return calls
+
+
 def test_a_series_labels_are_rendered_once_then_reused(monkeypatch: pytest.MonkeyPatch) -> None:
     """At thousands of series a render only formats values: each series' labels are escaped
     and joined at its first render, not at every scrape."""
@@ -39,14 +53,7 @@ def test_a_series_labels_are_rendered_once_then_reused(monkeypatch: pytest.Monke
     for t in ("a", 'b"q'):
         c.inc((t,))
         h.observe((t,), 0.5)
-    calls: list[str] = []
-    real = registry.escape_label
-
-    def counted(value: str) -> str:
-        calls.append(value)
-        return real(value)
-
-    monkeypatch.setattr(registry, "escape_label", counted)
+    calls = _calls_of(monkeypatch, "escape_label")
     first = r.render()
     assert len(calls) == 4
     c.inc(("a",), 2)
@@ -108,14 +115,7 @@ def test_a_render_formats_only_the_series_changed_since_the_last(
     for i in range(1000):
         c.inc((f"t{i}",))
     r.render()
-    calls: list[float] = []
-    real = registry.format_value
-
-    def counted(v: float) -> str:
-        calls.append(v)
-        return real(v)
-
-    monkeypatch.setattr(registry, "format_value", counted)
+    calls = _calls_of(monkeypatch, "format_value")
     c.inc(("t7",))
     assert 'c{tenant="t7"} 2\n' in r.render() and calls == [2]
     assert 'c{tenant="t8"} 1\n' in r.render() and calls == [2]
