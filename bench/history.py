@@ -83,18 +83,19 @@ HOT_QUERIES: dict[str, tuple[str, str]] = {
         " WHERE p.callback_id = callbacks.id) FROM callbacks WHERE tenant_id = '{tenant_id}'"
         " AND state = 'SCHEDULED' AND due_at >= {now} AND due_at < {now} + 14 * 86400"
         " ORDER BY due_at, id LIMIT 250",
-        "ix_callbacks_tenant_state_due",
+        "ix_callbacks_tenant_state_due_id",
     ),
     "admin_list_scheduled_count": (
-        "SELECT count(*) FROM callbacks WHERE tenant_id = '{tenant_id}' AND state = 'SCHEDULED'"
-        " AND due_at >= {now} AND due_at < {now} + 14 * 86400",
-        "ix_callbacks_tenant_state_due",
+        "SELECT count(*) FROM (SELECT 1 FROM callbacks WHERE tenant_id = '{tenant_id}'"
+        " AND state = 'SCHEDULED' AND due_at >= {now} AND due_at < {now} + 14 * 86400"
+        " LIMIT 10001) AS upto",
+        "ix_callbacks_tenant_state_due_id",
     ),
     "admin_list_completed_by_due": (
         "SELECT id, state, due_at FROM callbacks WHERE tenant_id = '{tenant_id}'"
         " AND state = 'COMPLETED' AND due_at >= {now} - 7 * 86400 AND due_at < {now}"
         " ORDER BY due_at, id LIMIT 250",
-        "ix_callbacks_tenant_state_due",
+        "ix_callbacks_tenant_state_due_id",
     ),
     "admin_list_newest": (
         "SELECT id, state FROM callbacks WHERE tenant_id = '{tenant_id}'"

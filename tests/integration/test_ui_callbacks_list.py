@@ -17,6 +17,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from dialback.callbacks import repository
 from dialback.callbacks.repository import CallbackFilter
 from dialback.container import Container
 from dialback.db.schema import callbacks, parked_callbacks
@@ -368,3 +369,40 @@ async def test_the_admin_api_bulk_cancel_export_and_phone_search(rt: Container) 
         assert export.status_code == 200 and export.headers["content-type"].startswith("text/csv")
         rows = list(csv.DictReader(io.StringIO(export.text)))
         assert len(rows) == 4 and {r["callbackReason"] for r in rows} == {"handled", "cancelled"}
+
+
+async def test_past_the_count_cap_the_list_says_more_and_pages_on(
+    rt: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Matches are counted up to ``COUNT_CAP``: past it the admin API says ``totalExact``
+    false and the UI "More than N", with a next page for as long as pages are full."""
+    monkeypatch.setattr(repository, "COUNT_CAP", 4)
+    monkeypatch.setattr(callbacks_list, "PAGE_SIZE", 3)
+    async with _admin_api(rt) as api:
+        capped = (await api.get("/admin/v1/callbacks", params={"limit": 3})).json()["data"]
+        assert (capped["total"], capped["totalExact"], len(capped["items"])) == (4, False, 3)
+        beta = (await api.get("/admin/v1/callbacks", params={"tenant": "beta"})).json()["data"]
+        assert (beta["total"], beta["totalExact"], len(beta["items"])) == (4, True, 4)
+    async with await _signed_in(rt, "sam") as ui:
+        first = await ui.client.get("/ui/callbacks")
+        assert first.status_code == 200, first.text
+        assert "More than 4 callbacks, page 1</p>" in first.text
+        assert 'rel="next" href="/ui/callbacks?page=2"' in first.text
+        last = await ui.client.get("/ui/callbacks", params={"page": "4"})  # 11 callbacks
+        assert len(ROW_ID.findall(last.text)) == 2 and 'rel="next"' not in last.text
+        assert 'rel="prev"' in last.text and "Page 4 (3 a page)" in last.text
+        exact = await ui.client.get("/ui/callbacks", params={"tenant": "beta"})
+        assert "4 callbacks, page 1 of 2</p>" in exact.text
+        # Counts per state stop past the cap too: acme+beta have 9 SCHEDULED, 1 PROCESSING.
+        counts = await ui.client.get("/ui/callbacks/counts")
+        assert counts.status_code == 200, counts.text
+        shown = re.findall(
+            r'data-state="(\w+)">.*?<span class="cb-count">([^<]+)</span>', counts.text
+        )
+        assert dict(shown) == {
+            "SCHEDULED": "4+",
+            "QUEUED": "0",
+            "ROUTING": "0",
+            "PROCESSING": "1",
+            "COMPLETED": "1",
+        }

@@ -111,11 +111,13 @@ class CallbackDetail:
 
 @dataclass(frozen=True, slots=True)
 class CallbackPage:
-    """A page of the admin search, the tenants' names and the total count."""
+    """A page of the admin search, the tenants' names and the total count (``total_exact``
+    False: more than ``total`` match, which is ``repository.COUNT_CAP``)."""
 
     rows: list[Any]
     tenant_names: dict[str, str]
     total: int
+    total_exact: bool = True
 
 
 _day_label: tuple[int, str] = (-1, "")
@@ -602,6 +604,8 @@ class CallbackService:
                 conn, where, limit=limit, offset=offset, sort=sort
             )
             names = await tenants_repo.tenant_names(conn, {r.tenant_id for r in rows})
+        if total > repo.COUNT_CAP:
+            return CallbackPage(rows, names, repo.COUNT_CAP, total_exact=False)
         return CallbackPage(rows, names, total)
 
     async def detail(self, callback_id: str, scope: frozenset[str] | None = None) -> CallbackDetail:
@@ -839,11 +843,10 @@ class CallbackService:
         scope: frozenset[str] | None = None,
     ) -> dict[str, int]:
         """How many callbacks match ``where`` (as ``search`` reads it) in each of the five
-        states (0 for a state none is in), counted in the store."""
+        states, counted in the store up to ``repository.COUNT_CAP + 1`` (more than the cap)."""
         async with self.engine.connect() as conn:
             where = await self._resolve(conn, tenant, where, scope)
-            found = await repo.count_matching_by_state(conn, where)
-        return {state: found.get(state, 0) for state in STATES}
+            return await repo.count_matching_by_state(conn, where, STATES)
 
     async def bulk_cancel(
         self, ids: Sequence[str], scope: frozenset[str] | None = None

@@ -149,7 +149,13 @@ def admin_item(row: Any, tenant_name: str | None) -> dict[str, Any]:
 def admin_page(page: CallbackPage, limit: int, offset: int) -> dict[str, Any]:
     """A page of the admin search."""
     items = [admin_item(r, page.tenant_names.get(r.tenant_id)) for r in page.rows]
-    return {"items": items, "total": page.total, "limit": limit, "offset": offset}
+    return {
+        "items": items,
+        "total": page.total,
+        "totalExact": page.total_exact,
+        "limit": limit,
+        "offset": offset,
+    }
 
 
 def history_item(ev: Any) -> dict[str, Any]:

@@ -115,9 +115,14 @@ ix_callbacks_routed_deadline = sa.Index(
     sqlite_where=callbacks.c.state.in_(ROUTED_DEADLINE_STATES),
 )
 
-# The admin/UI list by tenant and state sorted by due time, and its count (m011).
+# The admin/UI list by tenant and state sorted by due time and id, a page read in index order,
+# and its count (m011, id added by m013).
 sa.Index(
-    "ix_callbacks_tenant_state_due", callbacks.c.tenant_id, callbacks.c.state, callbacks.c.due_at
+    "ix_callbacks_tenant_state_due_id",
+    callbacks.c.tenant_id,
+    callbacks.c.state,
+    callbacks.c.due_at,
+    callbacks.c.id,
 )
 # The retention purge: a tenant's completed rows by completion time (m011).
 ix_callbacks_tenant_completed = sa.Index(

@@ -53,22 +53,33 @@ class Family:
     _hist_names: dict[tuple[str, ...], tuple[list[str], str, str]] = field(
         default_factory=dict, repr=False, compare=False
     )
+    # The text of each series (a histogram's lines joined) and of the whole family as last
+    # rendered, and the series changed since: a render formats only those. ``_changed`` is a
+    # dict, not a set, so new series enter ``_lines`` in the order they entered the family.
+    _lines: dict[tuple[str, ...], str] = field(default_factory=dict, repr=False, compare=False)
+    _changed: dict[tuple[str, ...], None] = field(default_factory=dict, repr=False, compare=False)
+    _text: str | None = field(default=None, repr=False, compare=False)
 
     def inc(self, values: tuple[str, ...] = (), amount: float = 1) -> None:
         """Add ``amount`` to the series with these label values."""
         self.series[values] = self.series.get(values, 0) + amount
+        self._changed[values] = None
 
     def set(self, values: tuple[str, ...], value: float) -> None:
         """Set a gauge series."""
-        self.series[values] = value
+        if self.series.get(values) != value:
+            self.series[values] = value
+            self._changed[values] = None
 
     def ensure(self, values: tuple[str, ...] = ()) -> None:
         """Create the series at 0 if it does not exist (so increase() sees its first step)."""
         if self.kind == "histogram":
             if values not in self.hist:
                 self.hist[values] = [0] * (len(self.buckets) + 2)
+                self._changed[values] = None
         elif values not in self.series:
             self.series[values] = 0
+            self._changed[values] = None
 
     def remove(self, values: tuple[str, ...]) -> None:
         """Drop one series."""
@@ -76,6 +87,9 @@ class Family:
         self.hist.pop(values, None)
         self._names.pop(values, None)
         self._hist_names.pop(values, None)
+        self._changed.pop(values, None)
+        if self._lines.pop(values, None) is not None:
+            self._text = None
 
     def observe(self, values: tuple[str, ...], v: float) -> None:
         """Record one observation in a histogram series."""
@@ -85,6 +99,7 @@ class Family:
         # Layout: per-bucket counts (non-cumulative), +Inf bucket, then the sum.
         h[bisect_left(self.buckets, v)] += 1
         h[-1] += v
+        self._changed[values] = None
 
     def value(self, values: tuple[str, ...] = ()) -> float:
         """Current value of a counter/gauge series (0 when absent)."""
@@ -113,29 +128,46 @@ class Family:
         self._hist_names[values] = names
         return names
 
+    def _hist_text(self, values: tuple[str, ...], h: list[float]) -> str:
+        buckets, sum_name, count_name = self._hist_names.get(values) or self._hist_sample_names(
+            values
+        )
+        lines = []
+        cum: float = 0
+        for bucket, n in zip(buckets, h[:-1], strict=True):
+            cum += n
+            lines.append(bucket + format_value(cum))
+        lines.append(sum_name + format_value(h[-1]))
+        lines.append(count_name + format_value(cum))
+        return "\n".join(lines)
+
     def render(self, out: list[str]) -> None:
-        """Append this family's exposition lines to ``out`` (nothing when it has no series)."""
+        """Append this family's exposition to ``out`` (nothing when it has no series)."""
         if not self.series and not self.hist:
             return
-        out.append(f"# HELP {self.name} {self.help}")
-        out.append(f"# TYPE {self.name} {self.exposition}")
-        if self.kind != "histogram":
-            names = self._names
-            for values, v in list(self.series.items()):
-                text = names.get(values) or self._sample_name(values)
-                out.append(text + format_value(v))
-            return
-        hist_names = self._hist_names
-        for values, h in list(self.hist.items()):
-            buckets, sum_name, count_name = hist_names.get(values) or self._hist_sample_names(
-                values
-            )
-            cum: float = 0
-            for bucket, n in zip(buckets, h[:-1], strict=True):
-                cum += n
-                out.append(bucket + format_value(cum))
-            out.append(sum_name + format_value(h[-1]))
-            out.append(count_name + format_value(cum))
+        changed, self._changed = self._changed, {}
+        lines = self._lines
+        histogram = self.kind == "histogram"
+        if len(lines) + len(changed) < len(self.hist if histogram else self.series):
+            # A series that did not pass through inc/set/observe/ensure: render them all.
+            changed = dict.fromkeys(self.hist if histogram else self.series)
+            lines.clear()
+        if changed or self._text is None:
+            if histogram:
+                for values in changed:
+                    h = self.hist.get(values)
+                    if h is not None:
+                        lines[values] = self._hist_text(values, h)
+            else:
+                names = self._names
+                for values in changed:
+                    if values in self.series:
+                        v = self.series[values]
+                        text = names.get(values) or self._sample_name(values)
+                        lines[values] = text + format_value(v)
+            head = f"# HELP {self.name} {self.help}\n# TYPE {self.name} {self.exposition}\n"
+            self._text = head + "\n".join(lines.values())
+        out.append(self._text)
 
     def count(self, values: tuple[str, ...] = ()) -> float:
         """Observations recorded in a histogram series."""

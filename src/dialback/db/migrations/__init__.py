@@ -26,6 +26,7 @@ from dialback.db.migrations import (
     m009_operators,
     m010_audit_log,
     m011_history_indexes,
+    m013_list_page_index,
 )
 
 
@@ -81,6 +82,12 @@ MIGRATIONS: list[Migration] = [
         11,
         "ix_callbacks_tenant_state_due, ix_callbacks_tenant_completed: history at scale",
         m011_history_indexes.apply,
+    ),
+    # 12 is another branch's step; 13 stands on its own and may be applied before it.
+    Migration(
+        13,
+        "ix_callbacks_tenant_state_due_id: the admin list's page in index order",
+        m013_list_page_index.apply,
     ),
 ]
 

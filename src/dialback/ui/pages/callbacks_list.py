@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 from fastapi import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
+from dialback.callbacks import repository as callbacks_repo
 from dialback.callbacks import views
 from dialback.callbacks.query import PHONE_MAX
 from dialback.callbacks.repository import CallbackFilter
@@ -177,7 +178,9 @@ async def callbacks_list(
         "outcome": _outcome(request.query_params),
         "rows": [],
         "counts": {},
+        "count_cap": callbacks_repo.COUNT_CAP,
         "total": 0,
+        "total_exact": True,
         "pages": 0,
     }
     if not q.errors:
@@ -203,7 +206,11 @@ async def callbacks_list(
                 names=page.tenant_names,
                 counts=counts,
                 total=page.total,
-                pages=max(1, -(-page.total // PAGE_SIZE)),
+                total_exact=page.total_exact,
+                # Past the count's cap the last page is unknown: one more while pages are full.
+                pages=max(1, -(-page.total // PAGE_SIZE))
+                if page.total_exact
+                else min(MAX_PAGE, q.page + (len(page.rows) == PAGE_SIZE)),
             )
     status = 400 if q.errors else 200
     return render(request, "callbacks/list.html", status, **context)
@@ -221,7 +228,14 @@ async def callbacks_counts(
     counts = await c.callbacks.count_by_state(
         q.tenant, CallbackFilter(**{**_fields(q.where), "state": None}), scope=who.tenants
     )
-    return render(request, "callbacks/counts.html", q=q, states=STATES, counts=counts)
+    return render(
+        request,
+        "callbacks/counts.html",
+        q=q,
+        states=STATES,
+        counts=counts,
+        count_cap=callbacks_repo.COUNT_CAP,
+    )
 
 
 def _fields(where: CallbackFilter) -> dict[str, Any]:
