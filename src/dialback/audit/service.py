@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from dialback.audit import repository as repo
 from dialback.audit.repository import AuditFilter
 from dialback.identity.roles import Principal
-from dialback.kit.context import corr_id_var
+from dialback.kit.context import CORR_ID_STORED, corr_id_var
 from dialback.observability.events import Events
 from dialback.observability.logging import escape_controls, mask_phone_numbers
 
@@ -103,7 +103,9 @@ class AuditLog:
             "callback_id": _bounded(callback_id, 36) if callback_id else None,
             "outcome": outcome,
             "address": _bounded(address, 64),
-            "corr_id": _bounded(corr_id if corr_id is not None else corr_id_var.get(), 64),
+            "corr_id": _bounded(
+                corr_id if corr_id is not None else corr_id_var.get(), CORR_ID_STORED
+            ),
             "detail": clean_detail(detail),
         }
         try:

@@ -26,6 +26,7 @@ from dialback.db.migrations import (
     m009_operators,
     m010_audit_log,
     m011_history_indexes,
+    m012_event_corr_id,
 )
 
 
@@ -81,6 +82,11 @@ MIGRATIONS: list[Migration] = [
         11,
         "ix_callbacks_tenant_state_due, ix_callbacks_tenant_completed: history at scale",
         m011_history_indexes.apply,
+    ),
+    Migration(
+        12,
+        "callback_events.corr_id: each state change's corrId; the booking records the creation",
+        m012_event_corr_id.apply,
     ),
 ]
 
