@@ -119,6 +119,21 @@ async def test_an_admin_reschedule_records_its_corr_id(stack: Stack) -> None:
     )
 
 
+async def test_a_long_corr_id_finds_the_audit_entry_and_the_change_it_cut(stack: Stack) -> None:
+    key = await stack.tenant("acme")
+    cid, _ = await create(stack, key)
+    long_corr = "ops-" + "z" * 120  # 124 characters: the edge admits it, the stores keep 64
+    r = await stack.internal.post(
+        f"{A}/callbacks/{cid}/cancel", headers={"x-correlation-id": long_corr}
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["data"]["history"][-1]["corrId"] == long_corr[:64]
+    found = await stack.internal.get(f"{A}/audit", params={"corrId": long_corr})
+    assert found.status_code == 200, found.text
+    [entry] = found.json()["data"]["items"]
+    assert (entry["action"], entry["corrId"]) == ("admin.cancel_callback", long_corr[:64])
+
+
 def _lines(logs: list[dict[str, Any]], cid: str, msg: str) -> list[dict[str, Any]]:
     return [ln for ln in logs if ln.get("callbackId") == cid and ln["msg"].startswith(msg)]
 

@@ -12,7 +12,7 @@ from fastapi.responses import Response
 
 from dialback.audit.repository import AuditFilter
 from dialback.identity.roles import Permission, Principal
-from dialback.kit.context import CORR_ID_RE, stored_corr_id
+from dialback.kit.context import CORR_ID_RE
 from dialback.observability.logging import LEVELS, change_level, current_level
 from dialback.observability.recent_log import RecentRecord
 from dialback.settings import LOG_LEVELS
@@ -62,11 +62,8 @@ async def developer_page(
                 "':' or '-', as in the x-correlation-id header or a response's corrId).",
             )
         found = ring.records(scope=who.tenants, corr_id=corr_id)
-        # The stores keep a corrId's first 64 characters: look up what they kept.
         page = await c.audit.search(
-            AuditFilter(tenants=who.tenants, corr_id=stored_corr_id(corr_id)),
-            limit=AUDIT_SHOWN,
-            offset=0,
+            AuditFilter(tenants=who.tenants, corr_id=corr_id), limit=AUDIT_SHOWN, offset=0
         )
         audit_rows, audit_total = list(page.rows), page.total
         made = await c.callbacks.events_with_corr_id(corr_id, who.tenants, limit=EVENTS_SHOWN)
