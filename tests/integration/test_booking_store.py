@@ -11,7 +11,6 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import phonenumbers
@@ -40,13 +39,6 @@ from dialback.throttle.resp import RespLink
 from tests.support.stack import SettingsFactory, started_stack
 
 SLOT = 2_000_000_000.0
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgresql":
-        return str(request.getfixturevalue("pg_url"))
-    return f"sqlite+aiosqlite:///{tmp_path}/store.db"
 
 
 @pytest.fixture

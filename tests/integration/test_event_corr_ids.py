@@ -6,11 +6,9 @@ operator's tenants. On PostgreSQL (the booking function) and on the embedded SQL
 
 from __future__ import annotations
 
-import json
-import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,18 +23,10 @@ from dialback.kit.timefmt import utc_iso
 from dialback.routing.messages import Outcome
 from tests.integration.test_ui_login import PASSWORD, Ui
 from tests.support.factories import insert_due_callbacks, tenant_and_service
-from tests.support.logs import logging_to
 from tests.support.stack import SettingsFactory, Stack, make_settings, started_stack, wait_for
 
 V3 = "/engagement/v3/callbacks"
 A = "/admin/v1"
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgresql":
-        return str(request.getfixturevalue("pg_url"))
-    return f"sqlite+aiosqlite:///{tmp_path}/events.db"
 
 
 @pytest.fixture
@@ -45,18 +35,6 @@ async def stack(database_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
     settings = make_settings(database_url=database_url, data_dir=str(tmp_path), simulator="off")
     async with started_stack(settings) as s:
         yield s
-
-
-@pytest.fixture
-def captured_logs(tmp_path: Path) -> Iterator[Callable[[], list[dict[str, Any]]]]:
-    """Route logging to a file at trace level; return a reader of the JSON lines."""
-    path = tmp_path / "log.jsonl"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    try:
-        with logging_to(fd, "trace", max_len=2048, fmt="json"):
-            yield lambda: [json.loads(line) for line in path.read_text().splitlines()]
-    finally:
-        os.close(fd)
 
 
 async def create(stack: Stack, key: str, corr: str | None = None, **fields: Any) -> tuple[str, str]:

@@ -102,13 +102,6 @@ def metadata_names() -> tuple[set[str], set[str]]:
     return tables, {str(name) for name in indexes}
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgresql":
-        return str(request.getfixturevalue("pg_url"))
-    return f"sqlite+aiosqlite:///{tmp_path}/migrated.db"
-
-
 @pytest.fixture
 async def engines(
     database_url: str, tmp_path: Path

@@ -94,6 +94,16 @@ def dispatch_fields(
     return fields
 
 
+def _trace_each(
+    rows: list[repo.Claimed], msg: str, extra: Callable[[repo.Claimed], dict[str, Any]]
+) -> None:
+    """One TRACE line per claimed callback, bound to it (nothing built when TRACE is off)."""
+    if log.isEnabledFor(TRACE):
+        for r in rows:
+            with bound(tenantId=r.tenant_id, callbackId=r.id):
+                log.log(TRACE, msg, extra=extra(r))
+
+
 def _callback_id(o: Outcome) -> str:
     return o.id
 
@@ -340,10 +350,7 @@ class CallbackMonitor:
         self._report_parked(unreadable)
         if not rows:
             return None
-        if log.isEnabledFor(TRACE):
-            for r in rows:
-                with bound(tenantId=r.tenant_id, callbackId=r.id):
-                    log.log(TRACE, "monitor: claimed due callback", extra={"attempt": r.attempt})
+        _trace_each(rows, "monitor: claimed due callback", lambda r: {"attempt": r.attempt})
         return _Batch(rows, now + lease, corr)
 
     async def _publish(self, batch: _Batch) -> float | None:
@@ -372,14 +379,12 @@ class CallbackMonitor:
             await self._release_quietly(batch)
             raise
         self.events.submitted(attempts)
-        if log.isEnabledFor(TRACE):
-            for r in claimed:
-                with bound(tenantId=r.tenant_id, callbackId=r.id):
-                    log.log(
-                        TRACE,
-                        "monitor: published to the routing stream",
-                        extra={"stream": self.settings.routing_stream, "attempt": r.attempt},
-                    )
+        stream = self.settings.routing_stream
+        _trace_each(
+            claimed,
+            "monitor: published to the routing stream",
+            lambda r: {"stream": stream, "attempt": r.attempt},
+        )
         return time.time()
 
     async def _dispatches(
@@ -425,14 +430,11 @@ class CallbackMonitor:
 
         with corr_scope(batch.corr_id):
             await self._retrying(mark)
-            if log.isEnabledFor(TRACE):
-                for r in claimed:
-                    with bound(tenantId=r.tenant_id, callbackId=r.id):
-                        log.log(
-                            TRACE,
-                            "monitor: callback QUEUED",
-                            extra={"latenessSeconds": round(published_at - r.due_at, 3)},
-                        )
+            _trace_each(
+                claimed,
+                "monitor: callback QUEUED",
+                lambda r: {"latenessSeconds": round(published_at - r.due_at, 3)},
+            )
         dispatched = self.events.dispatched
         for r in claimed:
             dispatched(r.tenant_id, published_at - r.due_at)
