@@ -113,6 +113,13 @@ HOT_QUERIES: dict[str, tuple[str, str]] = {
         " LIMIT 500 FOR UPDATE SKIP LOCKED",
         "ix_callbacks_tenant_completed",
     ),
+    # The Developer page's lookup of what one corrId made, scoped to the operator's tenant.
+    "events_by_corr_id": (
+        "SELECT e.*, c.tenant_id FROM callback_events e JOIN callbacks c ON c.id = e.callback_id"
+        " WHERE e.corr_id = '3f0c2a1e-5b7d-4e21-9c0a-1f2e3d4c5b6a'"
+        " AND c.tenant_id IN ('{tenant_id}') ORDER BY e.id LIMIT 101",
+        "ix_callback_events_corr_id",
+    ),
     "completed_stats": (
         "SELECT count(*) FROM callbacks WHERE service_id = '{service_id}'"
         " AND state = 'COMPLETED' AND completed_at >= {now} - 3600",

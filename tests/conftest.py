@@ -1,12 +1,14 @@
 """Shared fixtures: real PostgreSQL and Redis servers, a migrated template database,
-and a started dialback runtime with HTTP clients for both listeners."""
+a started dialback runtime with HTTP clients for both listeners, and captured JSON logs."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +17,7 @@ from testbed.servers import PostgresServer, RedisServer
 from dialback.db.engine import create_engine
 from dialback.db.migrations import migrate
 from dialback.settings import Settings
+from tests.support.logs import logging_to
 from tests.support.oidc_provider import OidcProvider
 from tests.support.stack import TEMPLATE_DB, SettingsFactory, Stack, make_settings, started_stack
 
@@ -73,6 +76,15 @@ def _flush(url: str) -> None:
     client = redis.Redis.from_url(url)
     client.flushall()
     client.close()
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each test that takes it runs twice: on this test's PostgreSQL database, then on a new
+    SQLite file (the embedded store)."""
+    if request.param == "postgresql":
+        return str(request.getfixturevalue("pg_url"))
+    return f"sqlite+aiosqlite:///{tmp_path}/db.sqlite"
 
 
 @pytest.fixture
@@ -139,3 +151,15 @@ def oidc_provider() -> Iterator[OidcProvider]:
         yield provider
     finally:
         provider.stop()
+
+
+@pytest.fixture
+def captured_logs(tmp_path: Path) -> Iterator[Callable[[], list[dict[str, Any]]]]:
+    """Route logging to a file at trace level (JSON); return a reader of its lines."""
+    path = tmp_path / "log.jsonl"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        with logging_to(fd, "trace", max_len=2048, fmt="json"):
+            yield lambda: [json.loads(line) for line in path.read_text().splitlines()]
+    finally:
+        os.close(fd)

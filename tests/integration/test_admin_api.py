@@ -460,11 +460,16 @@ async def test_callback_detail_and_cancel(stack: Stack) -> None:
     assert detail["id"] == cid and detail["tenant"] == "acme"
     assert detail["callbackState"] == "SCHEDULED"
     assert detail["userData"] == {"order": "A1", "vip": True}
-    assert detail["history"] == []
+    [created] = detail["history"]
+    assert created["at"] == detail["createdTime"]
+    assert created["fromState"] is None and created["toState"] == "SCHEDULED"
+    assert created["source"] == "api" and created["corrId"]
 
-    cancelled = data(await stack.internal.post(f"{A}/callbacks/{cid}/cancel"))
+    r = await stack.internal.post(f"{A}/callbacks/{cid}/cancel")
+    cancelled = data(r)
     assert cancelled["callbackState"] == "COMPLETED" and cancelled["callbackReason"] == "cancelled"
-    [event] = cancelled["history"]
+    first, event = cancelled["history"]
+    assert first == created
     assert event["at"].endswith("Z")
     assert {k: v for k, v in event.items() if k != "at"} == {
         "fromState": "SCHEDULED",
@@ -472,6 +477,7 @@ async def test_callback_detail_and_cancel(stack: Stack) -> None:
         "reason": "cancelled",
         "attempt": 1,
         "source": "admin",
+        "corrId": r.headers["x-correlation-id"],
     }
     again = data(await stack.internal.get(f"{A}/callbacks/{cid}"))
     # The cancel's own audit entry is written after its answer was built: only a later read
@@ -587,6 +593,7 @@ async def test_rescheduled_callback_is_dispatched_at_its_new_time(stack: Stack) 
     assert done["callbackReason"] == "answered"
     steps = [(e["toState"], e["reason"]) for e in done["history"]]
     assert steps == [
+        ("SCHEDULED", None),
         ("SCHEDULED", "rescheduled"),
         ("QUEUED", None),
         ("ROUTING", None),
@@ -701,7 +708,11 @@ async def test_admin_api_on_embedded_sqlite(tmp_path: Path) -> None:
         listed = data(await s.internal.get(f"{A}/callbacks", params={"tenant": "acme"}))
         assert listed["total"] == 2 and {i["id"] for i in listed["items"]} == {cid, other}
         cancelled = data(await s.internal.post(f"{A}/callbacks/{cid}/cancel"))
-        assert [e["toState"] for e in cancelled["history"]] == ["SCHEDULED", "COMPLETED"]
+        assert [e["toState"] for e in cancelled["history"]] == [
+            "SCHEDULED",
+            "SCHEDULED",
+            "COMPLETED",
+        ]
         assert await usage(s) == {s1: 0, s1 + 1800: 1, s1 + 3600: 0}
         kid = data(await s.internal.get(f"{A}/tenants/acme/api-keys"))[0]["id"]
         data(await s.internal.delete(f"{A}/tenants/acme/api-keys/{kid}"))

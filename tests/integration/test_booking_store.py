@@ -11,7 +11,6 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import phonenumbers
@@ -34,19 +33,12 @@ from dialback.callbacks.booking import (
 from dialback.db import migrations
 from dialback.db.engine import create_engine
 from dialback.db.migrations import latest_version, migrate
-from dialback.db.schema import callbacks, capacity_usage, idempotency_keys
+from dialback.db.schema import callback_events, callbacks, capacity_usage, idempotency_keys
 from dialback.throttle.counters import RedisCounters
 from dialback.throttle.resp import RespLink
 from tests.support.stack import SettingsFactory, started_stack
 
 SLOT = 2_000_000_000.0
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgresql":
-        return str(request.getfixturevalue("pg_url"))
-    return f"sqlite+aiosqlite:///{tmp_path}/store.db"
 
 
 @pytest.fixture
@@ -196,6 +188,22 @@ async def test_concurrent_bookings_keep_both_limits(
     assert len(await rows(engine, slot_start=SLOT)) == 3
 
 
+async def test_a_booking_records_its_creation_with_the_corr_id(
+    engine: AsyncEngine, store: CallbackStore
+) -> None:
+    cb = new(source="admin", corr_id="req-create-1")
+    assert (await store.book(cb, max_open=1, slot_start=None, slot_total=None)).outcome == "ok"
+    refused = new(corr_id="req-create-2")  # the number's one open callback is booked
+    booked = await store.book(refused, max_open=1, slot_start=None, slot_total=None)
+    assert booked.outcome == "open_limit"
+    async with engine.connect() as conn:
+        rows = (await conn.execute(sa.select(callback_events))).all()
+    assert [
+        (r.callback_id, r.at, r.from_state, r.to_state, r.reason, r.attempt, r.source, r.corr_id)
+        for r in rows
+    ] == [(cb.id, cb.created_at, None, "SCHEDULED", None, 1, "admin", "req-create-1")]
+
+
 async def _index_names(conn: Any) -> set[str]:
     return await conn.run_sync(
         lambda c: {ix["name"] for ix in sa.inspect(c).get_indexes("callbacks")}
@@ -203,7 +211,8 @@ async def _index_names(conn: Any) -> set[str]:
 
 
 async def _booking_function_source(conn: Any, nargs: int = 20) -> str | None:
-    """The booking function's source: of version 3 (20 arguments) or 8 (with the key, 23)."""
+    """The booking function's source: of version 3 (20 arguments), 8 (with the key, 23) or 12
+    (with the creation row, 25)."""
     q = "SELECT prosrc FROM pg_proc WHERE proname = 'dialback_book_callback' AND pronargs = :n"
     return (await conn.execute(sa.text(q), {"n": nargs})).scalar()
 
@@ -219,12 +228,15 @@ async def test_migrations_give_the_booking_function_and_the_open_number_index(
         assert "ix_callbacks_open_number" in await _index_names(conn)
         assert "ix_callbacks_completed" in await _index_names(conn)
         if engine.dialect.name == "postgresql":
-            source = await _booking_function_source(conn)
-            assert source is not None and "EXECUTE" not in source  # the cached-plan count
-            # Version 8 (the Idempotency-Key) counts the same way; version 3 stays for replicas
-            # of the previous release during a rolling upgrade.
+            current = await _booking_function_source(conn, 25)
+            assert current is not None and "EXECUTE" not in current  # the cached-plan count
+            assert "idempotency_keys" in current and "callback_events" in current
+            # Version 8 (the Idempotency-Key, without the creation row) stays for replicas of
+            # the previous release during a rolling upgrade; version 3 is gone.
             keyed = await _booking_function_source(conn, 23)
             assert keyed is not None and "EXECUTE" not in keyed and "idempotency_keys" in keyed
+            assert "callback_events" not in keyed
+            assert await _booking_function_source(conn, 20) is None
 
 
 async def test_a_version_2_database_upgrades_to_3(engine: AsyncEngine) -> None:

@@ -40,4 +40,4 @@ async def test_immediate_callback_completes_through_simulator(stack: Stack) -> N
     r = await stack.internal.get(f"/admin/v1/callbacks/{cid}")
     assert r.status_code == 200, r.text
     states = [e["toState"] for e in r.json()["data"]["history"]]
-    assert states[:2] == ["QUEUED", "ROUTING"]
+    assert states[:3] == ["SCHEDULED", "QUEUED", "ROUTING"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,13 +16,6 @@ from tests.support.stack import Stack, make_settings, started_stack
 
 CREATE = "/engagement/v3/callbacks/create"
 BODY = {"serviceName": "sales", "phoneNumber": "+14155550123", "userData": {"order": "A1"}}
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgresql":
-        return str(request.getfixturevalue("pg_url"))
-    return f"sqlite+aiosqlite:///{tmp_path}/idem.db"
 
 
 @pytest.fixture

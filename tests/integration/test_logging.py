@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import pty
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,22 +23,6 @@ from tests.support.stack import Stack, wait_for
 REQUEST_LINES = 10
 DISPATCH_LINES = 3
 OUTCOME_LINES = 3
-
-
-@pytest.fixture
-def captured_logs(tmp_path: Path) -> Iterator[Callable[..., list[dict]]]:
-    """Route logging to a file at trace level; return a reader of the JSON lines."""
-    path = tmp_path / "log.jsonl"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    try:
-        with logging_to(fd, "trace", max_len=2048, fmt="json"):
-
-            def read() -> list[dict]:
-                return [json.loads(line) for line in path.read_text().splitlines()]
-
-            yield read
-    finally:
-        os.close(fd)
 
 
 async def test_trace_story_of_one_create_callback(

@@ -3,7 +3,9 @@
 The migrations are frozen copies; ``db/schema.py`` is what the code queries. This holds the two
 together: the migrated database and one built by ``schema.metadata.create_all`` reflect alike
 (tables, columns, types, nullability, defaults, keys, indexes and their predicates, and on
-SQLite the very DDL text), and both name exactly the metadata's tables and indexes.
+SQLite the very DDL text, whitespace aside: SQLite writes a column that ``ALTER TABLE ... ADD
+COLUMN`` added into the table's text without CREATE TABLE's line break), and both name exactly
+the metadata's tables and indexes.
 """
 
 from __future__ import annotations
@@ -27,6 +29,11 @@ EXPECTED = "expected"  # the PostgreSQL schema that schema.metadata.create_all b
 def _unqualified(sql: str | None) -> str | None:
     """``sql`` without the schema names that qualify a serial column's sequence."""
     return re.sub(rf'"?(?:public|{EXPECTED})"?\.', "", sql) if sql else sql
+
+
+def _one_spaced(sql: str | None) -> str | None:
+    """``sql`` with each run of whitespace as one space."""
+    return re.sub(r"\s+", " ", sql) if sql else sql
 
 
 def describe(conn: sa.Connection, db_schema: str | None) -> dict[str, Any]:
@@ -77,7 +84,7 @@ def native_ddl(conn: sa.Connection, db_schema: str) -> list[tuple[str, ...]]:
             "SELECT type, name, tbl_name, sql FROM sqlite_master"
             " WHERE name NOT LIKE 'sqlite_%' AND tbl_name != 'schema_migrations'"
         )
-        return sorted(tuple(r) for r in rows)
+        return sorted((kind, name, table, _one_spaced(sql)) for kind, name, table, sql in rows)
     rows = conn.execute(
         sa.text(
             "SELECT indexname, replace(indexdef, :prefix, '') FROM pg_indexes"
@@ -93,13 +100,6 @@ def metadata_names() -> tuple[set[str], set[str]]:
     tables = set(schema.metadata.tables)
     indexes = {ix.name for t in schema.metadata.tables.values() for ix in t.indexes}
     return tables, {str(name) for name in indexes}
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgresql":
-        return str(request.getfixturevalue("pg_url"))
-    return f"sqlite+aiosqlite:///{tmp_path}/migrated.db"
 
 
 @pytest.fixture
@@ -169,3 +169,54 @@ async def test_migration_1_is_frozen_without_the_open_number_index(tmp_path: Pat
         await engine.dispose()
     assert "ix_callbacks_open_number" not in names
     assert {"ix_callbacks_due", "ix_callbacks_phone"} <= names
+
+
+async def test_migration_12_adds_the_event_corr_id_without_a_rewrite(
+    database_url: str, tmp_path: Path
+) -> None:
+    engine = create_engine(database_url)
+    postgres = engine.dialect.name == "postgresql"
+    try:
+        async with engine.begin() as conn:
+            if postgres:  # the clone of the migrated template, emptied
+                await conn.execute(sa.text("DROP SCHEMA public CASCADE"))
+                await conn.execute(sa.text("CREATE SCHEMA public"))
+            for m in MIGRATIONS[:11]:
+                await conn.run_sync(m.apply)
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO callback_events (callback_id, at, to_state, attempt, source)"
+                    " VALUES ('cb-1', 1.0, 'QUEUED', 1, 'monitor')"
+                )
+            )
+            before = await _relfilenode(conn) if postgres else None
+            await conn.run_sync(MIGRATIONS[11].apply)
+            assert await _relfilenode(conn) == before  # PostgreSQL rewrote nothing
+            old = (await conn.execute(sa.text("SELECT corr_id FROM callback_events"))).all()
+            assert old == [(None,)]
+            if postgres:
+                q = "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_callback_events_corr_id'"
+                indexdef = (await conn.execute(sa.text(q))).scalar()
+                assert indexdef is not None and "WHERE (corr_id IS NOT NULL)" in indexdef
+                nargs = (
+                    await conn.execute(
+                        sa.text(
+                            "SELECT array_agg(pronargs ORDER BY pronargs) FROM pg_proc"
+                            " WHERE proname = 'dialback_book_callback'"
+                        )
+                    )
+                ).scalar()
+                # Migration 8's stays for the previous release's replicas; migration 3's goes.
+                assert nargs == [23, 25]
+            else:
+                q = "SELECT sql FROM sqlite_master WHERE name = 'ix_callback_events_corr_id'"
+                assert "WHERE corr_id IS NOT NULL" in str((await conn.execute(sa.text(q))).scalar())
+    finally:
+        await engine.dispose()
+
+
+async def _relfilenode(conn: Any) -> int | None:
+    if conn.dialect.name != "postgresql":
+        return None
+    q = "SELECT relfilenode FROM pg_class WHERE relname = 'callback_events'"
+    return int((await conn.execute(sa.text(q))).scalar())

@@ -5,10 +5,9 @@ rules, and the UI create's trace-level story (GES's 16 lines) with the UI reques
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,6 @@ from dialback.services import repository as services_repo
 from dialback.services.schemas import ServiceConfig
 from dialback.tenants import repository as tenants_repo
 from tests.integration.test_ui_login import PASSWORD, Ui
-from tests.support.logs import logging_to
 from tests.support.stack import ADMIN_TOKEN, make_settings, wait_for
 
 CONFIG = {
@@ -331,17 +329,6 @@ async def test_recreate_books_through_create_with_its_rules(rt: Container) -> No
 REQUEST_LINES = 10
 DISPATCH_LINES = 3
 OUTCOME_LINES = 3
-
-
-@pytest.fixture
-def captured_logs(tmp_path: Path) -> Iterator[Callable[[], list[dict]]]:
-    path = tmp_path / "log.jsonl"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    try:
-        with logging_to(fd, "trace", max_len=2048, fmt="json"):
-            yield lambda: [json.loads(line) for line in path.read_text().splitlines()]
-    finally:
-        os.close(fd)
 
 
 async def test_a_ui_create_writes_the_same_16_line_story_with_the_ui_corr_id(

@@ -1,5 +1,6 @@
 """The Developer page in a real browser: a developer changes the log level (the admin API reads
-it back) and finds a failed request's error by its corrId, masked as the log line is."""
+it back) and finds a failed request's error by its corrId, masked as the log line is; follows a
+callback timeline's corrId to the state changes that request made, and back."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from pathlib import Path
 
 import httpx
 
-from dialback.kit.context import bound, corr_id_var
+from dialback.kit.context import bound, corr_id_var, corr_scope
 from dialback.observability.logging import current_level, set_level
+from tests.integration.test_ui_callback_detail import add_tenant, book
 from tests.support.browser import DESKTOP, PHONE, chromium, shot, sign_in, ui_stack
 from tests.support.stack import ADMIN_TOKEN
 
@@ -69,3 +71,25 @@ async def test_a_developer_sets_the_level_and_finds_an_error_by_corr_id(tmp_path
             assert overflow <= 0, f"the page scrolls sideways by {overflow}px"
     finally:
         set_level(level)
+
+
+async def test_a_developer_follows_a_timeline_corr_id_to_what_the_request_made(
+    tmp_path: Path,
+) -> None:
+    async with ui_stack(tmp_path, simulator="off") as ui, chromium() as browser:
+        await add_tenant(ui.rt, "acme")
+        with corr_scope("req-book-0042"):  # as the API's request would have it
+            cid = await book(ui.rt, "acme", "+14155550160")
+        page = await browser.new_page(viewport=DESKTOP)
+        await sign_in(page, ui.url, "dev")
+        await page.goto(f"{ui.url}/ui/callbacks/{cid}")
+        timeline = page.locator("table.timeline")
+        await timeline.get_by_role("link", name="req-book-0042").click()
+        await page.wait_for_url(f"{ui.url}/ui/developer?corrId=req-book-0042")
+        rows = page.locator("table.dev-events tbody tr")
+        assert await rows.count() == 1
+        text = await rows.inner_text()
+        assert cid in text and "acme" in text and "created → SCHEDULED" in text
+        await shot(page, "developer-corr-events")
+        await rows.get_by_role("link", name=cid).click()
+        await page.wait_for_url(f"{ui.url}/ui/callbacks/{cid}")

@@ -477,6 +477,7 @@ async def test_reschedule_moves_the_place_and_records_the_history(desk: Desk) ->
     assert [
         (h["fromState"], h["toState"], h["reason"], h["source"]) for h in detail["history"]
     ] == [
+        (None, "SCHEDULED", None, "api"),
         ("SCHEDULED", "SCHEDULED", "rescheduled", "admin"),
         ("SCHEDULED", "SCHEDULED", "rescheduled", "admin"),
     ]

@@ -6,7 +6,7 @@ import logging
 import re
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from dialback.audit import repository as repo
 from dialback.audit.repository import AuditFilter
 from dialback.identity.roles import Principal
-from dialback.kit.context import corr_id_var
+from dialback.kit.context import CORR_ID_STORED, corr_id_var, stored_corr_id
 from dialback.observability.events import Events
 from dialback.observability.logging import escape_controls, mask_phone_numbers
 
@@ -103,7 +103,9 @@ class AuditLog:
             "callback_id": _bounded(callback_id, 36) if callback_id else None,
             "outcome": outcome,
             "address": _bounded(address, 64),
-            "corr_id": _bounded(corr_id if corr_id is not None else corr_id_var.get(), 64),
+            "corr_id": _bounded(
+                corr_id if corr_id is not None else corr_id_var.get(), CORR_ID_STORED
+            ),
             "detail": clean_detail(detail),
         }
         try:
@@ -133,7 +135,9 @@ class AuditLog:
         )
 
     async def search(self, where: AuditFilter, *, limit: int, offset: int) -> AuditPage:
-        """Entries matching ``where``, newest first, paged."""
+        """Entries matching ``where``, newest first, paged (its corrId cut as entries keep it)."""
+        if where.corr_id:
+            where = replace(where, corr_id=stored_corr_id(where.corr_id))
         async with self.engine.connect() as conn:
             rows, total = await repo.search(conn, where, limit=limit, offset=offset)
         return AuditPage(rows, total)

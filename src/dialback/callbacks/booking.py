@@ -9,9 +9,13 @@ A create with an ``Idempotency-Key`` stores the key with the booking, in the sam
 a retry finds it (``find_key``), and a concurrent one with the same key gets ``duplicate`` and
 the first booking's id instead of booking again.
 
+The booking also writes the creation to the callback's history (NULL -> SCHEDULED), with the
+corrId of the request that booked it.
+
 - ``PostgresStore``: one round trip. The plpgsql function ``dialback_book_callback``
-  (migrations 2, 3 and 8) claims the key, takes the number's advisory lock, counts, reserves and inserts; it runs as its
-  own autocommit transaction on a small raw asyncpg pool (``db.pg.RawPool``).
+  (migrations 2, 3, 8 and 12) claims the key, takes the number's advisory lock, counts,
+  reserves and inserts; it runs as its own autocommit transaction on a small raw asyncpg pool
+  (``db.pg.RawPool``).
 - ``SqlAlchemyStore``: the same steps as separate statements in one SQLAlchemy transaction
   (the embedded SQLite store, where ``BEGIN IMMEDIATE`` is the lock).
 """
@@ -52,6 +56,8 @@ class NewCallback:
     created_at: float
     user_data: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
+    source: str = "api"  # who booked it, as its history names it ("api", "admin")
+    corr_id: str | None = None  # the booking request's corrId, as stored
 
     def row(self, slot_start: float | None) -> dict[str, Any]:
         """The ``callbacks`` row, booked into ``slot_start`` (None: no capacity limit)."""
@@ -190,6 +196,9 @@ class SqlAlchemyStore(CallbackStore):
                 if not await repo.reserve_capacity(conn, cb.service_id, slot_start, slot_total):
                     return Booking("full", open_count)
             await repo.insert_callback(conn, cb.row(slot_start))
+            await repo.add_event(
+                conn, cb.id, cb.created_at, None, "SCHEDULED", None, 1, cb.source, cb.corr_id
+            )
             if idem is not None:
                 await repo.insert_idempotency_key(
                     conn,
@@ -207,7 +216,7 @@ class SqlAlchemyStore(CallbackStore):
 
 _BOOK_SQL = (
     "SELECT outcome, open_count, existing_id, existing_hash FROM dialback_book_callback("
-    + ", ".join(f"${i}" for i in range(1, 24))
+    + ", ".join(f"${i}" for i in range(1, 26))
     + ")"
 )
 _FIND_KEY_SQL = (
@@ -270,6 +279,8 @@ class PostgresStore(CallbackStore):
             idem.key if idem is not None else None,
             idem.request_hash if idem is not None else None,
             idem.expires_at if idem is not None else None,
+            cb.corr_id,
+            cb.source,
         )
         if outcome == "duplicate":
             return Booking(outcome, 0, repo.KeyedCallback(existing_id, existing_hash))

@@ -31,6 +31,7 @@ from dialback.db.schema import (
     parked_callbacks,
 )
 from dialback.kit import jsontext
+from dialback.kit.context import current_corr_id
 
 CB = callbacks.c
 PARKED = parked_callbacks.c
@@ -150,11 +151,13 @@ async def lock_callback(conn: AsyncConnection, tenant_id: str, callback_id: str)
 
 
 async def apply(conn: AsyncConnection, row: Any, t: Transition) -> None:
-    """Write a decided transition of ``row``: its columns, its history, the slot it frees."""
+    """Write a decided transition of ``row``: its columns, its history (with the current
+    corrId), the slot it frees."""
     await conn.execute(callbacks.update().where(CB.id == row.id).values(**t.values))
+    corr = current_corr_id()
     for ev in t.events:
         await add_event(
-            conn, row.id, t.at, ev.from_state, ev.to_state, ev.reason, ev.attempt, ev.source
+            conn, row.id, t.at, ev.from_state, ev.to_state, ev.reason, ev.attempt, ev.source, corr
         )
     if t.release_slot is not None:
         await release_capacity(conn, row.service_id, t.release_slot)
@@ -167,6 +170,7 @@ def _event_row(ev: Event) -> dict[str, Any]:
         "reason": ev.reason,
         "attempt": ev.attempt,
         "source": ev.source,
+        "corr_id": current_corr_id(),
     }
 
 
@@ -179,8 +183,10 @@ async def add_event(
     reason: str | None,
     attempt: int,
     source: str,
+    corr_id: str | None,
 ) -> None:
-    """Append one state change to a callback's history."""
+    """Append one state change to a callback's history, made by the request or monitor step
+    ``corr_id`` (as stored: ``kit.context.stored_corr_id``)."""
     await conn.execute(
         callback_events.insert().values(
             callback_id=callback_id,
@@ -190,6 +196,7 @@ async def add_event(
             reason=reason,
             attempt=attempt,
             source=source,
+            corr_id=corr_id,
         )
     )
 
@@ -376,6 +383,25 @@ async def callback_history(conn: AsyncConnection, callback_id: str) -> list[Any]
     return list((await conn.execute(q)).all())
 
 
+async def events_by_corr_id(
+    conn: AsyncConnection, corr_id: str, tenant_ids: Sequence[str] | None, limit: int
+) -> list[Any]:
+    """Up to ``limit`` state changes made by the request or step ``corr_id`` (as stored), oldest
+    first, with their callback's tenant id; only of ``tenant_ids`` unless None (every tenant).
+    Through ``ix_callback_events_corr_id``."""
+    ev = callback_events.c
+    q = (
+        sa.select(callback_events, CB.tenant_id)
+        .join(callbacks, CB.id == ev.callback_id)
+        .where(ev.corr_id == corr_id)
+        .order_by(ev.id)
+        .limit(limit)
+    )
+    if tenant_ids is not None:
+        q = q.where(CB.tenant_id.in_(list(tenant_ids)))
+    return list((await conn.execute(q)).all())
+
+
 async def find_callback(
     conn: AsyncConnection, callback_id: str, *, lock: bool = False
 ) -> Any | None:
@@ -503,8 +529,10 @@ WITH locked AS (
     FROM locked WHERE c.id = locked.id
     RETURNING c.id, c.attempt
 ), events AS (
-    INSERT INTO callback_events (callback_id, at, from_state, to_state, reason, attempt, source)
-    SELECT id, $2, 'SCHEDULED', 'QUEUED', NULL, attempt, 'monitor' FROM moved
+    INSERT INTO callback_events (
+        callback_id, at, from_state, to_state, reason, attempt, source, corr_id
+    )
+    SELECT id, $2, 'SCHEDULED', 'QUEUED', NULL, attempt, 'monitor', $4::varchar FROM moved
 )
 SELECT count(*) FROM moved
 """
@@ -684,10 +712,13 @@ async def release_leases(conn: AsyncConnection, owner: str, ids: list[str]) -> N
 
 
 async def mark_queued(conn: AsyncConnection, owner: str, claimed: list[Any], now: float) -> int:
-    """Move published callbacks SCHEDULED -> QUEUED; rows whose lease was lost are left alone."""
+    """Move published callbacks SCHEDULED -> QUEUED (their history rows with the current
+    corrId); rows whose lease was lost are left alone."""
     ids = [r.id for r in claimed]
     if conn.dialect.name == "postgresql":
-        return int(await pg.run(conn, "fetchval", _PG_MARK_QUEUED, ids, now, owner))
+        return int(
+            await pg.run(conn, "fetchval", _PG_MARK_QUEUED, ids, now, owner, current_corr_id())
+        )
     res = await conn.execute(
         callbacks.update()
         .where(CB.id.in_(ids), CB.lease_owner == owner, CB.state == "SCHEDULED")

@@ -28,7 +28,7 @@ from dialback.callbacks.booking import CallbackStore, IdempotencyKey, NewCallbac
 from dialback.callbacks.repository import KeyedCallback
 from dialback.callbacks.schemas import CreateCallback
 from dialback.callbacks.story import CreateStory, create_story
-from dialback.kit.context import bind
+from dialback.kit.context import bind, current_corr_id, stored_corr_id
 from dialback.kit.errors import BadRequest, Conflict, Forbidden, NotFound, TooManyRequests
 from dialback.kit.names import is_id
 from dialback.kit.phone import normalise_number
@@ -107,6 +107,17 @@ class CallbackDetail:
     tenant_name: str | None
     history: list[Any]
     audit: list[Any] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class CorrEvents:
+    """The state changes one corrId made (at most ``limit``; ``more``: others not shown), and
+    their callbacks' tenant names."""
+
+    rows: list[Any]
+    tenant_names: dict[str, str]
+    limit: int
+    more: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,9 +275,15 @@ class CallbackService:
             await self.counters.decr(key)
 
     async def create(
-        self, tenant: Tenant, req: CreateCallback, idempotency_key: str | None = None
+        self,
+        tenant: Tenant,
+        req: CreateCallback,
+        idempotency_key: str | None = None,
+        *,
+        source: str = "api",
     ) -> str:
-        """Book a callback; returns its id once the row is committed.
+        """Book a callback; returns its id once the row is committed (``source``, "api" or
+        "admin", and the request's corrId go to its history).
 
         With an ``idempotency_key`` the tenant already booked with (within the window), the
         callback it booked, without booking again; 409 when that request asked otherwise.
@@ -274,7 +291,7 @@ class CallbackService:
         story = create_story()
         story.accepted(req)
         if idempotency_key is None:
-            return await self._book(tenant, req, story, None)
+            return await self._book(tenant, req, story, None, source)
         idem = IdempotencyKey(
             idempotency_key,
             req.fingerprint(),
@@ -292,13 +309,18 @@ class CallbackService:
             found = await self.store.find_key(tenant.id, idempotency_key, time.time())
             if found is not None:
                 return self._replay(tenant, idem, found)
-            return await self._book(tenant, req, story, idem)
+            return await self._book(tenant, req, story, idem, source)
         finally:
             del self._in_flight[flight]
             done.set_result(None)
 
     async def _book(
-        self, tenant: Tenant, req: CreateCallback, story: CreateStory, idem: IdempotencyKey | None
+        self,
+        tenant: Tenant,
+        req: CreateCallback,
+        story: CreateStory,
+        idem: IdempotencyKey | None,
+        source: str,
     ) -> str:
         svc = await self.require_service(tenant, req.serviceName, field="serviceName")
         cfg = svc.config
@@ -378,6 +400,8 @@ class CallbackService:
                     created_at=now,
                     user_data=req.userData,
                     params=req.extra_params(),
+                    source=source,
+                    corr_id=current_corr_id(),
                 ),
                 max_open=max_open,
                 slot_start=limit_slot.start if limit_slot else None,
@@ -626,6 +650,17 @@ class CallbackService:
         audit = await audit_repo.for_callback(conn, row.id)
         return CallbackDetail(row, names.get(row.tenant_id), history, audit)
 
+    async def events_with_corr_id(
+        self, corr_id: str, scope: frozenset[str] | None = None, *, limit: int = 100
+    ) -> CorrEvents:
+        """The state changes made by the request or monitor step ``corr_id`` (cut as stored),
+        oldest first, of the tenants within ``scope`` only."""
+        async with self.engine.connect() as conn:
+            ids = None if scope is None else sorted(await tenants_repo.tenant_ids(conn, scope))
+            rows = await repo.events_by_corr_id(conn, stored_corr_id(corr_id) or "", ids, limit + 1)
+            names = await tenants_repo.tenant_names(conn, {r.tenant_id for r in rows})
+        return CorrEvents(rows[:limit], names, limit, len(rows) > limit)
+
     async def tenant_name_of(self, callback_id: str) -> str | None:
         """The name of the tenant a callback belongs to (None: no such callback)."""
         async with self.engine.connect() as conn:
@@ -780,7 +815,7 @@ class CallbackService:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "callback"
             raise Conflict(f"{where}: the stored value is refused today ({first['msg']})") from None
-        return await self.create(tenant, req)
+        return await self.create(tenant, req, source="admin")
 
     # The Callback UI's list: filters, counts per state, bulk cancel, export.
 

@@ -159,7 +159,8 @@ def admin_page(page: CallbackPage, limit: int, offset: int) -> dict[str, Any]:
 
 
 def history_item(ev: Any) -> dict[str, Any]:
-    """One state change of a callback."""
+    """One state change of a callback, with the corrId of the request or monitor step that
+    made it (null before migration 12)."""
     return {
         "at": utc_iso(ev.at),
         "fromState": ev.from_state,
@@ -167,16 +168,26 @@ def history_item(ev: Any) -> dict[str, Any]:
         "reason": ev.reason,
         "attempt": ev.attempt,
         "source": ev.source,
+        "corrId": ev.corr_id,
     }
+
+
+def is_creation(ev: Any) -> bool:
+    """Whether a history row is the callback's creation (from no state)."""
+    return ev.from_state is None
 
 
 def timeline(d: CallbackDetail) -> list[dict[str, Any]]:
     """State changes and operators' actions in time order: what happened, when, by whom."""
     created = d.row.created_at
     items: list[tuple[float, int, dict[str, Any]]] = [
-        (created, -1, {"kind": "created", "at": utc_iso(created), "toState": "SCHEDULED"}),
-        *((ev.at, 0, {"kind": "state", **history_item(ev)}) for ev in d.history),
+        (ev.at, -1 if is_creation(ev) else 0, {"kind": _kind(ev), **history_item(ev)})
+        for ev in d.history
     ]
+    if not any(is_creation(ev) for ev in d.history):
+        # Booked before migration 12 (or by a replica of the release before it): no row.
+        created_item = {"kind": "created", "at": utc_iso(created), "toState": "SCHEDULED"}
+        items.append((created, -1, {**created_item, "corrId": None}))
     items += [
         (
             a.at,
@@ -193,6 +204,10 @@ def timeline(d: CallbackDetail) -> list[dict[str, Any]]:
         for a in d.audit
     ]
     return [item for _, _, item in sorted(items, key=lambda t: (t[0], t[1]))]
+
+
+def _kind(ev: Any) -> str:
+    return "created" if is_creation(ev) else "state"
 
 
 def admin_detail(d: CallbackDetail, *, user_data: bool = True) -> dict[str, Any]:

@@ -144,6 +144,15 @@ callback_events = sa.Table(
     sa.Column("reason", sa.String(32)),
     sa.Column("attempt", sa.Integer, nullable=False),
     sa.Column("source", sa.String(16), nullable=False),
+    # The corrId of the request or monitor step that made the change (m012; NULL before it).
+    sa.Column("corr_id", sa.String(64)),
+)
+# The Developer page's lookup by corrId (m012); rows without one cost the index nothing.
+ix_callback_events_corr_id = sa.Index(
+    "ix_callback_events_corr_id",
+    callback_events.c.corr_id,
+    postgresql_where=callback_events.c.corr_id.is_not(None),
+    sqlite_where=callback_events.c.corr_id.is_not(None),
 )
 
 # Callbacks the monitor set aside because their row cannot be read or published (a poison

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dialback.callbacks import repository as repo
 from dialback.callbacks.lifecycle import Deadlines, Lifecycle, Transition
-from dialback.kit.context import bound
+from dialback.kit.context import bound, corr_scope, new_corr_id
 from dialback.kit.errors import is_dependency_error
 from dialback.observability.events import Events
 from dialback.routing.messages import Dispatch
@@ -129,8 +129,12 @@ class DeadlineSweeper:
             )
 
     async def sweep_once(self, now: float | None = None) -> int:
-        """One batch: lock routed callbacks past a deadline and act on each; how many acted."""
-        now = time.time() if now is None else now
+        """One batch: lock routed callbacks past a deadline and act on each; how many acted.
+        The batch is one step with its own corrId (its log lines and history rows)."""
+        with corr_scope(new_corr_id()):
+            return await self._sweep(time.time() if now is None else now)
+
+    async def _sweep(self, now: float) -> int:
         s = self.settings
         cutoffs = repo.DeadlineCutoffs(
             now,

@@ -8,6 +8,11 @@ stages overlap: the next batch is claimed while the previous one is published an
 Outcomes: read routing events through a consumer group, apply what the state machine
 (``callbacks.lifecycle``) decides for each, and acknowledge after commit.
 
+corrIds: each claimed batch is one step with its own fresh corrId, carried through its publish
+and its mark, so its log lines and the history rows it writes share it; each outcome is applied
+under the corrId its entry carries (``corrId``, docs/routing.md), else under one fresh corrId
+per batch read.
+
 Supervision: the loops (dispatch, outcomes, statistics, deadlines: ``monitor.deadlines``) run
 until ``stop``; one that ends otherwise has died of a bug: the monitor stops, counts
 UNCAUGHT_EXCEPTION and reports ``failed`` (liveness then fails, so the replica is restarted).
@@ -28,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dialback.callbacks import repository as repo
 from dialback.callbacks.lifecycle import Lifecycle, Transition
-from dialback.kit.context import bound
+from dialback.kit.context import bound, corr_scope, new_corr_id
 from dialback.kit.errors import is_dependency_error, is_retryable_conflict
 from dialback.kit.timefmt import utc_iso
 from dialback.monitor.deadlines import DeadlineSweeper
@@ -89,18 +94,29 @@ def dispatch_fields(
     return fields
 
 
+def _trace_each(
+    rows: list[repo.Claimed], msg: str, extra: Callable[[repo.Claimed], dict[str, Any]]
+) -> None:
+    """One TRACE line per claimed callback, bound to it (nothing built when TRACE is off)."""
+    if log.isEnabledFor(TRACE):
+        for r in rows:
+            with bound(tenantId=r.tenant_id, callbackId=r.id):
+                log.log(TRACE, msg, extra=extra(r))
+
+
 def _callback_id(o: Outcome) -> str:
     return o.id
 
 
 class _Batch:
-    """Callbacks claimed in one cycle, and when their lease runs out."""
+    """Callbacks claimed in one cycle, when their lease runs out, and the step's corrId."""
 
-    __slots__ = ("lease_until", "rows")
+    __slots__ = ("corr_id", "lease_until", "rows")
 
-    def __init__(self, rows: list[repo.Claimed], lease_until: float) -> None:
+    def __init__(self, rows: list[repo.Claimed], lease_until: float, corr_id: str) -> None:
         self.rows = rows
         self.lease_until = lease_until
+        self.corr_id = corr_id
 
 
 class CallbackMonitor:
@@ -297,6 +313,10 @@ class CallbackMonitor:
             self.events.uncaught_exception("monitor")
 
     async def _release_quietly(self, batch: _Batch) -> None:
+        with corr_scope(batch.corr_id):
+            await self._release_as(batch)
+
+    async def _release_as(self, batch: _Batch) -> None:
         try:
             async with self.engine.begin() as conn:
                 await repo.release_leases(conn, self.owner, [r.id for r in batch.rows])
@@ -315,6 +335,10 @@ class CallbackMonitor:
         return len(batch.rows)
 
     async def _claim(self) -> _Batch | None:
+        with corr_scope(new_corr_id()) as corr:
+            return await self._claim_as(corr)
+
+    async def _claim_as(self, corr: str) -> _Batch | None:
         now = time.time()
         lease = self.settings.monitor_lease_seconds
         # One transaction: the leases and the parking of unreadable rows commit together.
@@ -326,14 +350,15 @@ class CallbackMonitor:
         self._report_parked(unreadable)
         if not rows:
             return None
-        if log.isEnabledFor(TRACE):
-            for r in rows:
-                with bound(tenantId=r.tenant_id, callbackId=r.id):
-                    log.log(TRACE, "monitor: claimed due callback", extra={"attempt": r.attempt})
-        return _Batch(rows, now + lease)
+        _trace_each(rows, "monitor: claimed due callback", lambda r: {"attempt": r.attempt})
+        return _Batch(rows, now + lease, corr)
 
     async def _publish(self, batch: _Batch) -> float | None:
         """Publish a claimed batch, each attempt once; when it was published (None: dropped)."""
+        with corr_scope(batch.corr_id):
+            return await self._publish_as(batch)
+
+    async def _publish_as(self, batch: _Batch) -> float | None:
         claimed = batch.rows
         publish_time = time.time()
         if publish_time >= batch.lease_until:
@@ -354,14 +379,12 @@ class CallbackMonitor:
             await self._release_quietly(batch)
             raise
         self.events.submitted(attempts)
-        if log.isEnabledFor(TRACE):
-            for r in claimed:
-                with bound(tenantId=r.tenant_id, callbackId=r.id):
-                    log.log(
-                        TRACE,
-                        "monitor: published to the routing stream",
-                        extra={"stream": self.settings.routing_stream, "attempt": r.attempt},
-                    )
+        stream = self.settings.routing_stream
+        _trace_each(
+            claimed,
+            "monitor: published to the routing stream",
+            lambda r: {"stream": stream, "attempt": r.attempt},
+        )
         return time.time()
 
     async def _dispatches(
@@ -405,15 +428,13 @@ class CallbackMonitor:
             async with self.engine.begin() as conn:
                 await repo.mark_queued(conn, self.owner, claimed, published_at)
 
-        await self._retrying(mark)
-        if log.isEnabledFor(TRACE):
-            for r in claimed:
-                with bound(tenantId=r.tenant_id, callbackId=r.id):
-                    log.log(
-                        TRACE,
-                        "monitor: callback QUEUED",
-                        extra={"latenessSeconds": round(published_at - r.due_at, 3)},
-                    )
+        with corr_scope(batch.corr_id):
+            await self._retrying(mark)
+            _trace_each(
+                claimed,
+                "monitor: callback QUEUED",
+                lambda r: {"latenessSeconds": round(published_at - r.due_at, 3)},
+            )
         dispatched = self.events.dispatched
         for r in claimed:
             dispatched(r.tenant_id, published_at - r.due_at)
@@ -507,7 +528,13 @@ class CallbackMonitor:
                 await asyncio.sleep(random.uniform(0.005, 0.05) * attempt)
 
     async def apply_outcomes(self, entries: list[tuple[str, dict[str, str]]]) -> None:
-        """Apply a batch of outcome entries in one transaction (run again on a deadlock)."""
+        """Apply a batch of outcome entries in one transaction (run again on a deadlock), each
+        under its entry's corrId, else under the batch's fresh one."""
+        read = new_corr_id()
+        with corr_scope(read):
+            await self._apply_outcomes(entries, read)
+
+    async def _apply_outcomes(self, entries: list[tuple[str, dict[str, str]]], read: str) -> None:
         outcomes: list[Outcome] = []
         for _eid, fields in entries:
             try:
@@ -524,13 +551,15 @@ class CallbackMonitor:
             slots: list[tuple[str, float]] = []
             async with self.engine.begin() as conn:
                 for o in outcomes:
-                    await self._apply(conn, o, now, reports, slots)
+                    with corr_scope(o.corr_id or read):
+                        await self._apply(conn, o, now, reports, slots)
                 # Capacity rows after every callback row, in key order (the same lock order
                 # in every transaction).
                 for service_id, slot in sorted(slots):
                     await repo.release_capacity(conn, service_id, slot)
             for row, o, t in reports:
-                self._report(row, o, t)
+                with corr_scope(o.corr_id or read):
+                    self._report(row, o, t)
 
         await self._retrying(apply_all)
 

@@ -32,7 +32,7 @@ from dialback.callbacks import lifecycle
 from dialback.callbacks import repository as callbacks_repo
 from dialback.callbacks.lifecycle import OPEN_STATES
 from dialback.callins import repository as callins_repo
-from dialback.kit.context import corr_id_var
+from dialback.kit.context import current_corr_id
 from dialback.kit.errors import BadRequest, Conflict, NotFound
 from dialback.kit.names import is_id
 from dialback.kit.phone import mask, normalise_number
@@ -297,7 +297,7 @@ class RetentionService:
             "tenant_id": tenant.id if tenant else None,
             "tenant_name": tenant.name if tenant else None,
             "counts": counts,
-            "corr_id": corr_id_var.get() or None,
+            "corr_id": current_corr_id(),
         }
 
     async def erase_callback(

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from dialback.kit.context import CORR_ID_RE
+
 OutcomeEventName = Literal["ROUTING", "PROCESSING", "COMPLETED"]
 OUTCOME_EVENTS = ("ROUTING", "PROCESSING", "COMPLETED")
 COMPLETION_REASONS = ("answered", "no-answer", "busy", "failed", "cancelled")
@@ -40,6 +42,7 @@ class Outcome:
     event: str
     reason: str | None
     at: float
+    corr_id: str | None = None  # the routing engine's own corrId for the step, when it sent one
 
     @classmethod
     def parse(cls, fields: dict[str, str]) -> Outcome:
@@ -61,7 +64,12 @@ class Outcome:
             at = float(fields.get("at", "0") or 0)
         except ValueError as exc:
             raise ValueError("at is not a number") from exc
-        return cls(cid, attempt, event, reason, at)
+        # Optional: one that is not a corrId is left out (the outcome still counts; the
+        # monitor's own corrId for the read stands in).
+        corr = fields.get("corrId") or None
+        if corr is not None and not CORR_ID_RE.match(corr):
+            corr = None
+        return cls(cid, attempt, event, reason, at, corr)
 
     def to_fields(self) -> dict[str, str]:
         """Serialise for a stream entry."""
@@ -71,4 +79,5 @@ class Outcome:
             "event": self.event,
             "reason": self.reason or "",
             "at": f"{self.at:.3f}",
+            **({"corrId": self.corr_id} if self.corr_id else {}),
         }

@@ -3,7 +3,6 @@ models that document it."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,7 +10,7 @@ import orjson
 from pydantic import BaseModel
 from starlette.responses import Response
 
-from dialback.kit.context import corr_id_var
+from dialback.kit.context import corr_id_var, new_corr_id
 
 CORR_HEADER = "x-correlation-id"
 CORR_SCOPE_KEY = "dialback.corr_id"
@@ -19,12 +18,6 @@ CORR_SCOPE_KEY = "dialback.corr_id"
 INTERNAL_ERROR_MESSAGE = "internal error; quote the corrId when reporting it"
 DEPENDENCY_DOWN_MESSAGE = "a dependency of dialback is unavailable; retry later"
 NOT_JSON_MESSAGE = "content-type: the request body must be JSON (Content-Type: application/json)"
-
-
-def new_corr_id() -> str:
-    """A fresh correlation id: a UUID in its dashed form, which the Java SDK's ``corrId``
-    (``java.util.UUID``) requires."""
-    return str(uuid.uuid4())
 
 
 def envelope(

@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dialback.kit.context import corr_id_var, log_context
+from dialback.kit.context import CORR_ID_RE, corr_id_var, log_context
 from dialback.kit.errors import is_dependency_error
 from dialback.web.envelope import (
     CORR_SCOPE_KEY,
@@ -23,7 +23,6 @@ from dialback.web.envelope import (
 )
 
 log = logging.getLogger("dialback.http")
-_CORR_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _DIGITS_RE = re.compile(rb"^[0-9]+$")
 # The Retry-After of a 503 (a dependency down): long enough not to hammer a restarting store,
 # short enough that a client retrying with the same Idempotency-Key books within seconds.
@@ -99,7 +98,7 @@ class CorrelationAndLimits:
                 corr = v.decode("latin-1")
             elif k == b"content-length":
                 lengths.add(v.strip())
-        if corr is not None and not _CORR_RE.match(corr):
+        if corr is not None and not CORR_ID_RE.match(corr):
             scope[CORR_SCOPE_KEY] = corr = new_corr_id()
             await self._reject(
                 send,

@@ -26,6 +26,7 @@ from dialback.db.migrations import (
     m009_operators,
     m010_audit_log,
     m011_history_indexes,
+    m012_event_corr_id,
     m013_list_page_index,
 )
 
@@ -83,7 +84,11 @@ MIGRATIONS: list[Migration] = [
         "ix_callbacks_tenant_state_due, ix_callbacks_tenant_completed: history at scale",
         m011_history_indexes.apply,
     ),
-    # 12 is another branch's step; 13 stands on its own and may be applied before it.
+    Migration(
+        12,
+        "callback_events.corr_id: each state change's corrId; the booking records the creation",
+        m012_event_corr_id.apply,
+    ),
     Migration(
         13,
         "ix_callbacks_tenant_state_due_id: the admin list's page in index order",

@@ -62,30 +62,48 @@ class TimelineEntry:
 
 
 def _actor_of(ev: Any, audit: list[Any]) -> tuple[str, str | None]:
-    """Who made a state change, and the corrId of the request when an operator did."""
+    """Who made a state change, and the corrId of the request or monitor step that did."""
     if ev.source == "admin":
+        if ev.corr_id:
+            same = [a for a in audit if a.corr_id == ev.corr_id]
+            if same:
+                return same[0].actor, ev.corr_id
         verb = VERBS.get(ev.reason or "", "")
         near = [
             a
             for a in audit
             if abs(a.at - ev.at) < 10 and a.outcome == "ok" and a.action.endswith(verb)
         ]
-        if near:
+        if near and not ev.corr_id:
+            # Written before migration 12: the operator's audit entry nearest in time.
             best = min(near, key=lambda a: abs(a.at - ev.at))
             return best.actor, best.corr_id
-    return SOURCES.get(ev.source, ev.source), None
+    return SOURCES.get(ev.source, ev.source), ev.corr_id
 
 
 def timeline(d: CallbackDetail) -> list[TimelineEntry]:
     """State changes and operators' actions, oldest first."""
-    entries = [
-        TimelineEntry(d.row.created_at, "created", "created", "SCHEDULED", "—", 1, None, None)
-    ]
+    entries = []
+    if not any(views.is_creation(ev) for ev in d.history):
+        # Booked before migration 12: no creation row, nor its corrId.
+        entries.append(
+            TimelineEntry(d.row.created_at, "created", "created", "SCHEDULED", "—", 1, None, None)
+        )
     for ev in d.history:
         actor, corr = _actor_of(ev, d.audit)
-        what = f"{ev.from_state or '—'} → {ev.to_state}"
+        created = views.is_creation(ev)
+        what = "created" if created else f"{ev.from_state or '—'} → {ev.to_state}"
         entries.append(
-            TimelineEntry(ev.at, "state", what, ev.to_state, actor, ev.attempt, ev.reason, corr)
+            TimelineEntry(
+                ev.at,
+                "created" if created else "state",
+                what,
+                ev.to_state,
+                actor,
+                ev.attempt,
+                ev.reason,
+                corr,
+            )
         )
     for a in d.audit:
         entries.append(
@@ -169,6 +187,9 @@ def _detail_page(
         push_targets=views.push_targets(d.row),
         show_user_data=principal.can(Permission.CALLBACKS_USERDATA),
         can_write=principal.can(Permission.CALLBACKS_WRITE),
+        # The Developer page's lookup needs both.
+        can_lookup=principal.can(Permission.LOGGING_WRITE)
+        and principal.can(Permission.REQUESTS_LOOKUP),
         timeline=timeline(d),
         live=live,
         error=error,
@@ -322,7 +343,7 @@ async def create_callback(request: Request, c: ContainerDep, principal: Writer) 
         except ValidationError as exc:
             errors = _validation_errors(exc)
             raise BadRequest("; ".join(f"{k}: {v}" for k, v in errors.items())) from None
-        cid = await c.callbacks.create(tenant, req)
+        cid = await c.callbacks.create(tenant, req, source="admin")
     except ApiError as exc:
         by_field, rest = _field_errors(exc)
         if errors:

@@ -1,17 +1,18 @@
 """The Developer page: the run-time log level (shown, and changed through the code
 ``PUT /admin/v1/logging`` runs) and a lookup by corrId of what this replica remembers (its
-ring of recent warnings and errors) and what the store holds with it (the audit entries)."""
+ring of recent warnings and errors) and what the store holds with it (the callback state
+changes it made and the audit entries)."""
 
 from __future__ import annotations
 
-import re
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Form, Query, Request
 from fastapi.responses import Response
 
 from dialback.audit.repository import AuditFilter
 from dialback.identity.roles import Permission, Principal
+from dialback.kit.context import CORR_ID_RE
 from dialback.observability.logging import LEVELS, change_level, current_level
 from dialback.observability.recent_log import RecentRecord
 from dialback.settings import LOG_LEVELS
@@ -21,11 +22,9 @@ from dialback.web.deps import ContainerDep
 
 router = ui_router()
 NAV_PATHS = ("/developer",)
-# A corrId as the HTTP edge accepts one in x-correlation-id (web/middleware.py), and as
-# dialback makes them (UUIDs).
-CORR_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 RECENT_SHOWN = 25
 AUDIT_SHOWN = 100
+EVENTS_SHOWN = 100
 
 Developer = Annotated[Principal, ui_requires(Permission.LOGGING_WRITE)]
 
@@ -48,10 +47,14 @@ async def developer_page(
     found: list[RecentRecord] | None = None
     audit_rows: list[object] = []
     audit_total = 0
+    events: list[Any] = []
+    tenant_names: dict[str, str] = {}
+    more_events = False
     if corr_id:
         if not who.can(Permission.REQUESTS_LOOKUP):
             raise UiProblem(403, "Not allowed", f"{who.actor} may not look up a request by corrId.")
-        if not CORR_ID.match(corr_id):
+        # A corrId as the HTTP edge admits one in x-correlation-id (web/middleware.py).
+        if not CORR_ID_RE.match(corr_id):
             raise UiProblem(
                 400,
                 "Bad request",
@@ -63,6 +66,8 @@ async def developer_page(
             AuditFilter(tenants=who.tenants, corr_id=corr_id), limit=AUDIT_SHOWN, offset=0
         )
         audit_rows, audit_total = list(page.rows), page.total
+        made = await c.callbacks.events_with_corr_id(corr_id, who.tenants, limit=EVENTS_SHOWN)
+        events, tenant_names, more_events = made.rows, made.tenant_names, made.more
     return render(
         request,
         "developer/index.html",
@@ -74,6 +79,10 @@ async def developer_page(
         audit_rows=audit_rows,
         audit_total=audit_total,
         audit_shown=AUDIT_SHOWN,
+        events=events,
+        tenant_names=tenant_names,
+        more_events=more_events,
+        events_shown=EVENTS_SHOWN,
         recent=_recent_rows(ring.records(scope=who.tenants)) if found is None else [],
         recent_shown=RECENT_SHOWN,
         held=ring.held(),
