@@ -106,6 +106,29 @@ async def test_expired_leases_of_a_dead_monitor_are_reclaimed_without_duplicates
         await rt.stop()
 
 
+async def test_an_idle_monitor_wakes_when_the_next_callback_comes_due_not_at_its_poll(
+    settings_with: SettingsFactory, routing_redis_url: str
+) -> None:
+    # A poll far longer than the wait: only the sleep until the next due time publishes in time.
+    settings = settings_with(simulator="off", monitor_poll_seconds=30.0)
+    rt = Container(settings)
+    tenant_id, service_id = await tenant_and_service(rt.engine)
+    due = time.time() + 1.5
+    [cid] = await insert_due_callbacks(rt.engine, tenant_id, service_id, 1, due_at=due)
+    await rt.start()
+    try:
+
+        async def published() -> Counter[tuple[str, str]]:
+            return await stream_ids(routing_redis_url)
+
+        assert await stream_ids(routing_redis_url) == Counter(), "published before it was due"
+        assert await wait_for(published, timeout=10) == Counter({(cid, "1"): 1})
+        lateness = time.time() - due
+        assert lateness < 1.0, f"published {lateness:.2f} s after it came due"
+    finally:
+        await rt.stop()
+
+
 async def test_outcomes_move_state_and_unanswered_attempts_retry(
     settings_with: SettingsFactory, routing_redis_url: str
 ) -> None:

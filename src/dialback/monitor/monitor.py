@@ -207,7 +207,8 @@ class CallbackMonitor:
         self._supervisor = None
 
     async def _dispatch_loop(self) -> None:
-        """Claim batch N+1 while batch N is published and N-1 marked; sleep when none is due."""
+        """Claim batch N+1 while batch N is published and N-1 marked; when none is due, sleep
+        until the next one comes due (at most the poll interval)."""
         batch_size = self.settings.monitor_batch_size
         poll = self.settings.monitor_poll_seconds
         backoff = poll
@@ -242,13 +243,27 @@ class CallbackMonitor:
             if full:
                 continue
             if ok:
+                pause = await self._until_next_due(poll)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=backoff)
+                    await asyncio.wait_for(self._wake.wait(), timeout=pause)
             else:
                 # A booking's wake must not hammer a failing dependency: back off for real.
                 await self._sleep(backoff)
         self.draining = False
         await self._flush()
+
+    async def _until_next_due(self, poll: float) -> float:
+        """How long an idle cycle sleeps: until the next callback comes due, at most ``poll``
+        (callbacks booked due sooner than that wake the monitor themselves)."""
+        now = time.time()
+        try:
+            async with self.engine.connect() as conn:
+                due = await repo.next_due(conn, now, now + poll)
+        except Exception as exc:
+            # The next claim reports a store that is down; the poll bounds the sleep meanwhile.
+            log.debug("next due time unknown: %s: %s", type(exc).__name__, exc)
+            return poll
+        return poll if due is None else max(0.0, due - time.time())
 
     async def _settle(self, task: asyncio.Task[Any]) -> tuple[bool, Any]:
         """Wait for a pipeline stage: (True, its result), or (False, None) logged."""
