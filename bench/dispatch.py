@@ -153,6 +153,12 @@ async def _marked_at(dsn: str, timeout: float) -> float:
     raise RuntimeError("due callbacks were not all marked QUEUED in time")
 
 
+def lead_seconds(n: int) -> float:
+    """How long after its insert begins a drain of ``n`` rows comes due (the insert and one
+    poll of the idle monitor fit in it)."""
+    return 1.0 + n / 10_000
+
+
 def measure_dispatch(t: Target, routing_url: str, n: int) -> dict[str, float]:
     """Drain rate of one process's monitor: ``n`` callbacks that all come due at once, from
     their due time until every one is published and marked QUEUED (the peer's clock likewise
@@ -165,7 +171,7 @@ def measure_dispatch(t: Target, routing_url: str, n: int) -> dict[str, float]:
         # Due a little after the insert commits (one statement), so that the idle monitor knows
         # the time and is awake then, as it is for any callback booked ahead: the drain, not
         # the poll interval, is measured (lateness is measured on its own).
-        due = began + 1.0 + n / 10_000
+        due = began + lead_seconds(n)
         insert_rows(t, n, due, 0.0, chunk=n)
         committed = time.time()
         start = max(due, committed)

@@ -27,6 +27,7 @@ from bench import dispatch
 from bench.runner import PROFILES, Run
 from bench.stack import BENCH_SERVICE, BENCH_TENANT
 
+DISPATCH_ROWS = 100_000
 SKIP_FRAMES = ("<module>", "run (asyncio", "run_forever", "_run_once", "_run (asyncio")
 
 
@@ -71,14 +72,14 @@ async def _statements(dsn: str) -> list[Any]:
 
 
 def top_statements(dsn: str) -> str:
-    """The statements that took PostgreSQL the longest, per call and per row."""
-    out = ["   calls     rows   ms/call  µs/row  hits/row  WAL/row  statement"]
+    """The statements that took PostgreSQL the longest, in total and per call."""
+    out = ["   calls     rows   total ms  ms/call  hits/call  WAL B/call  statement"]
     for r in asyncio.run(_statements(dsn)):
-        per_row = max(1, r["rows"])
+        calls = max(1, r["calls"])
         out.append(
-            f"{r['calls']:8} {r['rows']:8} {r['total_exec_time'] / r['calls']:9.2f}"
-            f" {1000 * r['total_exec_time'] / per_row:7.1f} {r['shared_blks_hit'] / per_row:9.1f}"
-            f" {int(r['wal_bytes']) / per_row:8.0f}  {r['query']}"
+            f"{r['calls']:8} {r['rows']:8} {r['total_exec_time']:10.1f}"
+            f" {r['total_exec_time'] / calls:8.2f} {r['shared_blks_hit'] / calls:10.0f}"
+            f" {int(r['wal_bytes']) / calls:11.0f}  {r['query']}"
         )
     return "\n".join(out)
 
@@ -107,8 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         run.start()
         run.setup()
         run.a.set_log_level(args.level)
-        for proc in (run.b, run.floor, run.sim):
-            proc.stop()
+        # Only dialback A runs (the twin's monitor would share the drain).
+        for proc in run.procs:
+            if proc is not run.a:
+                proc.stop()
         record = [
             spy,
             "record",
@@ -138,11 +141,19 @@ def main(argv: list[str] | None = None) -> int:
             target = dispatch.target(dsn, BENCH_TENANT, BENCH_SERVICE)
             dispatch.sql_value(dsn, "CREATE EXTENSION pg_stat_statements")
             dispatch.sql_value(dsn, "SELECT pg_stat_statements_reset()")
-            spy_proc = subprocess.Popen(
-                record, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-            )
-            dispatch.measure_dispatch(target, run.servers.routing.url, 100_000)
-            spy_proc.wait(timeout=args.seconds + 60)
+            spies: list[subprocess.Popen[bytes]] = []
+
+            def spy() -> None:
+                spies.append(
+                    subprocess.Popen(record, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                )
+
+            # Sampling starts when the rows come due (not during their insert and the wait).
+            timer = threading.Timer(dispatch.lead_seconds(DISPATCH_ROWS), spy)
+            timer.start()
+            print(dispatch.measure_dispatch(target, run.servers.routing.url, DISPATCH_ROWS))
+            timer.join()
+            spies[0].wait(timeout=args.seconds + 60)
             statements = top_statements(dsn)
     finally:
         run.stop()
