@@ -56,6 +56,9 @@ OUTCOME_RETRY_MAX_SECONDS = 10.0
 # A failed dispatch cycle is retried after 1 s, 2 s, 4 s ... at most this far apart; wakes
 # (each booking sends one) do not cut that pause short.
 DISPATCH_BACKOFF_MAX_SECONDS = 5.0
+# Shortest sleep of an idle cycle waiting for the next due time: when callbacks come due one
+# after another, at most 50 cycles a second, each claiming what came due meanwhile.
+MIN_IDLE_SLEEP_SECONDS = 0.02
 # A transaction that lost a deadlock or a serialization conflict runs again, at most this often.
 CONFLICT_RETRIES = 5
 
@@ -254,7 +257,7 @@ class CallbackMonitor:
 
     async def _until_next_due(self, poll: float) -> float:
         """How long an idle cycle sleeps: until the next callback comes due, at most ``poll``
-        (callbacks booked due sooner than that wake the monitor themselves)."""
+        and at least ``MIN_IDLE_SLEEP_SECONDS``."""
         now = time.time()
         try:
             async with self.engine.connect() as conn:
@@ -263,7 +266,7 @@ class CallbackMonitor:
             # The next claim reports a store that is down; the poll bounds the sleep meanwhile.
             log.debug("next due time unknown: %s: %s", type(exc).__name__, exc)
             return poll
-        return poll if due is None else max(0.0, due - time.time())
+        return poll if due is None else min(poll, max(MIN_IDLE_SLEEP_SECONDS, due - time.time()))
 
     async def _settle(self, task: asyncio.Task[Any]) -> tuple[bool, Any]:
         """Wait for a pipeline stage: (True, its result), or (False, None) logged."""
