@@ -1,8 +1,8 @@
 """History at scale: the hot queries' plans on a bulk-loaded store.
 
 ``HOT_QUERIES`` holds the statements of the hot paths as PostgreSQL runs them (the booking
-function's open-number count, retrieve, the claim, the deadline sweep, the admin list, export,
-retention); ``plans`` EXPLAINs each with a sample of the loaded store's own values, and
+function's open-number count, retrieve, the claim and the idle monitor's next due time, the
+deadline sweep, the admin list, export, retention); ``plans`` EXPLAINs each with a sample of the loaded store's own values, and
 ``seq_scans`` / ``indexes`` read what a plan touches (the plan test and docs/performance.md
 use these); ``figures`` measures goal 1 of issue #14 on the loaded store.
 """
@@ -67,6 +67,11 @@ HOT_QUERIES: dict[str, tuple[str, str]] = {
         " AND (lease_expires_at IS NULL OR lease_expires_at < {now})"
         " AND NOT EXISTS (SELECT 1 FROM parked_callbacks p WHERE p.callback_id = callbacks.id)"
         " ORDER BY due_at LIMIT 500 FOR UPDATE SKIP LOCKED",
+        "ix_callbacks_due",
+    ),
+    "monitor_next_due": (
+        "SELECT min(due_at) FROM callbacks WHERE state = 'SCHEDULED' AND due_at > {now}"
+        " AND due_at <= {now} + 0.5",
         "ix_callbacks_due",
     ),
     "deadline_scan": (

@@ -36,6 +36,8 @@ DURABILITY = "balanced"
 ENTRYPOINT = "noop"
 ENQUEUE_CHUNK = 10_000
 ROOT = Path(__file__).resolve().parent.parent
+# Its own database on the bench's PostgreSQL server.
+DATABASE = "pgqueuer_bench"
 
 
 async def _drain(dsn: str, jobs: int, workers: int, batch_size: int) -> dict[str, float]:

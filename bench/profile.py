@@ -3,12 +3,14 @@
 Run: ``python -m bench.profile [--seconds 15] [--what create|dispatch] [--out DIR]``. Needs
 ``py-spy`` (``.venv/bin/pip install py-spy``) and wrk for create load. Writes the collapsed
 stacks (``DIR/<what>.folded``, for flame graph tools) and prints the functions with the most
-samples, inclusive and self, with the share of samples of the whole process.
+samples, inclusive and self, with the share of samples of the whole process. For dispatch it
+also prints PostgreSQL's statements by total time (``pg_stat_statements``, preloaded for it).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import collections
 import shutil
 import subprocess
@@ -17,11 +19,15 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
+
+import asyncpg
 
 from bench import dispatch
 from bench.runner import PROFILES, Run
 from bench.stack import BENCH_SERVICE, BENCH_TENANT
 
+DISPATCH_ROWS = 100_000
 SKIP_FRAMES = ("<module>", "run (asyncio", "run_forever", "_run_once", "_run (asyncio")
 
 
@@ -50,6 +56,34 @@ def summarise(folded: Path, top: int = 30) -> str:
     return "\n".join(out)
 
 
+STATEMENTS = """
+SELECT calls, rows, total_exec_time, shared_blks_hit, wal_records, wal_bytes,
+    left(regexp_replace(query, '\\s+', ' ', 'g'), 90) AS query
+FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 12
+"""
+
+
+async def _statements(dsn: str) -> list[Any]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return list(await conn.fetch(STATEMENTS))
+    finally:
+        await conn.close()
+
+
+def top_statements(dsn: str) -> str:
+    """The statements that took PostgreSQL the longest, in total and per call."""
+    out = ["   calls     rows   total ms  ms/call  hits/call  WAL B/call  statement"]
+    for r in asyncio.run(_statements(dsn)):
+        calls = max(1, r["calls"])
+        out.append(
+            f"{r['calls']:8} {r['rows']:8} {r['total_exec_time']:10.1f}"
+            f" {r['total_exec_time'] / calls:8.2f} {r['shared_blks_hit'] / calls:10.0f}"
+            f" {int(r['wal_bytes']) / calls:11.0f}  {r['query']}"
+        )
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Profile one dialback process; print the summary."""
     p = argparse.ArgumentParser(description=__doc__)
@@ -66,12 +100,18 @@ def main(argv: list[str] | None = None) -> int:
     folded = args.out / f"{args.what}.folded"
     profile = PROFILES["quick"]
     run = Run(profile, Path(tempfile.mkdtemp(prefix="dialback-profile-")))
+    if args.what == "dispatch":
+        run.servers.pg.extra_options = (
+            "-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all"
+        )
     try:
         run.start()
         run.setup()
         run.a.set_log_level(args.level)
-        for proc in (run.b, run.floor, run.sim):
-            proc.stop()
+        # Only dialback A runs (the twin's monitor would share the drain).
+        for proc in run.procs:
+            if proc is not run.a:
+                proc.stop()
         record = [
             spy,
             "record",
@@ -97,15 +137,30 @@ def main(argv: list[str] | None = None) -> int:
             subprocess.run(record, check=True, capture_output=True)
             th.join()
         else:
-            target = dispatch.target(run.servers.database_url, BENCH_TENANT, BENCH_SERVICE)
-            spy_proc = subprocess.Popen(
-                record, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-            )
-            dispatch.measure_dispatch(target, run.servers.routing.url, 100_000)
-            spy_proc.wait(timeout=args.seconds + 60)
+            dsn = run.servers.database_url
+            target = dispatch.target(dsn, BENCH_TENANT, BENCH_SERVICE)
+            dispatch.sql_value(dsn, "CREATE EXTENSION pg_stat_statements")
+            dispatch.sql_value(dsn, "SELECT pg_stat_statements_reset()")
+            spies: list[subprocess.Popen[bytes]] = []
+
+            def spy() -> None:
+                spies.append(
+                    subprocess.Popen(record, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                )
+
+            # Sampling starts when the rows come due (not during their insert and the wait).
+            timer = threading.Timer(dispatch.lead_seconds(DISPATCH_ROWS), spy)
+            timer.start()
+            print(dispatch.measure_dispatch(target, run.servers.routing.url, DISPATCH_ROWS))
+            timer.join()
+            spies[0].wait(timeout=args.seconds + 60)
+            statements = top_statements(dsn)
     finally:
         run.stop()
     print(summarise(folded))
+    if args.what == "dispatch":
+        print("\nPostgreSQL statements by total time (pg_stat_statements):")
+        print(statements)
     print(f"\ncollapsed stacks: {folded}")
     return 0
 

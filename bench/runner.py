@@ -31,7 +31,7 @@ import asyncpg
 import httpx
 from testbed.servers import free_port
 
-from bench import bulkload, dispatch, history, scale
+from bench import bulkload, dispatch, history, peer, scale
 from bench.load import LoadError, LoadResult, run_python_load, run_wrk, wrk_path
 from bench.report import GOALS, write_docs, write_json
 from bench.stack import (
@@ -494,24 +494,36 @@ class Run:
         }
 
     def dispatching(self, repeat: int = 1) -> dict[str, float]:
-        """Backlog drain rate, then lateness among many scheduled rows (only dialback A runs).
+        """Backlog drain rate beside pgqueuer's, then lateness among many scheduled rows (only
+        dialback A runs).
 
-        With ``repeat`` > 1 the drain is measured that many times; figures are the median.
+        Each of the ``repeat`` rounds drains the same number of due jobs through dialback, then
+        through pgqueuer on the same PostgreSQL server; figures are the medians, and the ratio
+        is the median of the rounds' ratios (like for like: one round's two drains see the same
+        load from the rest of the machine).
         """
         for proc in self.procs:
             if proc is not self.a:
                 proc.stop()
         target = dispatch.target(self.servers.database_url, BENCH_TENANT, BENCH_SERVICE)
+        self.servers.pg.psql(f"CREATE DATABASE {peer.DATABASE}")
+        peer_dsn = self.servers.pg.url(peer.DATABASE)
         drains: list[dict[str, float]] = []
+        peers: list[dict[str, Any]] = []
         for i in range(repeat):
-            self.log(f"dispatch: {self.p.dispatch_rows} callbacks due at once ({i + 1}/{repeat})")
+            n = self.p.dispatch_rows
+            self.log(f"dispatch: {n} callbacks due at once, then pgqueuer ({i + 1}/{repeat})")
             cpu0 = sum(_cpu_times(self.a.pid))
-            drains.append(
-                dispatch.measure_dispatch(target, self.servers.routing.url, self.p.dispatch_rows)
-            )
+            drains.append(dispatch.measure_dispatch(target, self.servers.routing.url, n))
             drains[-1]["dispatch_cpu_s"] = sum(_cpu_times(self.a.pid)) - cpu0
+            peers.append(peer.measure(peer_dsn, n))
+            drains[-1]["dispatch_vs_peer_ratio"] = (
+                drains[-1]["dispatch_per_s"] / peers[-1]["peer_dispatch_per_s"]
+            )
         self.details["dispatch_runs"] = drains
+        self.details["peer_runs"] = peers
         out = {k: _median([d[k] for d in drains]) for k in drains[0]}
+        out["peer_dispatch_per_s"] = _median([p["peer_dispatch_per_s"] for p in peers])
         self.log(
             f"lateness: {self.p.lateness_due} coming due over {self.p.lateness_seconds:g} s among "
             f"{self.p.lateness_rows} scheduled"
@@ -643,7 +655,7 @@ def run(profile: Profile, keep_logs: bool = False) -> dict[str, Any]:
         lap("instrumentation")
         figures.update(r.dispatching())
         lap("dispatch")
-        figures.update(scale.measure(r, figures["dispatch_per_s"]))
+        figures.update(scale.measure(r))
         lap("scale")
         figures.update(r.history())
         lap("history")
@@ -724,7 +736,13 @@ def main(argv: list[str] | None = None) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2) + "\n")
         print(f"[bench] wrote {out}", file=sys.stderr)
-        for key in ("dispatch_per_s", "dispatch_publish_rate_per_s", "dispatch_lateness_p99_s"):
+        for key in (
+            "dispatch_per_s",
+            "peer_dispatch_per_s",
+            "dispatch_vs_peer_ratio",
+            "dispatch_publish_rate_per_s",
+            "dispatch_lateness_p99_s",
+        ):
             print(f"{key:32} {report[key]}")
         return 0
     if profile.wrk:

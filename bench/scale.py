@@ -1,6 +1,6 @@
-"""The scale figures of a run (issue 14 goals 3-7), after the dispatch phase: pgqueuer's drain
-beside dialback's, the CSV export, ``/metrics`` at 5,000 series, two replicas against one, and
-the cold start of ``make run``. One entry point for the runner: ``measure``.
+"""The scale figures of a run (issue 14 goals 4-7), after the dispatch phase (which drains
+pgqueuer beside dialback: ``Run.dispatching``): the CSV export, ``/metrics`` at 5,000 series,
+two replicas against one, and the cold start of ``make run``. One entry point: ``measure``.
 """
 
 from __future__ import annotations
@@ -9,10 +9,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from bench import coldstart, export, peer, replicas
+from bench import coldstart, export, replicas
 from bench.stack import populate_tenants
-
-PEER_DB = "pgqueuer_bench"
 
 
 @dataclass(frozen=True)
@@ -62,7 +60,7 @@ def metrics_at_series(run: Any, target: int, services: int) -> dict[str, float]:
     }
 
 
-def measure(run: Any, dispatch_per_s: float) -> dict[str, float]:
+def measure(run: Any) -> dict[str, float]:
     """Every scale figure; details go to ``run.details['scale']``."""
     s = SIZES[run.p.name]
     out: dict[str, float] = {}
@@ -76,14 +74,6 @@ def measure(run: Any, dispatch_per_s: float) -> dict[str, float]:
         nonlocal t
         phases[name] = round(time.monotonic() - t, 1)
         t = time.monotonic()
-
-    run.log(f"pgqueuer drains {run.p.dispatch_rows} jobs (dispatch_per_s was {dispatch_per_s:.0f})")
-    run.servers.pg.psql(f"CREATE DATABASE {PEER_DB}")
-    p = peer.measure(run.servers.pg.url(PEER_DB), run.p.dispatch_rows)
-    details["peer"] = p
-    out["peer_dispatch_per_s"] = p["peer_dispatch_per_s"]
-    out["dispatch_vs_peer_ratio"] = dispatch_per_s / p["peer_dispatch_per_s"]
-    lap("peer")
 
     run.log(f"export of {s.export_rows} callbacks")
     export.load_rows(run.a, run.servers.database_url, s.export_rows)

@@ -152,6 +152,8 @@ class PostgresServer:
 
     port: int = field(default_factory=free_port)
     dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="dialback-pg-")))
+    # More server settings, as ``-c name=value`` options (e.g. a profile's pg_stat_statements).
+    extra_options: str = ""
 
     def __post_init__(self) -> None:
         _made.append(self)
@@ -169,8 +171,8 @@ class PostgresServer:
         # The same on every start: recovery refuses a max_connections lower than before.
         return (
             f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c max_connections=300 -c shared_buffers=128MB"
-        )
+            f"-c max_connections=300 -c shared_buffers=128MB {self.extra_options}"
+        ).rstrip()
 
     def url(self, db: str) -> str:
         return f"{self.base_url}/{db}"

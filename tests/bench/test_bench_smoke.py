@@ -68,7 +68,7 @@ def test_smoke_run_reports_every_figure_as_a_number(tmp_path: Path) -> None:
     ):
         assert report[key] > 0, (key, report[key])
     scale = report["details"]["scale"]
-    assert scale["peer"]["peer_jobs"] == report["dispatch_rows"]
+    assert report["details"]["peer_runs"][0]["peer_jobs"] == report["dispatch_rows"]
     assert scale["export"]["export_rows"] == SIZES["smoke"].export_rows
     assert report["metrics_series_5k"] >= SIZES["smoke"].series_target
     assert report["export_rss_growth_mib"] >= 0

@@ -15,6 +15,7 @@ from dialback.container import Container
 from dialback.db.schema import callback_events, callbacks
 from dialback.monitor.monitor import dispatch_fields
 from dialback.routing.messages import Dispatch, Outcome
+from dialback.settings import Settings
 from tests.support.factories import insert_due_callbacks, tenant_and_service
 from tests.support.stack import SettingsFactory, wait_for
 
@@ -28,6 +29,15 @@ async def stream_ids(url: str) -> Counter[tuple[str, str]]:
     finally:
         await client.aclose()
     return Counter((f["id"], f["attempt"]) for _i, f in entries if f.get("type") == "callback")
+
+
+async def container_with_due(
+    settings: Settings, n: int, due_at: float | None = None
+) -> tuple[Container, list[str]]:
+    """A replica on ``settings`` (not started) and the ids of ``n`` callbacks due at ``due_at``."""
+    rt = Container(settings)
+    tenant_id, service_id = await tenant_and_service(rt.engine)
+    return rt, await insert_due_callbacks(rt.engine, tenant_id, service_id, n, due_at=due_at)
 
 
 def dispatched(rt: Container) -> float:
@@ -74,9 +84,7 @@ async def test_expired_leases_of_a_dead_monitor_are_reclaimed_without_duplicates
     settings_with: SettingsFactory, routing_redis_url: str
 ) -> None:
     settings = settings_with(simulator="off", monitor_lease_seconds=1.0)
-    dead = Container(settings)
-    tenant_id, service_id = await tenant_and_service(dead.engine)
-    await insert_due_callbacks(dead.engine, tenant_id, service_id, 40)
+    dead, _ids = await container_with_due(settings, 40)
     now = time.time()
     # A monitor claims 40 callbacks, publishes half of them, then dies before marking any.
     async with dead.engine.begin() as conn:
@@ -102,6 +110,27 @@ async def test_expired_leases_of_a_dead_monitor_are_reclaimed_without_duplicates
         published = await stream_ids(routing_redis_url)
         assert len(published) == 40
         assert max(published.values()) == 1
+    finally:
+        await rt.stop()
+
+
+async def test_an_idle_monitor_wakes_when_the_next_callback_comes_due_not_at_its_poll(
+    settings_with: SettingsFactory, routing_redis_url: str
+) -> None:
+    # A poll far longer than the wait: only the sleep until the next due time publishes in time.
+    settings = settings_with(simulator="off", monitor_poll_seconds=30.0)
+    due = time.time() + 1.5
+    rt, [cid] = await container_with_due(settings, 1, due_at=due)
+    await rt.start()
+    try:
+
+        async def published() -> Counter[tuple[str, str]]:
+            return await stream_ids(routing_redis_url)
+
+        assert await stream_ids(routing_redis_url) == Counter(), "published before it was due"
+        assert await wait_for(published, timeout=10) == Counter({(cid, "1"): 1})
+        lateness = time.time() - due
+        assert lateness < 1.0, f"published {lateness:.2f} s after it came due"
     finally:
         await rt.stop()
 

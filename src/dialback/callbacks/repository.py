@@ -762,6 +762,16 @@ async def due_backlog(conn: AsyncConnection, now: float) -> tuple[int, float | N
     return int(n or 0), (float(oldest) if oldest is not None else None)
 
 
+async def next_due(conn: AsyncConnection, after: float, until: float) -> float | None:
+    """The earliest due time of a SCHEDULED callback in (``after``, ``until``], or None."""
+    # min() over one (state, due_at) range: the first entry of ix_callbacks_due after ``after``.
+    q = sa.select(sa.func.min(CB.due_at)).where(
+        CB.state == "SCHEDULED", CB.due_at > after, CB.due_at <= until
+    )
+    value = (await conn.execute(q)).scalar()
+    return float(value) if value is not None else None
+
+
 # Aggregates for the statistics endpoint (read-only reporting).
 
 

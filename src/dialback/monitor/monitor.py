@@ -61,6 +61,9 @@ OUTCOME_RETRY_MAX_SECONDS = 10.0
 # A failed dispatch cycle is retried after 1 s, 2 s, 4 s ... at most this far apart; wakes
 # (each booking sends one) do not cut that pause short.
 DISPATCH_BACKOFF_MAX_SECONDS = 5.0
+# Shortest sleep of an idle cycle waiting for the next due time: when callbacks come due one
+# after another, at most 50 cycles a second, each claiming what came due meanwhile.
+MIN_IDLE_SLEEP_SECONDS = 0.02
 # A transaction that lost a deadlock or a serialization conflict runs again, at most this often.
 CONFLICT_RETRIES = 5
 
@@ -223,7 +226,8 @@ class CallbackMonitor:
         self._supervisor = None
 
     async def _dispatch_loop(self) -> None:
-        """Claim batch N+1 while batch N is published and N-1 marked; sleep when none is due."""
+        """Claim batch N+1 while batch N is published and N-1 marked; when none is due, sleep
+        until the next one comes due (at most the poll interval)."""
         batch_size = self.settings.monitor_batch_size
         poll = self.settings.monitor_poll_seconds
         backoff = poll
@@ -258,13 +262,27 @@ class CallbackMonitor:
             if full:
                 continue
             if ok:
+                pause = await self._until_next_due(poll)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=backoff)
+                    await asyncio.wait_for(self._wake.wait(), timeout=pause)
             else:
                 # A booking's wake must not hammer a failing dependency: back off for real.
                 await self._sleep(backoff)
         self.draining = False
         await self._flush()
+
+    async def _until_next_due(self, poll: float) -> float:
+        """How long an idle cycle sleeps: until the next callback comes due, at most ``poll``
+        and at least ``MIN_IDLE_SLEEP_SECONDS``."""
+        now = time.time()
+        try:
+            async with self.engine.connect() as conn:
+                due = await repo.next_due(conn, now, now + poll)
+        except Exception as exc:
+            # The next claim reports a store that is down; the poll bounds the sleep meanwhile.
+            log.debug("next due time unknown: %s: %s", type(exc).__name__, exc)
+            return poll
+        return poll if due is None else min(poll, max(MIN_IDLE_SLEEP_SECONDS, due - time.time()))
 
     async def _settle(self, task: asyncio.Task[Any]) -> tuple[bool, Any]:
         """Wait for a pipeline stage: (True, its result), or (False, None) logged."""
