@@ -452,6 +452,16 @@ async def test_a_tenants_settings_edited_with_errors_per_field_and_read_only_for
     seen = {(r.action, r.outcome, r.tenant) for r in rows}
     assert ("ui.set_tenant_settings", "ok", "acme") in seen
     assert ("ui.set_tenant_settings", "denied", "globex") in seen
+    # What the save changed, old → new (the 400 and the refusals changed nothing).
+    settings_rows = [r for r in rows if r.action == "ui.set_tenant_settings"]
+    assert [r.detail.get("changes") for r in settings_rows if r.outcome == "ok"] == [
+        {
+            "throttle.maxCallbacks": [500, 42],
+            "throttle.windowSeconds": [60, 30],
+            "retention.callbackDays": [None, 7],
+        }
+    ]
+    assert all("changes" not in r.detail for r in settings_rows if r.outcome != "ok")
 
 
 async def test_every_ui_route_with_a_tenant_in_its_path_refuses_another_tenants_operator(
