@@ -233,8 +233,10 @@ async def test_bulk_cancel_cancels_and_says_why_not(
             data={"ids": [f"id-{i}" for i in range(251)], "csrf_token": await ui.csrf()},
         )
         assert too_many.status_code == 400 and "at most 250" in too_many.text
+    # The confirm changed state and is audited; the previews (a POST for the ids) are reads.
     actions = [r.action for r in await audit_rows(rt)]
-    assert "ui.bulk_cancel_confirmed" in actions
+    assert actions.count("ui.bulk_cancel_confirmed") == 1
+    assert "ui.bulk_cancel_callbacks" not in actions
 
 
 async def test_a_monitor_has_no_bulk_cancel_and_its_forged_post_is_refused(rt: Container) -> None:
@@ -260,6 +262,9 @@ async def test_a_monitor_has_no_bulk_cancel_and_its_forged_post_is_refused(rt: C
         export = await mona.client.get("/ui/callbacks/export.csv")
         assert export.status_code == 403 and "callbacks.export" in export.text
     assert target in await _ids_of(rt, "acme", "SCHEDULED")  # nothing was cancelled
+    audited = [(r.action, r.outcome) for r in await audit_rows(rt) if r.action.startswith("ui.")]
+    # sam's post without a token and mona's, both refused; the refused previews are reads.
+    assert audited == [("ui.bulk_cancel_confirmed", "denied")] * 2
 
 
 async def test_the_export_is_the_filtered_set_masked_in_utc(rt: Container) -> None:
