@@ -84,8 +84,9 @@ HOT_QUERIES: dict[str, tuple[str, str]] = {
         "ix_callbacks_routed_deadline",
     ),
     "admin_list_scheduled_by_due": (
-        "SELECT id, state, due_at, EXISTS (SELECT 1 FROM parked_callbacks p"
-        " WHERE p.callback_id = callbacks.id) FROM callbacks WHERE tenant_id = '{tenant_id}'"
+        "SELECT id, state, due_at, p.callback_id IS NOT NULL, p.reason FROM callbacks"
+        " LEFT OUTER JOIN parked_callbacks p ON p.callback_id = callbacks.id"
+        " WHERE callbacks.tenant_id = '{tenant_id}'"
         " AND state = 'SCHEDULED' AND due_at >= {now} AND due_at < {now} + 14 * 86400"
         " ORDER BY due_at, id LIMIT 250",
         "ix_callbacks_tenant_state_due_id",

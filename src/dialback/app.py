@@ -27,7 +27,7 @@ from dialback.services import admin_endpoints as services_admin
 from dialback.statistics import endpoints as statistics_public
 from dialback.tenants import admin_endpoints as tenants_admin
 from dialback.ui.deps import UI_PREFIX
-from dialback.ui.endpoints import UI_SELF_AUDITED, install_ui
+from dialback.ui.endpoints import UI_UNAUDITED, install_ui
 from dialback.web import probes
 from dialback.web.admin_audit import AdminAudit
 from dialback.web.deps import admin_principal
@@ -144,7 +144,7 @@ def create_internal_app(c: Container) -> FastAPI:
         AdminAudit,
         audit=c.audit,
         prefixes={ADMIN_PREFIX: "admin", UI_PREFIX: "ui"},
-        unaudited=UI_SELF_AUDITED,
+        unaudited=UI_UNAUDITED,
         proxies=c.settings.trusted_proxy_networks,
         tenant_of_callback=c.callbacks.tenant_name_of,
     )

@@ -85,6 +85,30 @@ async def test_an_operator_action_is_audited_and_in_the_callbacks_timeline(stack
     assert audit_item["actor"] == "token:sup" and audit_item["corrId"] == entry["corrId"]
 
 
+async def test_a_tenant_patch_records_the_fields_it_changed_old_and_new(stack: Stack) -> None:
+    await stack.tenant("acme")
+    body = {
+        "settings": {
+            "throttle": {"maxCallbacks": 42, "windowSeconds": 60, "maxCallIns": 7_000_000},
+            "retention": {"callbackDays": 9},
+        },
+        "disabled": True,
+    }
+    r = await stack.internal.patch(f"{A}/tenants/acme", json=body, headers=auth(ADM))
+    assert r.status_code == 200, r.text
+    same = await stack.internal.patch(f"{A}/tenants/acme", json=body, headers=auth(ADM))
+    assert same.status_code == 200, same.text
+    newest, first = await entries(stack, action="admin.patch_tenant")
+    assert first["corrId"] == r.headers["x-correlation-id"]
+    assert first["detail"]["changes"] == {
+        "throttle.maxCallbacks": [500, 42],
+        "throttle.maxCallIns": [None, 7_000_000],
+        "retention.callbackDays": [None, 9],
+        "disabled": [False, True],
+    }
+    assert "changes" not in newest["detail"]  # the same values again change nothing
+
+
 async def test_refusals_are_audited_and_reads_are_not(stack: Stack) -> None:
     key = await stack.tenant("acme")
     cb = await book(stack, key)

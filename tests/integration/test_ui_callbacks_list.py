@@ -23,9 +23,9 @@ from dialback.container import Container
 from dialback.db.schema import callbacks, parked_callbacks
 from dialback.identity.roles import Role
 from dialback.ui.pages import callbacks_list
-from tests.integration.test_ui_login import PASSWORD, Ui, _runtime
 from tests.support.factories import insert_due_callbacks, tenant_and_service
 from tests.support.stack import ADMIN_TOKEN
+from tests.support.ui_client import PASSWORD, audit_rows, runtime, signed_in
 
 ROW_ID = re.compile(r'name="ids" value="([0-9a-f-]{36})"')
 
@@ -34,7 +34,7 @@ ROW_ID = re.compile(r'name="ids" value="([0-9a-f-]{36})"')
 async def rt(tmp_path: Path) -> AsyncIterator[Container]:
     """Tenants acme (sales, support) and beta (sales) with callbacks; sam (supervisor), mona
     (monitor), and sue, a supervisor of acme only."""
-    c = await _runtime(f"sqlite+aiosqlite:///{tmp_path}/dialback.db", tmp_path)
+    c = await runtime(f"sqlite+aiosqlite:///{tmp_path}/dialback.db", tmp_path)
     await c.users.add("sam", frozenset({Role.SUPERVISOR}), password=PASSWORD)
     await c.users.add("mona", frozenset({Role.MONITOR}), password=PASSWORD)
     await c.users.add("sue", frozenset({Role.SUPERVISOR}), frozenset({"acme"}), password=PASSWORD)
@@ -58,15 +58,8 @@ async def rt(tmp_path: Path) -> AsyncIterator[Container]:
         await c.stop()
 
 
-async def _signed_in(rt: Container, user: str) -> Ui:
-    ui = Ui(rt)
-    answer = await ui.sign_in(user)
-    assert answer.status_code == 303, answer.text
-    return ui
-
-
 async def test_the_list_filters_counts_and_masks(rt: Container) -> None:
-    async with await _signed_in(rt, "sam") as ui:
+    async with await signed_in(rt, "sam") as ui:
         page = await ui.client.get("/ui/callbacks")
         assert page.status_code == 200, page.text
         assert len(ROW_ID.findall(page.text)) == 11
@@ -137,7 +130,7 @@ BAD_FILTERS = [
 
 
 async def test_bad_filters_answer_400_naming_the_field(rt: Container) -> None:
-    async with await _signed_in(rt, "mona") as ui:
+    async with await signed_in(rt, "mona") as ui:
         for params, field, text in BAD_FILTERS:
             page = await ui.client.get("/ui/callbacks", params=params)
             assert page.status_code == 400, (params, page.text)
@@ -151,7 +144,7 @@ async def test_bad_filters_answer_400_naming_the_field(rt: Container) -> None:
 
 
 async def test_a_scoped_supervisor_sees_only_its_tenants(rt: Container) -> None:
-    async with await _signed_in(rt, "sue") as ui:
+    async with await signed_in(rt, "sue") as ui:
         page = await ui.client.get("/ui/callbacks")
         assert page.status_code == 200
         assert len(ROW_ID.findall(page.text)) == 7
@@ -187,7 +180,7 @@ async def _ids_of(rt: Container, tenant: str, state: str | None = None) -> list[
 async def test_bulk_cancel_cancels_and_says_why_not(
     rt: Container, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with await _signed_in(rt, "sam") as ui:
+    async with await signed_in(rt, "sam") as ui:
         scheduled = ROW_ID.findall(
             (await ui.client.get("/ui/callbacks", params={"state": "SCHEDULED"})).text
         )
@@ -241,26 +234,19 @@ async def test_bulk_cancel_cancels_and_says_why_not(
             data={"ids": [f"id-{i}" for i in range(251)], "csrf_token": await ui.csrf()},
         )
         assert too_many.status_code == 400 and "at most 250" in too_many.text
-    actions = await _audit_actions(rt)
-    assert "ui.bulk_cancel_confirmed" in actions
-
-
-async def _audit_actions(rt: Container) -> list[str]:
-    import sqlalchemy as sa
-
-    from dialback.db.schema import audit_log
-
-    async with rt.engine.connect() as conn:
-        return [a for (a,) in await conn.execute(sa.select(audit_log.c.action))]
+    # The confirm changed state and is audited; the previews (a POST for the ids) are reads.
+    actions = [r.action for r in await audit_rows(rt)]
+    assert actions.count("ui.bulk_cancel_confirmed") == 1
+    assert "ui.bulk_cancel_callbacks" not in actions
 
 
 async def test_a_monitor_has_no_bulk_cancel_and_its_forged_post_is_refused(rt: Container) -> None:
     target = (await _ids_of(rt, "acme", "SCHEDULED"))[0]
-    async with await _signed_in(rt, "sam") as sam:
+    async with await signed_in(rt, "sam") as sam:
         for path in ("/ui/callbacks/cancel", "/ui/callbacks/cancel/confirm"):
             no_token = await sam.client.post(path, data={"ids": [target]})
             assert no_token.status_code == 403 and "CSRF" in no_token.text
-    async with await _signed_in(rt, "mona") as mona:
+    async with await signed_in(rt, "mona") as mona:
         page = await mona.client.get("/ui/callbacks")
         assert page.status_code == 200
         assert 'name="ids"' not in page.text and "Cancel selected" not in page.text
@@ -277,10 +263,13 @@ async def test_a_monitor_has_no_bulk_cancel_and_its_forged_post_is_refused(rt: C
         export = await mona.client.get("/ui/callbacks/export.csv")
         assert export.status_code == 403 and "callbacks.export" in export.text
     assert target in await _ids_of(rt, "acme", "SCHEDULED")  # nothing was cancelled
+    audited = [(r.action, r.outcome) for r in await audit_rows(rt) if r.action.startswith("ui.")]
+    # sam's post without a token and mona's, both refused; the refused previews are reads.
+    assert audited == [("ui.bulk_cancel_confirmed", "denied")] * 2
 
 
 async def test_the_export_is_the_filtered_set_masked_in_utc(rt: Container) -> None:
-    async with await _signed_in(rt, "sam") as ui:
+    async with await signed_in(rt, "sam") as ui:
         answer = await ui.client.get("/ui/callbacks/export.csv", params={"phone": "+14155550123"})
         assert answer.status_code == 200, answer.text
         assert answer.headers["content-type"].startswith("text/csv")
@@ -326,7 +315,7 @@ async def _park_one(rt: Container, reason: str) -> str:
 
 async def test_the_parked_filter_shows_only_the_parked_with_their_reason(rt: Container) -> None:
     parked_id = await _park_one(rt, "unreadable user data")
-    async with await _signed_in(rt, "sam") as ui:
+    async with await signed_in(rt, "sam") as ui:
         only = await ui.client.get("/ui/callbacks", params={"parked": "only"})
         assert only.status_code == 200, only.text
         assert ROW_ID.findall(only.text) == [parked_id]

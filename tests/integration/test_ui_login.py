@@ -4,7 +4,6 @@ cookie, rotation, idle and absolute expiry, logout, CSRF, open redirects, OIDC, 
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import AsyncIterator
 from http.cookies import SimpleCookie
@@ -31,77 +30,7 @@ from dialback.identity.roles import Permission, Principal, Role
 from dialback.identity.sessions import sha256_hex
 from dialback.ui.deps import UiPrincipalDep, ui_requires, ui_router
 from tests.support.logs import logging_to
-from tests.support.stack import make_settings
-
-PASSWORD = "correct horse battery staple"
-TOKEN_RE = re.compile(r'name="csrf_token" value="([^"]*)"')
-
-
-class Ui:
-    """A browser on the internal app: its own cookie jar."""
-
-    def __init__(
-        self, rt: Container, base_url: str = "http://internal", app: Any = None, **kw: Any
-    ) -> None:
-        self.client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app or create_internal_app(rt)),
-            base_url=base_url,
-            **kw,
-        )
-        self.login_token = ""
-
-    async def __aenter__(self) -> Ui:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.client.aclose()
-
-    async def login_form(self, next_path: str = "") -> str:
-        page = await self.client.get("/ui/login", params={"next": next_path} if next_path else {})
-        assert page.status_code == 200, page.text
-        found = TOKEN_RE.search(page.text)
-        assert found
-        self.login_token = found.group(1)
-        return self.login_token
-
-    async def sign_in(
-        self, username: str, password: str = PASSWORD, next_path: str = ""
-    ) -> httpx.Response:
-        # Signed in already, the form redirects: its token (and cookie) from before still hold.
-        token = self.login_token or await self.login_form()
-        return await self.client.post(
-            "/ui/login",
-            data={
-                "username": username,
-                "password": password,
-                "csrf_token": token,
-                "next": next_path,
-            },
-        )
-
-    async def csrf(self) -> str:
-        home = await self.client.get("/ui/")
-        assert home.status_code == 200, home.text
-        found = TOKEN_RE.search(home.text)
-        assert found and found.group(1)
-        return found.group(1)
-
-
-class Audit:
-    """What the pages asked the audit log to record."""
-
-    def __init__(self, rt: Container) -> None:
-        self.calls: list[tuple[Any, str, dict[str, Any]]] = []
-        original = rt.audit.record
-
-        async def record(actor: Any, action: str, **kw: Any) -> None:
-            self.calls.append((actor, action, kw))
-            await original(actor, action, **kw)
-
-        rt.audit.record = record  # type: ignore[method-assign]
-
-    def actions(self) -> list[str]:
-        return [a for _, a, _ in self.calls]
+from tests.support.ui_client import PASSWORD, TOKEN_RE, Audit, Ui, runtime
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -112,18 +41,10 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
-async def _runtime(url: str, tmp_path: Path, **overrides: Any) -> Container:
-    rt = Container(
-        make_settings(database_url=url, data_dir=str(tmp_path), simulator="off", **overrides)
-    )
-    await rt.start()
-    return rt
-
-
 @pytest.fixture
 async def rt(tmp_path: Path) -> AsyncIterator[Container]:
     """A started runtime on SQLite with a supervisor ``alice``."""
-    c = await _runtime(f"sqlite+aiosqlite:///{tmp_path}/dialback.db", tmp_path)
+    c = await runtime(f"sqlite+aiosqlite:///{tmp_path}/dialback.db", tmp_path)
     await c.users.add("alice", frozenset({Role.SUPERVISOR}), password=PASSWORD)
     try:
         yield c
@@ -141,7 +62,7 @@ def _cookie(response: httpx.Response, name: str) -> SimpleCookie:
 
 
 async def test_local_sign_in_on_both_stores(store_url: str, tmp_path: Path) -> None:
-    rt = await _runtime(store_url, tmp_path)
+    rt = await runtime(store_url, tmp_path)
     audit = Audit(rt)
     try:
         await rt.users.add(
@@ -235,7 +156,7 @@ async def _wrong_passwords(rt: Container) -> None:
 
 
 async def test_cookie_is_secure_over_https_from_a_trusted_proxy_only(tmp_path: Path) -> None:
-    rt = await _runtime(
+    rt = await runtime(
         f"sqlite+aiosqlite:///{tmp_path}/d.db", tmp_path, trusted_proxies="127.0.0.1"
     )
     try:
@@ -255,7 +176,7 @@ async def test_cookie_is_secure_over_https_from_a_trusted_proxy_only(tmp_path: P
     finally:
         await rt.stop()
     # The same header from a peer that is not a trusted proxy proves nothing.
-    rt = await _runtime(f"sqlite+aiosqlite:///{tmp_path}/d.db", tmp_path)
+    rt = await runtime(f"sqlite+aiosqlite:///{tmp_path}/d.db", tmp_path)
     try:
         async with Ui(rt, headers={"x-forwarded-proto": "https"}) as ui:
             page = await ui.client.get("/ui/login")
@@ -296,7 +217,7 @@ async def _end_reason(rt: Container) -> str | None:
 async def test_idle_and_absolute_expiry_are_enforced_by_the_server(
     store_url: str, tmp_path: Path
 ) -> None:
-    rt = await _runtime(store_url, tmp_path)
+    rt = await runtime(store_url, tmp_path)
     try:
         await rt.users.add("alice", frozenset({Role.SUPERVISOR}), password=PASSWORD)
         await _expiry(rt)
@@ -431,7 +352,7 @@ async def test_a_disabled_or_demoted_user_loses_access_at_once(rt: Container) ->
 
 
 async def test_too_many_attempts_answer_a_429_page_with_retry_after(tmp_path: Path) -> None:
-    rt = await _runtime(
+    rt = await runtime(
         f"sqlite+aiosqlite:///{tmp_path}/d.db",
         tmp_path,
         login_failure_limit=3,
@@ -600,7 +521,7 @@ async def test_oidc_failures_render_clear_pages(rt: Container, tmp_path: Path) -
 
 
 async def test_the_redirect_uri_follows_dialback_ui_url(tmp_path: Path) -> None:
-    rt = await _runtime(
+    rt = await runtime(
         f"sqlite+aiosqlite:///{tmp_path}/d.db", tmp_path, ui_url="https://callbacks.example.com/"
     )
     try:
@@ -653,7 +574,7 @@ async def test_pages_built_on_the_ui_dependencies_enforce_roles_and_csrf(tmp_pat
     async def act(p: UiPrincipalDep) -> str:
         return p.actor
 
-    rt = await _runtime(f"sqlite+aiosqlite:///{tmp_path}/d.db", tmp_path)
+    rt = await runtime(f"sqlite+aiosqlite:///{tmp_path}/d.db", tmp_path)
     try:
         await rt.users.add("mo", frozenset({Role.MONITOR}), password=PASSWORD)
         await rt.users.add("ada", frozenset({Role.ADMINISTRATOR}), password=PASSWORD)

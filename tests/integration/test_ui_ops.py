@@ -17,12 +17,10 @@ from dialback.container import Container
 from dialback.identity.roles import Role
 from dialback.kit.context import bound, corr_id_var
 from dialback.observability.logging import current_level, set_level
-from tests.integration.test_ui_login import Ui
 from tests.support.stack import ADMIN_TOKEN, make_settings
+from tests.support.ui_client import PASSWORD, Ui
 
-PASSWORD = "correct horse battery staple"
 ADMIN = {"authorization": f"Bearer {ADMIN_TOKEN}"}
-TOKEN_RE = re.compile(r'name="csrf_token" value="([^"]*)"')
 
 
 @pytest.fixture

@@ -19,8 +19,8 @@ from dialback.services import repository as services_repo
 from dialback.services.schemas import ServiceConfig
 from dialback.tenants import repository as tenants_repo
 from dialback.ui.service_form import values_of
-from tests.integration.test_ui_login import PASSWORD, Ui
 from tests.support.stack import make_settings
+from tests.support.ui_client import PASSWORD, Ui
 
 HOURS = {"timezone": "Europe/Berlin", "weekly": {"mon": [{"start": "09:00", "end": "17:00"}]}}
 CAPACITY = {

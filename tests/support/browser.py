@@ -4,7 +4,8 @@ uvicorn on a free loopback port, in the test's own event loop.
 
 ``ui_stack`` gives a started runtime on SQLite with one local user per role and the base URL;
 ``browser_page`` a fresh browser context and page (1280x800) for it; ``sign_in`` fills the
-sign-in form; ``shot`` writes a screenshot under test-artifacts/screenshots/.
+sign-in form; ``shot`` writes a screenshot under test-artifacts/screenshots/; ``fits`` checks
+that a page does not scroll sideways.
 """
 
 from __future__ import annotations
@@ -142,3 +143,11 @@ async def shot(page: Any, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     await page.screenshot(path=str(path), full_page=True)
     return path
+
+
+async def fits(page: Any, name: str) -> None:
+    """Fail when the page scrolls sideways (wider than its viewport)."""
+    overflow = await page.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert overflow <= 0, f"{name}: the page scrolls sideways by {overflow}px"

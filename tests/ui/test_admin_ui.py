@@ -1,25 +1,28 @@
 """The Administrator's pages in a real browser (Debian's Chromium through Playwright): a tenant
 and an API key created, the key shown once working against the public API until revoked; a
-user added with a generated password who then signs in; the pages at 1280x800 and 390 px."""
+user added with a generated password who then signs in; a tenant's settings edited (a bad value
+answered next to its field, then saved); the pages at 1280x800 and 390 px."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import httpx
 
 from dialback.app import create_public_app
 from dialback.services import repository as services_repo
 from dialback.services.schemas import ServiceConfig
-from tests.support.browser import DESKTOP, PHONE, UiStack, chromium, shot, sign_in, ui_stack
-
-
-async def _fits(page: Any, name: str) -> None:
-    overflow = await page.evaluate(
-        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
-    )
-    assert overflow <= 0, f"{name}: the page scrolls sideways by {overflow}px"
+from dialback.tenants.schemas import TenantSettings
+from tests.support.browser import (
+    DESKTOP,
+    PHONE,
+    UiStack,
+    chromium,
+    fits,
+    shot,
+    sign_in,
+    ui_stack,
+)
 
 
 async def _open_for(ui: UiStack, key: str) -> int:
@@ -87,7 +90,7 @@ async def test_a_tenant_and_its_api_key_shown_once_then_revoked(tmp_path: Path) 
         assert "DISABLED" in await page.locator("tbody tr", has_text="initech").inner_text()
         await page.get_by_role("button", name="Enable initech").click()
         await page.wait_for_url(f"{ui.url}/ui/tenants?done=enabled")
-        await _fits(page, "tenants")
+        await fits(page, "tenants")
         await shot(page, "tenants")
 
         phone = page
@@ -97,7 +100,7 @@ async def test_a_tenant_and_its_api_key_shown_once_then_revoked(tmp_path: Path) 
             ("/ui/tenants/initech", "Create API key"),
         ):
             await phone.goto(f"{ui.url}{path}")
-            await _fits(phone, path)
+            await fits(phone, path)
             assert await phone.locator("table.grid").is_visible()
             button = phone.get_by_role("button", name=control)
             await button.scroll_into_view_if_needed()
@@ -131,15 +134,63 @@ async def test_a_user_added_with_a_generated_password_signs_in(tmp_path: Path) -
         text = await row.inner_text()
         assert "supervisor" in text and "every tenant" in text and "ENABLED" in text
         assert await row.locator("time").count() == 1  # the sign-in just made, in the zone
-        await _fits(page, "users")
+        await fits(page, "users")
         await shot(page, "users")
 
         phone = page
         await phone.set_viewport_size(PHONE)
         await phone.reload()
-        await _fits(phone, "users-phone")
+        await fits(phone, "users-phone")
         assert await phone.locator("table.grid").is_visible()
         add = phone.get_by_role("button", name="Add user")
         await add.scroll_into_view_if_needed()
         assert await add.is_visible()
         await shot(phone, "users-phone")
+
+
+async def test_a_tenants_settings_refused_next_to_the_field_then_saved(tmp_path: Path) -> None:
+    async with ui_stack(tmp_path, simulator="off") as ui, chromium() as browser:
+        await ui.rt.tenants.create("initech", TenantSettings())
+        page = await browser.new_page(viewport=DESKTOP)
+        await sign_in(page, ui.url, "ada")
+        await page.goto(f"{ui.url}/ui/tenants/initech")
+        settings = page.locator("form", has=page.get_by_role("heading", name="Settings"))
+        window = settings.get_by_label("Throttle window (seconds)")
+        await settings.get_by_label("Max callbacks per window").fill("42")
+        await window.fill("100000")
+        await settings.get_by_role("button", name="Save settings").click()
+        await page.wait_for_load_state()
+        error = settings.locator("#t-window_seconds-error")
+        assert await error.is_visible()
+        assert (
+            await error.inner_text()
+            == "Throttle window (seconds): Input should be less than or equal to 86400"
+        )
+        assert await window.get_attribute("aria-invalid") == "true"
+        assert await window.input_value() == "100000"  # what was typed stays, both fields
+        assert await settings.get_by_label("Max callbacks per window").input_value() == "42"
+        assert await settings.locator(".field-error").count() == 1
+        await fits(page, "tenant-settings-error")
+        await shot(page, "tenant-settings-error")
+        assert (await ui.rt.tenants.get("initech")).settings["throttle"]["windowSeconds"] == 60
+
+        phone = page
+        await phone.set_viewport_size(PHONE)
+        await fits(phone, "tenant-settings-error-phone")
+        await error.scroll_into_view_if_needed()
+        assert await error.is_visible()
+        await shot(phone, "tenant-settings-phone")
+        await phone.set_viewport_size(DESKTOP)
+
+        await window.fill("30")
+        await settings.get_by_role("button", name="Save settings").click()
+        await page.wait_for_url(f"{ui.url}/ui/tenants/initech?done=saved")
+        assert "Settings saved" in await page.get_by_role("status").inner_text()
+        facts = await page.locator("dl.facts").inner_text()
+        assert "42 callbacks / 30 s" in facts
+        assert await settings.get_by_label("Throttle window (seconds)").input_value() == "30"
+        assert await settings.locator(".field-error").count() == 0
+        rec = await ui.rt.tenants.get("initech")
+        assert rec.settings["throttle"] == {"maxCallbacks": 42, "windowSeconds": 30}
+        await fits(page, "tenant-settings-saved")
+        await shot(page, "tenant-settings-saved")

@@ -58,6 +58,13 @@ async def test_an_administrator_edits_hours_and_a_capacity_cell(tmp_path: Path) 
         await page.wait_for_url(f"{ui.url}/ui/services/acme/sales")
         grid = page.locator("table.capgrid")
         assert await grid.is_visible()
+        # The delete card is a card (the red is its summary's), its summary readable on it.
+        delete = page.locator("section.danger")
+        colours = await delete.evaluate(
+            "s => [getComputedStyle(s).backgroundColor,"
+            " getComputedStyle(s.querySelector('summary')).color]"
+        )
+        assert colours == ["rgb(255, 255, 255)", "rgb(164, 14, 38)"], colours
         await shot(page, "service-detail")
         await page.get_by_role("link", name="Edit service").click()
         await page.wait_for_url(f"{ui.url}/ui/services/acme/sales/edit")

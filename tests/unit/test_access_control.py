@@ -7,11 +7,20 @@ from pathlib import Path
 
 import pytest
 from pydantic import SecretStr, ValidationError
+from starlette.requests import Request
 
 from dialback.access_docs import BEGIN, END, render
 from dialback.identity.admin_tokens import AdminTokens, parse_entry
-from dialback.identity.roles import ROLE_PERMISSIONS, Permission, Principal, Role, parse_role
+from dialback.identity.roles import (
+    PERMISSION_TEXT,
+    ROLE_PERMISSIONS,
+    Permission,
+    Principal,
+    Role,
+    parse_role,
+)
 from dialback.settings import Settings
+from dialback.web.deps import refusal
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "security.md"
 
@@ -102,3 +111,21 @@ def test_a_bad_entry_stops_the_start_naming_it_never_the_token(entry: str, messa
 def test_a_name_used_twice_is_refused() -> None:
     with pytest.raises(ValueError, match="names used twice: ops"):
         AdminTokens(["ops:monitor:a-long-enough-token-1", "ops:supervisor:a-long-enough-token-2"])
+
+
+def test_one_refusal_text_for_the_admin_api_and_the_ui() -> None:
+    def on(tenant: str | None) -> Request:
+        return Request({"type": "http", "path_params": {"tenant": tenant} if tenant else {}})
+
+    sam = Principal("local", "sam", frozenset({Role.SUPERVISOR}), frozenset({"acme", "beta"}))
+    write, read = Permission.TENANTS_WRITE, Permission.CALLBACKS_READ
+    assert refusal(on(None), sam, write, every_tenant=False) == (
+        f"local:sam (roles: supervisor) may not {PERMISSION_TEXT[write]} (needs tenants.write)"
+    )
+    assert refusal(on("globex"), sam, read, every_tenant=False) == (
+        "tenant 'globex' is outside the scope of local:sam"
+    )
+    assert refusal(on("acme"), sam, read, every_tenant=True) == (
+        "only an operator of every tenant may do this; local:sam is scoped to acme, beta"
+    )
+    assert refusal(on("acme"), sam, read, every_tenant=False) is None

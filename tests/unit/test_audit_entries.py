@@ -31,6 +31,34 @@ def test_secret_looking_keys_are_dropped_and_numbers_masked() -> None:
     assert len(detail["long"]) == 300 and detail["status"] == 400
 
 
+def test_a_change_keeps_its_numbers_and_is_cleaned_one_level_deep() -> None:
+    detail = clean_detail(
+        {
+            "changes": {
+                "throttle.maxCallbacks": [500, 10_000_000],
+                "retention.callbackDays": [None, 7],
+                "secretValue": [1, 2],
+                "note": "call +14155550123",
+                "texts": ["+14155550123", "+14155550124"],
+                "deeper": {"a": 1},
+            }
+        }
+    )
+    changes = detail["changes"]
+    assert set(changes) == {
+        "throttle.maxCallbacks",
+        "retention.callbackDays",
+        "note",
+        "texts",
+        "deeper",
+    }
+    # A number of 7 digits or more is no phone number here: it stays a number.
+    assert changes["throttle.maxCallbacks"] == [500, 10_000_000]
+    assert changes["retention.callbackDays"] == [None, 7]
+    assert "4155550123" not in changes["note"] and "4155550123" not in changes["texts"]
+    assert changes["deeper"] == "{'a': 1}"  # a second level is text, bounded
+
+
 def test_at_most_twenty_keys() -> None:
     assert len(clean_detail({f"k{i}": i for i in range(50)})) == 20
 

@@ -45,16 +45,25 @@ def _bounded(text: str, n: int) -> str:
     return clean[:n]
 
 
-def clean_detail(detail: dict[str, Any] | None) -> dict[str, Any]:
+def _scalar(value: Any) -> bool:
+    return isinstance(value, bool | int | float) or value is None
+
+
+def clean_detail(detail: dict[str, Any] | None, *, nested: bool = True) -> dict[str, Any]:
     """``detail`` as stored: at most 20 keys, no secret-looking key, values short and with
-    phone numbers masked."""
+    phone numbers masked; a dict value (``changes``) cleaned the same way one level deep, a
+    pair of numbers (a change's old and new value) kept as it is."""
     out: dict[str, Any] = {}
     for key, value in list((detail or {}).items())[:_MAX_DETAIL_KEYS]:
         key = _bounded(str(key), 64)
         if _SECRET_KEY.search(key):
             continue
-        if isinstance(value, bool | int | float) or value is None:
+        if _scalar(value):
             out[key] = value
+        elif isinstance(value, dict) and nested:
+            out[key] = clean_detail(value, nested=False)
+        elif isinstance(value, list | tuple) and len(value) == 2 and all(map(_scalar, value)):
+            out[key] = list(value)
         else:
             out[key] = _bounded(mask_phone_numbers(str(value)), _MAX_DETAIL_VALUE)
     return out

@@ -1,36 +1,40 @@
 """The filters the admin search, the admin export and the UI's list narrow callbacks by: one
-definition of their names, bounds and error texts."""
+definition of their names, bounds and error texts, read from the query string's raw text."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Annotated
+from datetime import UTC, datetime, tzinfo
+from typing import Annotated, get_args
 
-from fastapi import Query
+from fastapi import Query, Request
 
 from dialback.callbacks.lifecycle import StateName
 from dialback.callbacks.repository import CallbackFilter
-from dialback.callbacks.schemas import parse_time_param
-from dialback.kit.names import NAME_MAX, NAME_PATTERN
+from dialback.kit.errors import BadRequest
+from dialback.kit.names import NAME_MAX, is_name
 
 PHONE_MAX = 40
 TIME_MAX = 40
-
-TenantFilter = Annotated[str | None, Query(max_length=NAME_MAX, pattern=NAME_PATTERN)]
-ServiceFilter = Annotated[
-    str | None, Query(alias="service", max_length=NAME_MAX, pattern=NAME_PATTERN)
-]
-TimeFilter = Annotated[str | None, Query(max_length=TIME_MAX, description="ISO-8601 time")]
-ParkedFilter = Annotated[
-    bool | None, Query(description="true: only callbacks the monitor parked; false: none")
-]
-PhoneFilter = Annotated[
-    str | None,
-    Query(
-        max_length=PHONE_MAX,
-        description="the number in full, read as bookings read it, matched exactly",
-    ),
-]
+STATES: tuple[str, ...] = get_args(StateName)
+FILTERS = (
+    "tenant",
+    "service",
+    "state",
+    "phoneNumber",
+    "createdFrom",
+    "createdTo",
+    "dueFrom",
+    "dueTo",
+    "parked",
+)
+"""The filters by the admin API's names (a reader's ``names`` map them to a form's)."""
+PARKED = {"true": True, "false": False}
+"""The admin API's ``parked`` values (the UI's list has its own words for them)."""
+_TIMES = (("createdFrom", "createdTo"), ("dueFrom", "dueTo"))
+# Epoch seconds of 3000-01-01: times near year 1 or 9999 overflow the slot arithmetic.
+_LATEST = 32503680000
 
 
 @dataclass(frozen=True)
@@ -41,28 +45,101 @@ class CallbackQuery:
     where: CallbackFilter = field(default_factory=CallbackFilter)
 
 
-async def callback_query(
-    tenant: TenantFilter = None,
-    state: StateName | None = None,
-    service_name: ServiceFilter = None,
-    createdFrom: TimeFilter = None,
-    createdTo: TimeFilter = None,
-    dueFrom: TimeFilter = None,
-    dueTo: TimeFilter = None,
-    parked: ParkedFilter = None,
-    phoneNumber: PhoneFilter = None,
-) -> CallbackQuery:
-    """The callback filters of a query string (a dependency); 400 naming a malformed one."""
-    return CallbackQuery(
-        tenant=tenant,
+def _time(text: str, zone: tzinfo) -> float:
+    """An ISO-8601 time as epoch seconds; without an offset, a wall-clock time in ``zone``."""
+    try:
+        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            "not a date and time (ISO-8601: YYYY-MM-DDTHH:MM[:SS], an offset or Z for UTC)"
+        ) from None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=zone)  # fold=0: a repeated hour is its first occurrence
+    if not 0 <= at.timestamp() <= _LATEST:
+        raise ValueError("out of range (1970 to 3000)")
+    return at.timestamp()
+
+
+def read_callback_query(
+    params: Mapping[str, str],
+    *,
+    zone: tzinfo = UTC,
+    names: Mapping[str, str] | None = None,
+    labels: Mapping[str, str] | None = None,
+    parked: Mapping[str, bool] = PARKED,
+) -> tuple[CallbackQuery, dict[str, str]]:
+    """The callback filters of a query string's raw values and the problems by filter (each
+    text without its name: the caller names it). ``names`` maps a filter (FILTERS) to the
+    parameter that holds it, ``labels`` to how a text names another filter (default: its
+    parameter); ``parked`` the words of that filter; ``zone`` the zone of a time without an
+    offset."""
+    names = names or {}
+    labels = labels or names
+    raw = {f: params.get(names.get(f, f), "").strip() for f in FILTERS}
+    errors: dict[str, str] = {}
+    for f in ("tenant", "service"):
+        if raw[f] and (len(raw[f]) > NAME_MAX or not is_name(raw[f])):
+            errors[f] = "not a valid name"
+    if raw["state"] and raw["state"] not in STATES:
+        errors["state"] = f"use one of {', '.join(STATES)}"
+    if len(raw["phoneNumber"]) > PHONE_MAX:
+        errors["phoneNumber"] = f"at most {PHONE_MAX} characters"
+    times: dict[str, float | None] = {}
+    for f in (f for pair in _TIMES for f in pair):
+        times[f] = None
+        if len(raw[f]) > TIME_MAX:
+            errors[f] = f"at most {TIME_MAX} characters"
+        elif raw[f]:
+            try:
+                times[f] = _time(raw[f], zone)
+            except ValueError as exc:
+                errors[f] = str(exc)
+    for start, end in _TIMES:
+        lo, hi = times[start], times[end]
+        if lo is not None and hi is not None and hi <= lo:
+            errors[end] = f"must be after {labels.get(start, start)}"
+    if raw["parked"] and raw["parked"].lower() not in parked:
+        errors["parked"] = f"use {' or '.join(parked)} (or nothing: any)"
+    query = CallbackQuery(
+        tenant=raw["tenant"] or None,
         where=CallbackFilter(
-            state=state,
-            service_name=service_name,
-            created_from=parse_time_param("createdFrom", createdFrom, None),
-            created_to=parse_time_param("createdTo", createdTo, None),
-            due_from=parse_time_param("dueFrom", dueFrom, None),
-            due_to=parse_time_param("dueTo", dueTo, None),
-            parked=parked,
-            phone_number=phoneNumber,
+            state=raw["state"] or None,
+            service_name=raw["service"] or None,
+            created_from=times["createdFrom"],
+            created_to=times["createdTo"],
+            due_from=times["dueFrom"],
+            due_to=times["dueTo"],
+            parked=parked.get(raw["parked"].lower()),
+            phone_number=raw["phoneNumber"] or None,
         ),
     )
+    return query, errors
+
+
+_TimeParam = Annotated[str | None, Query(description="ISO-8601 time (no offset: UTC)")]
+
+
+async def callback_query(
+    request: Request,
+    tenant: Annotated[str | None, Query(description="a tenant's name")] = None,
+    state: Annotated[str | None, Query(description=f"one of {', '.join(STATES)}")] = None,
+    service: Annotated[str | None, Query(description="a service's name")] = None,
+    createdFrom: _TimeParam = None,
+    createdTo: _TimeParam = None,
+    dueFrom: _TimeParam = None,
+    dueTo: _TimeParam = None,
+    parked: Annotated[
+        str | None, Query(description="true: only callbacks the monitor parked; false: none")
+    ] = None,
+    phoneNumber: Annotated[
+        str | None,
+        Query(description="the number in full, read as bookings read it, matched exactly"),
+    ] = None,
+) -> CallbackQuery:
+    """The admin API's callback filters (a dependency; its parameters document them); 400
+    naming each malformed one."""
+    # The parameters above document the filters; the reader reads their raw text.
+    query, errors = read_callback_query(request.query_params)
+    if errors:
+        raise BadRequest("; ".join(f"{name}: {text}" for name, text in errors.items()))
+    return query

@@ -307,15 +307,16 @@ async def search_callbacks(
     upto = sa.select(sa.literal(1)).select_from(callbacks).where(where).limit(COUNT_CAP + 1)
     count = sa.select(sa.func.count()).select_from(upto.subquery())
     total = int((await conn.execute(count)).scalar() or 0)
-    parked = sa.exists().where(PARKED.callback_id == CB.id).label("parked")
-    reason = (
-        sa.select(PARKED.reason)
-        .where(PARKED.callback_id == CB.id)
-        .scalar_subquery()
-        .label("park_reason")
-    )
+    # One probe of parked_callbacks per row (keyed by the callback's id: at most one match),
+    # aliased so that the parked filter's own EXISTS still correlates on callbacks alone.
+    park = parked_callbacks.alias("park")
     q = (
-        sa.select(*_LIST_COLUMNS, parked, reason)
+        sa.select(
+            *_LIST_COLUMNS,
+            park.c.callback_id.is_not(None).label("parked"),
+            park.c.reason.label("park_reason"),
+        )
+        .select_from(callbacks.outerjoin(park, park.c.callback_id == CB.id))
         .where(where)
         .order_by(*_order(sort))
         .limit(limit)

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dialback.kit.context import note_for_audit
 from dialback.kit.errors import Conflict, NotFound
 from dialback.kit.names import is_id, is_name
 from dialback.observability.events import Events
@@ -16,6 +17,29 @@ from dialback.tenants import repository as repo
 from dialback.tenants.auth import KeyCache
 from dialback.tenants.repository import ApiKey, Tenant, TenantRecord
 from dialback.tenants.schemas import TenantPatch, TenantSettings
+
+
+def _flat_settings(stored: dict[str, Any]) -> dict[str, Any]:
+    own = TenantSettings.model_validate(stored)
+    dumped = own.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return {f"{section}.{k}": v for section, part in dumped.items() for k, v in part.items()}
+
+
+def tenant_changes(
+    before: Tenant, settings: dict[str, Any] | None, disabled: bool | None
+) -> dict[str, list[Any]]:
+    """What a patch changes of a tenant: each field's old and new value
+    (``{"throttle.windowSeconds": [60, 30]}``, None: unset); throttle and retention numbers and
+    the state, no personal data."""
+    changes: dict[str, list[Any]] = {}
+    if settings is not None:
+        old, new = _flat_settings(before.settings), _flat_settings(settings)
+        for key in sorted(old.keys() | new.keys()):
+            if old.get(key) != new.get(key):
+                changes[key] = [old.get(key), new.get(key)]
+    if disabled is not None and disabled != before.disabled:
+        changes["disabled"] = [before.disabled, disabled]
+    return changes
 
 
 @dataclass(frozen=True)
@@ -70,7 +94,8 @@ class TenantAdmin:
         return rec
 
     async def patch(self, name: str, patch: TenantPatch) -> TenantRecord:
-        """Replace a tenant's settings and/or disable or enable it."""
+        """Replace a tenant's settings and/or disable or enable it; what changed goes to the
+        request's audit entry."""
         values: dict[str, Any] = {}
         if patch.settings is not None:
             values["settings"] = patch.settings.model_dump(
@@ -85,6 +110,9 @@ class TenantAdmin:
             rec = await repo.get_tenant_record(conn, name)
         # Cached key lookups carry the tenant's settings and enabled state.
         self.keys.clear()
+        changes = tenant_changes(t, values.get("settings"), patch.disabled)
+        if changes:
+            note_for_audit(changes=changes)
         assert rec is not None
         return rec
 

@@ -12,11 +12,11 @@ from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, Depends, Request
 
-from dialback.identity.roles import PERMISSION_TEXT, Permission, Principal
+from dialback.identity.roles import Permission, Principal
 from dialback.identity.sessions import LOGIN_CSRF_COOKIE, SESSION_COOKIE, Session
 from dialback.kit.context import bind
 from dialback.settings import Settings
-from dialback.web.deps import container_of
+from dialback.web.deps import container_of, refusal
 
 _UNREAD = object()
 UI_PREFIX = "/ui"
@@ -183,28 +183,9 @@ class UiRequire:
         self.every_tenant = every_tenant
 
     async def __call__(self, request: Request, principal: UiPrincipalDep) -> Principal:
-        if not principal.can(self.permission):
-            roles = ", ".join(sorted(principal.roles)) or "none"
-            raise UiProblem(
-                403,
-                "Not allowed",
-                f"{principal.actor} (roles: {roles}) may not "
-                f"{PERMISSION_TEXT[self.permission]} (needs {self.permission.value}).",
-            )
-        tenant = request.path_params.get("tenant")
-        if isinstance(tenant, str) and not principal.sees_tenant(tenant):
-            raise UiProblem(
-                403,
-                "Not allowed",
-                f"tenant {tenant[:100]!r} is outside the scope of {principal.actor}.",
-            )
-        if self.every_tenant and not principal.unscoped:
-            raise UiProblem(
-                403,
-                "Not allowed",
-                f"Only an operator of every tenant may do this; {principal.actor} is limited to "
-                f"{', '.join(sorted(principal.tenants or ()))}.",
-            )
+        refused = refusal(request, principal, self.permission, every_tenant=self.every_tenant)
+        if refused is not None:
+            raise UiProblem(403, "Not allowed", f"{refused}.")
         return principal
 
 

@@ -66,11 +66,18 @@ from dialback.web.errors import describe_validation_errors
 log = logging.getLogger("dialback.ui")
 
 CALLBACK_PATH = f"{UI_PREFIX}/auth/callback"
-UI_SELF_AUDITED = frozenset(
-    {LOGIN_PATH, f"{UI_PREFIX}/logout", CALLBACK_PATH, f"{UI_PREFIX}/preferences"}
+UI_UNAUDITED = frozenset(
+    {
+        LOGIN_PATH,
+        f"{UI_PREFIX}/logout",
+        CALLBACK_PATH,
+        f"{UI_PREFIX}/preferences",
+        f"{UI_PREFIX}/callbacks/cancel",
+    }
 )
 """UI paths left out of the generic audit: sign-in and sign-out audit themselves (with the
-reason of a failure); a display preference changes nothing of the service."""
+reason of a failure); a display preference and the bulk-cancel preview (a POST only because
+250 ids do not fit a URL; its confirm is audited) change nothing of the service."""
 SECURITY_HEADERS = {
     "content-security-policy": (
         "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; "

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from dialback.audit.service import AuditLog
 from dialback.identity.roles import Principal
 from dialback.kit.addresses import Network
-from dialback.kit.context import corr_id_var
+from dialback.kit.context import audit_note_var, corr_id_var
 from dialback.web.client import client_address
 from dialback.web.envelope import CORR_SCOPE_KEY
 from dialback.web.fastpath import served_routes
@@ -153,9 +153,12 @@ class AdminAudit:
             else:
                 await send(message)
 
+        note: dict[str, Any] = {}
+        note_token = audit_note_var.set(note)
         try:
             await self.app(scope, receive, hold)
         finally:
+            audit_note_var.reset(note_token)
             if start is not None:
                 body = b"".join(chunks)
                 status = start["status"]
@@ -163,7 +166,7 @@ class AdminAudit:
                     (v.decode("latin-1") for k, v in start.get("headers", []) if k == b"location"),
                     "",
                 )
-                entry = self._record(scope, status, body, callback_id, kind, location)
+                entry = self._record(scope, status, body, callback_id, kind, location, note)
                 if status >= 500:
                     # Nothing was done (a dependency is down or a bug): the answer does not wait
                     # for an entry the same outage would hold up.
@@ -196,6 +199,7 @@ class AdminAudit:
         callback_id: str | None,
         kind: str,
         location: str = "",
+        note: dict[str, Any] | None = None,
     ) -> None:
         envelope = _envelope(body)
         answer = envelope.get("data") if isinstance(envelope, dict) else None
@@ -222,6 +226,8 @@ class AdminAudit:
             "route": template or "(no route)",
             "status": status,
         }
+        if status < 400 and note:
+            detail.update(note)  # what the use case changed (note_for_audit)
         if status >= 400 and isinstance(status_block, dict):
             detail["message"] = str(status_block.get("message", ""))
         if status == 401 and kind == "admin":

@@ -75,6 +75,29 @@ async def admin_principal(
     return principal
 
 
+def refusal(
+    request: Request, principal: Principal, permission: Permission, *, every_tenant: bool
+) -> str | None:
+    """Why ``principal`` may not call this route (an admin route or a UI page) as its 403 says
+    it: ``permission`` lacking, the path's ``{tenant}`` outside its scope, or a scoped operator
+    acting on what belongs to no one tenant (``every_tenant``); None when it may."""
+    if not principal.can(permission):
+        roles = ", ".join(sorted(principal.roles)) or "none"
+        return (
+            f"{principal.actor} (roles: {roles}) may not {PERMISSION_TEXT[permission]} "
+            f"(needs {permission.value})"
+        )
+    tenant = request.path_params.get("tenant")
+    if isinstance(tenant, str) and not principal.sees_tenant(tenant):
+        return f"tenant {tenant[:100]!r} is outside the scope of {principal.actor}"
+    if every_tenant and not principal.unscoped:
+        return (
+            f"only an operator of every tenant may do this; {principal.actor} is scoped to "
+            f"{', '.join(sorted(principal.tenants or ()))}"
+        )
+    return None
+
+
 class Require:
     """The dependency of an admin route: the caller, allowed ``permission``, within the scope
     of the route's ``{tenant}``; ``every_tenant``: only an operator of every tenant (the route
@@ -87,19 +110,9 @@ class Require:
     async def __call__(
         self, request: Request, principal: Principal = Depends(admin_principal)
     ) -> Principal:
-        if not principal.can(self.permission):
-            roles = ", ".join(sorted(principal.roles)) or "none"
-            raise Forbidden(
-                f"{principal.actor} (roles: {roles}) may not "
-                f"{PERMISSION_TEXT[self.permission]} (needs {self.permission.value})"
-            )
-        tenant = request.path_params.get("tenant")
-        if isinstance(tenant, str) and not principal.sees_tenant(tenant):
-            raise Forbidden(f"tenant {tenant!r} is outside the scope of {principal.actor}")
-        if self.every_tenant and not principal.unscoped:
-            raise Forbidden(
-                f"only an operator of every tenant may do this; {principal.actor} is scoped"
-            )
+        refused = refusal(request, principal, self.permission, every_tenant=self.every_tenant)
+        if refused is not None:
+            raise Forbidden(refused)
         return principal
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 from zoneinfo import ZoneInfo
@@ -16,12 +15,11 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from dialback.callbacks import repository as callbacks_repo
 from dialback.callbacks import views
-from dialback.callbacks.query import PHONE_MAX
+from dialback.callbacks.query import PHONE_MAX, read_callback_query
 from dialback.callbacks.repository import CallbackFilter
 from dialback.callbacks.service import BULK_CANCEL_MAX, STATES
 from dialback.identity.roles import Permission, Principal
 from dialback.kit.errors import BadRequest
-from dialback.kit.names import NAME_MAX, is_name
 from dialback.kit.phone import mask
 from dialback.ui.deps import UI_PREFIX, UiProblem, ui_requires, ui_router
 from dialback.ui.rendering import operator_zone, render
@@ -58,8 +56,8 @@ LABELS = {
     "sort": "Sort",
     "page": "Page",
 }
-PARKED = {"": None, "only": True, "none": False}
-"""The list's ``parked`` values and what each asks: any, only the parked ones, none of them."""
+_PARKED_WORDS = {"only": True, "none": False}
+"""The list's ``parked`` values and what each asks (empty: any): only the parked ones, none."""
 SORTS = {"": "-createdTime", "due": "dueTime", "-due": "-dueTime"}
 """The list's ``sort`` values and the search order each asks (default: newest created first)."""
 
@@ -88,66 +86,44 @@ class ListQuery:
         return urlencode([(k, self.values[k]) for k in FILTER_FIELDS if self.values.get(k)])
 
 
-def _local_time(text: str, zone: ZoneInfo) -> float:
-    """A ``datetime-local`` value (wall-clock time in the operator's zone) as epoch seconds."""
-    try:
-        at = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError("not a date and time (YYYY-MM-DDTHH:MM)") from None
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=zone)  # fold=0: a repeated hour is its first occurrence
-    if not 1970 <= at.year <= 3000:
-        raise ValueError("out of range (1970 to 3000)")
-    return at.timestamp()
+_FORM_NAMES = {
+    "tenant": "tenant",
+    "service": "service",
+    "state": "state",
+    "phoneNumber": "phone",
+    "createdFrom": "created_from",
+    "createdTo": "created_to",
+    "dueFrom": "due_from",
+    "dueTo": "due_to",
+    "parked": "parked",
+}
+"""The list's form field of each filter (query.FILTERS)."""
 
 
 def parse_list_query(params: Mapping[str, str], zone: ZoneInfo) -> ListQuery:
-    """Read the list's filters; a problem goes to ``errors`` under its field."""
+    """Read the list's filters (through the admin API's reader, times in the operator's zone),
+    sort and page; a problem goes to ``errors`` under its field, named by its label."""
     values = {k: params.get(k, "").strip()[:200] for k in FILTER_FIELDS}
-    q = ListQuery(values)
-    err = q.errors
-    for name in ("tenant", "service"):
-        if values[name] and (len(values[name]) > NAME_MAX or not is_name(values[name])):
-            err[name] = f"{LABELS[name]}: not a valid name"
-    if values["state"] and values["state"] not in STATES:
-        err["state"] = f"State: use one of {', '.join(STATES)}"
-    if len(values["phone"]) > PHONE_MAX:
-        err["phone"] = f"Phone number: at most {PHONE_MAX} characters"
-    times: dict[str, float | None] = {}
-    for name in ("created_from", "created_to", "due_from", "due_to"):
-        times[name] = None
-        if values[name]:
-            try:
-                times[name] = _local_time(values[name], zone)
-            except ValueError as exc:
-                err[name] = f"{LABELS[name]}: {exc}"
-    for start, end in (("created_from", "created_to"), ("due_from", "due_to")):
-        lo, hi = times[start], times[end]
-        if lo is not None and hi is not None and hi <= lo:
-            err[end] = f"{LABELS[end]}: must be after {LABELS[start].lower()}"
-    if values["parked"] not in PARKED:
-        err["parked"] = "Parked: use only or none (or nothing: any)"
+    found, problems = read_callback_query(
+        values,
+        zone=zone,
+        names=_FORM_NAMES,
+        labels={f: LABELS[name].lower() for f, name in _FORM_NAMES.items()},
+        parked=_PARKED_WORDS,
+    )
+    q = ListQuery(values, tenant=found.tenant, where=found.where)
+    for f, text in problems.items():
+        q.errors[_FORM_NAMES[f]] = f"{LABELS[_FORM_NAMES[f]]}: {text}"
     sort = params.get("sort", "")
     if sort not in SORTS:
-        err["sort"] = "Sort: use due or -due (or none: newest created first)"
+        q.errors["sort"] = "Sort: use due or -due (or none: newest created first)"
         sort = ""
     q.sort = sort
     page = params.get("page", "1") or "1"
     if not page.isdigit() or not 1 <= int(page) <= MAX_PAGE:
-        err["page"] = f"Page: a whole number from 1 to {MAX_PAGE}"
+        q.errors["page"] = f"Page: a whole number from 1 to {MAX_PAGE}"
     else:
         q.page = int(page)
-    q.tenant = values["tenant"] or None
-    q.where = CallbackFilter(
-        state=values["state"] or None,
-        service_name=values["service"] or None,
-        created_from=times["created_from"],
-        created_to=times["created_to"],
-        due_from=times["due_from"],
-        due_to=times["due_to"],
-        parked=PARKED.get(values["parked"]),
-        phone_number=values["phone"] or None,
-    )
     return q
 
 
