@@ -372,7 +372,7 @@ async def test_past_the_count_cap_the_list_says_more_and_pages_on(
         assert (capped["total"], capped["totalExact"], len(capped["items"])) == (4, False, 3)
         beta = (await api.get("/admin/v1/callbacks", params={"tenant": "beta"})).json()["data"]
         assert (beta["total"], beta["totalExact"], len(beta["items"])) == (4, True, 4)
-    async with await _signed_in(rt, "sam") as ui:
+    async with await signed_in(rt, "sam") as ui:
         first = await ui.client.get("/ui/callbacks")
         assert first.status_code == 200, first.text
         assert "More than 4 callbacks, page 1</p>" in first.text
