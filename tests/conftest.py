@@ -163,3 +163,10 @@ def captured_logs(tmp_path: Path) -> Iterator[Callable[[], list[dict[str, Any]]]
             yield lambda: [json.loads(line) for line in path.read_text().splitlines()]
     finally:
         os.close(fd)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules holding a ``slow`` test run first: on several workers (``make test``), the long
+    ones then overlap with the many short ones instead of ending the run alone."""
+    slow = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.nodeid.split("::")[0] not in slow)

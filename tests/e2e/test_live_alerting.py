@@ -119,6 +119,7 @@ def live(pg_server: PostgresServer, tmp_path_factory: pytest.TempPathFactory) ->
         pg_server.psql("DROP DATABASE IF EXISTS live_alerting WITH (FORCE)")
 
 
+@pytest.mark.slow
 def test_a_dashboard_queries_run_and_business_panels_have_data(live: Live) -> None:
     # Counters must be scraped at 0 before the traffic, or rate() sees one flat value.
     live.prometheus.wait_for_samples(

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from dialback.db.engine import create_engine
 from dialback.identity.users import BadCredentials, UserAdmin
 
@@ -48,6 +50,7 @@ REFUSALS = [
 ]
 
 
+@pytest.mark.slow
 def test_users_cli(tmp_path: Path) -> None:
     db = f"sqlite+aiosqlite:///{tmp_path}/dialback.db"
     unmigrated = _users(db, "users", "list")

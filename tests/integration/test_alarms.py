@@ -152,6 +152,7 @@ async def test_new_tenant_and_service_series_exist_at_zero(stack: Stack) -> None
     assert value(samples, "ges_callbacks_created", tenant="fresh", service="care") == 0
 
 
+@pytest.mark.slow
 async def test_a_routing_outage_counts_each_callback_once_and_no_provisioning_error(
     pg_url: str, redis_url: str
 ) -> None:

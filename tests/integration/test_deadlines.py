@@ -313,6 +313,7 @@ async def test_a_routing_redis_restarted_empty_loses_no_callback(
         await rt.stop()
 
 
+@pytest.mark.slow
 async def test_the_simulator_keeps_reporting_an_outcome_through_a_routing_outage(
     own_routing_redis: RedisServer,
 ) -> None:

@@ -19,6 +19,9 @@ from dialback.callbacks import repository as repo
 from dialback.callbacks.service import STATES
 from tests.support.stack import TEMPLATE_DB
 
+# Loads 200 k rows once for the module: started first, so that the suite does not end waiting on it.
+pytestmark = pytest.mark.slow
+
 ROWS = 200_000
 SLOT_ROWS = 30_000
 

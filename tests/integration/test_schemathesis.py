@@ -207,6 +207,7 @@ async def run_schemathesis(
     return text
 
 
+@pytest.mark.slow
 async def test_public_api_has_no_server_errors_under_schemathesis(
     passive: Stack, server: Server, tmp_path: Path
 ) -> None:
@@ -244,6 +245,7 @@ def assert_clean_log(server: Server) -> None:
     assert "unhandled error" not in log and "Traceback" not in log, log[-5000:]
 
 
+@pytest.mark.slow
 async def test_internal_api_has_no_server_errors_under_schemathesis(
     passive: Stack, server: Server, tmp_path: Path
 ) -> None:

@@ -13,7 +13,7 @@ from fastapi import Query, Request
 from dialback.callbacks.lifecycle import StateName
 from dialback.callbacks.repository import CallbackFilter
 from dialback.kit.errors import BadRequest
-from dialback.kit.names import NAME_MAX, is_name
+from dialback.kit.names import NAME_MAX, NAME_PATTERN, is_name
 
 PHONE_MAX = 40
 TIME_MAX = 40
@@ -116,24 +116,48 @@ def read_callback_query(
     return query, errors
 
 
-_TimeParam = Annotated[str | None, Query(description="ISO-8601 time (no offset: UTC)")]
+# The parameters document the filters in OpenAPI (types, enums, bounds, as the schema keywords
+# clients and fuzzers read) without FastAPI validating them: the reader below does, so the
+# admin API and the UI's list refuse with the same texts.
+_NAME_SCHEMA = {"maxLength": NAME_MAX, "pattern": NAME_PATTERN}
+_TimeParam = Annotated[
+    str | None,
+    Query(
+        description="ISO-8601 time (no offset: UTC)",
+        json_schema_extra={"maxLength": TIME_MAX, "format": "date-time"},
+    ),
+]
 
 
 async def callback_query(
     request: Request,
-    tenant: Annotated[str | None, Query(description="a tenant's name")] = None,
-    state: Annotated[str | None, Query(description=f"one of {', '.join(STATES)}")] = None,
-    service: Annotated[str | None, Query(description="a service's name")] = None,
+    tenant: Annotated[
+        str | None, Query(description="a tenant's name", json_schema_extra=_NAME_SCHEMA)
+    ] = None,
+    state: Annotated[
+        str | None,
+        Query(description=f"one of {', '.join(STATES)}", json_schema_extra={"enum": list(STATES)}),
+    ] = None,
+    service: Annotated[
+        str | None, Query(description="a service's name", json_schema_extra=_NAME_SCHEMA)
+    ] = None,
     createdFrom: _TimeParam = None,
     createdTo: _TimeParam = None,
     dueFrom: _TimeParam = None,
     dueTo: _TimeParam = None,
     parked: Annotated[
-        str | None, Query(description="true: only callbacks the monitor parked; false: none")
+        str | None,
+        Query(
+            description="true: only callbacks the monitor parked; false: none",
+            json_schema_extra={"enum": list(PARKED)},
+        ),
     ] = None,
     phoneNumber: Annotated[
         str | None,
-        Query(description="the number in full, read as bookings read it, matched exactly"),
+        Query(
+            description="the number in full, read as bookings read it, matched exactly",
+            json_schema_extra={"maxLength": PHONE_MAX},
+        ),
     ] = None,
 ) -> CallbackQuery:
     """The admin API's callback filters (a dependency; its parameters document them); 400
