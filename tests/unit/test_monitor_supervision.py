@@ -13,7 +13,7 @@ from testbed.metrics_parse import parse, value
 
 from dialback.app import create_internal_app
 from dialback.container import Container
-from dialback.monitor.monitor import CallbackMonitor
+from dialback.monitor.monitor import _STOP_TIMEOUT_SECONDS, CallbackMonitor
 from tests.support.stack import wait_for
 
 
@@ -38,10 +38,17 @@ async def test_a_dead_outcome_loop_stops_the_monitor_counts_an_alarm_and_fails_l
         assert (await internal.get("/health/live")).status_code == 200
         bug.set()
 
-        async def stopped() -> bool:
-            return not mon.healthy and all(t.done() for t in mon._tasks)
+        async def running() -> list[str]:
+            return [t.get_name() for t in mon._tasks if not t.done()]
 
-        await wait_for(stopped, timeout=5)
+        async def stopped() -> bool:
+            return not mon.healthy and not await running()
+
+        # The others stop by themselves, else are cancelled after the stop timeout.
+        try:
+            await wait_for(stopped, timeout=_STOP_TIMEOUT_SECONDS + 5)
+        except AssertionError:
+            raise AssertionError(f"healthy={mon.healthy}, running: {await running()}") from None
         assert mon.failed == "monitor-outcomes"
         alarms = value(parse(embedded.metrics.registry.render()), "UNCAUGHT_EXCEPTION")
         assert alarms == 1
@@ -69,6 +76,41 @@ async def test_stop_ends_every_loop_within_one_overall_timeout(embedded: Contain
     assert 0.3 <= elapsed < 0.55, elapsed
     assert mon.healthy and mon._tasks == []
     assert value(parse(embedded.metrics.registry.render()), "UNCAUGHT_EXCEPTION") == 0
+
+
+async def test_a_dead_loop_cancels_a_loop_that_will_not_stop_and_names_it(
+    embedded: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dialback.monitor import monitor as monitor_module
+
+    monkeypatch.setattr(monitor_module, "_STOP_TIMEOUT_SECONDS", 0.3)
+    mon = embedded.monitor
+    assert isinstance(mon, CallbackMonitor)
+
+    async def dies() -> None:
+        raise RuntimeError("simulated bug in the outcome loop")
+
+    async def hangs() -> None:
+        await asyncio.Event().wait()  # ignores the stop request
+
+    mon._outcome_loop = dies  # type: ignore[method-assign]
+    mon._stats_loop = hangs  # type: ignore[method-assign]
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    monitor_module.log.addHandler(handler)
+    try:
+        await embedded.start()
+        assert mon._supervisor is not None
+        await asyncio.wait_for(asyncio.shield(mon._supervisor), timeout=5)
+    finally:
+        monitor_module.log.removeHandler(handler)
+    assert mon.failed == "monitor-outcomes"
+    assert all(t.done() for t in mon._tasks)
+    [stats] = [t for t in mon._tasks if t.get_name() == "monitor-stats"]
+    assert stats.cancelled()
+    [warning] = [r.getMessage() for r in records if r.levelno == logging.WARNING]
+    assert warning == "monitor loop monitor-stats did not stop within 0.3 s; cancelled"
 
 
 def test_a_missing_consumer_group_is_recognised_by_type() -> None:

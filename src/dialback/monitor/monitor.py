@@ -208,22 +208,29 @@ class CallbackMonitor:
         self.failed = dead.get_name()
         log.error("monitor loop %s died; stopping the monitor", self.failed, exc_info=exc)
         self.events.uncaught_exception("monitor")
-        self._stopping.set()
-        self._wake.set()
+        await self._end_loops(self._tasks, _STOP_TIMEOUT_SECONDS)
 
     async def stop(self, timeout: float = _STOP_TIMEOUT_SECONDS) -> None:
         """Stop the loops in parallel, letting an in-flight cycle finish within ``timeout``."""
-        self._stopping.set()
-        self._wake.set()
         tasks = [*self._tasks, *([self._supervisor] if self._supervisor else [])]
-        if tasks:
-            _done, pending = await asyncio.wait(tasks, timeout=timeout)
-            for t in pending:
-                t.cancel()
-            # Collect every outcome (a loop that died was reported by the supervisor).
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await self._end_loops(tasks, timeout)
         self._tasks = []
         self._supervisor = None
+
+    async def _end_loops(self, tasks: list[asyncio.Task[None]], timeout: float) -> None:
+        """Ask the loops to stop, cancel (and name) those still running after ``timeout``."""
+        self._stopping.set()
+        self._wake.set()
+        if not tasks:
+            return
+        _done, pending = await asyncio.wait(tasks, timeout=timeout)
+        for t in pending:
+            log.warning(
+                "monitor loop %s did not stop within %g s; cancelled", t.get_name(), timeout
+            )
+            t.cancel()
+        # Collect every outcome (a loop that died was reported by the supervisor).
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _dispatch_loop(self) -> None:
         """Claim batch N+1 while batch N is published and N-1 marked; when none is due, sleep
