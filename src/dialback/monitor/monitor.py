@@ -339,15 +339,12 @@ class CallbackMonitor:
 
     async def _release_quietly(self, batch: _Batch) -> None:
         with corr_scope(batch.corr_id):
-            await self._release_as(batch)
-
-    async def _release_as(self, batch: _Batch) -> None:
-        try:
-            async with self.engine.begin() as conn:
-                await repo.release_leases(conn, self.owner, [r.id for r in batch.rows])
-        except Exception as exc:
-            # The leases expire on their own; the rows are reclaimed then.
-            log.warning("could not release leases: %s: %s", type(exc).__name__, exc)
+            try:
+                async with self.engine.begin() as conn:
+                    await repo.release_leases(conn, self.owner, [r.id for r in batch.rows])
+            except Exception as exc:
+                # The leases expire on their own; the rows are reclaimed then.
+                log.warning("could not release leases: %s: %s", type(exc).__name__, exc)
 
     async def dispatch_once(self) -> int:
         """One cycle without overlap: claim, publish, mark. Returns how many were claimed."""
@@ -361,56 +358,50 @@ class CallbackMonitor:
 
     async def _claim(self) -> _Batch | None:
         with corr_scope(new_corr_id()) as corr:
-            return await self._claim_as(corr)
-
-    async def _claim_as(self, corr: str) -> _Batch | None:
-        now = time.time()
-        lease = self.settings.monitor_lease_seconds
-        # One transaction: the leases and the parking of unreadable rows commit together.
-        async with self.engine.begin() as conn:
-            rows, unreadable = await repo.claim_due(
-                conn, self.owner, now, lease, self.settings.monitor_batch_size
-            )
-            await repo.park(conn, unreadable, now)
-        self._report_parked(unreadable)
-        if not rows:
-            return None
-        _trace_each(rows, "monitor: claimed due callback", lambda r: {"attempt": r.attempt})
-        return _Batch(rows, now + lease, corr)
+            now = time.time()
+            lease = self.settings.monitor_lease_seconds
+            # One transaction: the leases and the parking of unreadable rows commit together.
+            async with self.engine.begin() as conn:
+                rows, unreadable = await repo.claim_due(
+                    conn, self.owner, now, lease, self.settings.monitor_batch_size
+                )
+                await repo.park(conn, unreadable, now)
+            self._report_parked(unreadable)
+            if not rows:
+                return None
+            _trace_each(rows, "monitor: claimed due callback", lambda r: {"attempt": r.attempt})
+            return _Batch(rows, now + lease, corr)
 
     async def _publish(self, batch: _Batch) -> float | None:
         """Publish a claimed batch, each attempt once; when it was published (None: dropped)."""
         with corr_scope(batch.corr_id):
-            return await self._publish_as(batch)
-
-    async def _publish_as(self, batch: _Batch) -> float | None:
-        claimed = batch.rows
-        publish_time = time.time()
-        if publish_time >= batch.lease_until:
-            # Another replica may own these rows by now; they are reclaimed and published once.
-            log.warning("dropping %d claimed callbacks whose lease ran out", len(claimed))
-            return None
-        published = utc_iso(publish_time)
-        dispatches = await self._dispatches(batch, publish_time, published)
-        claimed = batch.rows
-        if not claimed:
-            return None
-        attempts = [(r.id, r.attempt) for r in claimed]
-        try:
-            await self.transport.publish(dispatches)
-        except Exception:
-            # Once per attempt until it is published, not once per retry of the batch.
-            self.events.submit_failed(attempts)
-            await self._release_quietly(batch)
-            raise
-        self.events.submitted(attempts)
-        stream = self.settings.routing_stream
-        _trace_each(
-            claimed,
-            "monitor: published to the routing stream",
-            lambda r: {"stream": stream, "attempt": r.attempt},
-        )
-        return time.time()
+            claimed = batch.rows
+            publish_time = time.time()
+            if publish_time >= batch.lease_until:
+                # Another replica may own these rows by now; they are reclaimed and published once.
+                log.warning("dropping %d claimed callbacks whose lease ran out", len(claimed))
+                return None
+            published = utc_iso(publish_time)
+            dispatches = await self._dispatches(batch, publish_time, published)
+            claimed = batch.rows
+            if not claimed:
+                return None
+            attempts = [(r.id, r.attempt) for r in claimed]
+            try:
+                await self.transport.publish(dispatches)
+            except Exception:
+                # Once per attempt until it is published, not once per retry of the batch.
+                self.events.submit_failed(attempts)
+                await self._release_quietly(batch)
+                raise
+            self.events.submitted(attempts)
+            stream = self.settings.routing_stream
+            _trace_each(
+                claimed,
+                "monitor: published to the routing stream",
+                lambda r: {"stream": stream, "attempt": r.attempt},
+            )
+            return time.time()
 
     async def _dispatches(
         self, batch: _Batch, publish_time: float, published: str
