@@ -10,13 +10,12 @@ from pathlib import Path
 from dialback.callbacks.repository import CallbackFilter
 from dialback.services import repository as services_repo
 from dialback.services.schemas import ServiceConfig
-from tests.integration.test_ui_login import store_url  # noqa: F401 (fixture)
 from tests.support.factories import insert_due_callbacks, tenant_and_service
 from tests.support.ui_client import runtime
 
 
-async def test_search_counts_export_and_bulk_cancel(store_url: str, tmp_path: Path) -> None:  # noqa: F811
-    rt = await runtime(store_url, tmp_path)
+async def test_search_counts_export_and_bulk_cancel(database_url: str, tmp_path: Path) -> None:
+    rt = await runtime(database_url, tmp_path)
     try:
         now = time.time()
         acme, sales = await tenant_and_service(rt.engine, "acme", "sales")

@@ -21,9 +21,9 @@ from dialback.db.schema import callback_events
 from dialback.identity.roles import Role
 from dialback.kit.timefmt import utc_iso
 from dialback.routing.messages import Outcome
-from tests.integration.test_ui_login import PASSWORD, Ui
 from tests.support.factories import insert_due_callbacks, tenant_and_service
 from tests.support.stack import SettingsFactory, Stack, make_settings, started_stack, wait_for
+from tests.support.ui_client import PASSWORD, Ui
 
 V3 = "/engagement/v3/callbacks"
 A = "/admin/v1"

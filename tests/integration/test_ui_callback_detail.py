@@ -9,54 +9,20 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from dialback.app import create_internal_app
 from dialback.callbacks.repository import CallbackFilter
-from dialback.callbacks.schemas import CreateCallback
 from dialback.container import Container
 from dialback.db.schema import callbacks
 from dialback.identity.roles import Role
-from dialback.services import repository as services_repo
-from dialback.services.schemas import ServiceConfig
-from dialback.tenants import repository as tenants_repo
-from tests.integration.test_ui_login import PASSWORD, Ui
+from tests.support.factories import add_tenant, book, next_slot
 from tests.support.stack import ADMIN_TOKEN, make_settings, wait_for
+from tests.support.ui_client import PASSWORD, Ui
 
-CONFIG = {
-    "businessHours": {"alwaysOpen": True},
-    "capacity": {"slotMinutes": 60, "defaultCapacity": 1},
-    "validation": {"defaultCountry": "US", "blockedPatterns": ["^\\+1900"]},
-}
 ID_RE = re.compile(r"/ui/callbacks/([0-9a-f-]{36})")
-
-
-async def add_tenant(rt: Container, name: str, service: str = "sales") -> None:
-    """A tenant with one always-open service of one place per hour slot."""
-    async with rt.engine.begin() as conn:
-        t = await tenants_repo.create_tenant(conn, name, {})
-        await services_repo.create_service(
-            conn, t.id, service, ServiceConfig.model_validate(CONFIG)
-        )
-
-
-async def book(rt: Container, tenant: str, phone: str, at: float | None = None) -> str:
-    """A callback booked through the service (as the API would)."""
-    async with rt.engine.connect() as conn:
-        t = await tenants_repo.get_tenant_by_name(conn, tenant)
-    assert t is not None
-    body: dict[str, Any] = {"serviceName": "sales", "phoneNumber": phone, "userData": {"k": "v"}}
-    if at is not None:
-        body["desiredTime"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
-    return await rt.callbacks.create(t, CreateCallback.model_validate(body))
-
-
-def next_slot(hours: int = 2) -> float:
-    """The start of an hour slot ``hours`` from now."""
-    return (int(time.time() // 3600) + hours) * 3600.0
 
 
 @pytest.fixture

@@ -33,14 +33,6 @@ from tests.support.logs import logging_to
 from tests.support.ui_client import PASSWORD, TOKEN_RE, Audit, Ui, runtime
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path}/dialback.db"
-    url: str = request.getfixturevalue("pg_url")
-    return url
-
-
 @pytest.fixture
 async def rt(tmp_path: Path) -> AsyncIterator[Container]:
     """A started runtime on SQLite with a supervisor ``alice``."""
@@ -61,8 +53,8 @@ def _cookie(response: httpx.Response, name: str) -> SimpleCookie:
     raise AssertionError(f"no {name} cookie in {response.headers.get_list('set-cookie')}")
 
 
-async def test_local_sign_in_on_both_stores(store_url: str, tmp_path: Path) -> None:
-    rt = await runtime(store_url, tmp_path)
+async def test_local_sign_in_on_both_stores(database_url: str, tmp_path: Path) -> None:
+    rt = await runtime(database_url, tmp_path)
     audit = Audit(rt)
     try:
         await rt.users.add(
@@ -215,9 +207,9 @@ async def _end_reason(rt: Container) -> str | None:
 
 
 async def test_idle_and_absolute_expiry_are_enforced_by_the_server(
-    store_url: str, tmp_path: Path
+    database_url: str, tmp_path: Path
 ) -> None:
-    rt = await runtime(store_url, tmp_path)
+    rt = await runtime(database_url, tmp_path)
     try:
         await rt.users.add("alice", frozenset({Role.SUPERVISOR}), password=PASSWORD)
         await _expiry(rt)

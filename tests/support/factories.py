@@ -8,6 +8,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dialback.callbacks.schemas import CreateCallback
+from dialback.container import Container
 from dialback.db.schema import callbacks
 from dialback.services import repository as services_repo
 from dialback.services.schemas import ServiceConfig
@@ -66,3 +68,36 @@ async def insert_due_callbacks(
         for start in range(0, n, 1000):
             await conn.execute(callbacks.insert(), rows[start : start + 1000])
     return [r["id"] for r in rows]
+
+
+SLOTTED_SERVICE: dict[str, Any] = {
+    "businessHours": {"alwaysOpen": True},
+    "capacity": {"slotMinutes": 60, "defaultCapacity": 1},
+    "validation": {"defaultCountry": "US", "blockedPatterns": ["^\\+1900"]},
+}
+"""An always-open service of one place per hour slot, numbers from the US, +1900 blocked."""
+
+
+async def add_tenant(rt: Container, name: str, service: str = "sales") -> None:
+    """A tenant with one always-open service of one place per hour slot."""
+    async with rt.engine.begin() as conn:
+        t = await tenants_repo.create_tenant(conn, name, {})
+        await services_repo.create_service(
+            conn, t.id, service, ServiceConfig.model_validate(SLOTTED_SERVICE)
+        )
+
+
+async def book(rt: Container, tenant: str, phone: str, at: float | None = None) -> str:
+    """A callback booked through the service (as the API would)."""
+    async with rt.engine.connect() as conn:
+        t = await tenants_repo.get_tenant_by_name(conn, tenant)
+    assert t is not None
+    body: dict[str, Any] = {"serviceName": "sales", "phoneNumber": phone, "userData": {"k": "v"}}
+    if at is not None:
+        body["desiredTime"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+    return await rt.callbacks.create(t, CreateCallback.model_validate(body))
+
+
+def next_slot(hours: int = 2) -> float:
+    """The start of an hour slot ``hours`` from now."""
+    return (int(time.time() // 3600) + hours) * 3600.0

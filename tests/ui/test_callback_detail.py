@@ -9,8 +9,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from tests.integration.test_ui_callback_detail import add_tenant, book, next_slot
 from tests.support.browser import DESKTOP, PHONE, chromium, shot, sign_in, ui_stack
+from tests.support.factories import add_tenant, book, next_slot
 
 ID_RE = re.compile(r"/ui/callbacks/([0-9a-f-]{36})")
 

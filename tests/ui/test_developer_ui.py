@@ -11,8 +11,8 @@ import httpx
 
 from dialback.kit.context import bound, corr_id_var, corr_scope
 from dialback.observability.logging import current_level, set_level
-from tests.integration.test_ui_callback_detail import add_tenant, book
 from tests.support.browser import DESKTOP, PHONE, chromium, shot, sign_in, ui_stack
+from tests.support.factories import add_tenant, book
 from tests.support.stack import ADMIN_TOKEN
 
 
