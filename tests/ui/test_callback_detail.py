@@ -7,17 +7,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
-from tests.support.browser import DESKTOP, PHONE, chromium, shot, sign_in, ui_stack
+from tests.support.browser import DESKTOP, PHONE, chromium, fits, shot, sign_in, ui_stack
 from tests.support.factories import add_tenant, book, next_slot
 
 ID_RE = re.compile(r"/ui/callbacks/([0-9a-f-]{36})")
-
-
-async def _no_sideways_scroll(page: Any) -> None:
-    width = await page.evaluate("document.documentElement.scrollWidth")
-    assert width <= page.viewport_size["width"], width
 
 
 async def test_supervisor_creates_reschedules_cancels_and_recreates(tmp_path: Path) -> None:
@@ -65,7 +59,7 @@ async def test_supervisor_creates_reschedules_cancels_and_recreates(tmp_path: Pa
         await page.wait_for_url(re.compile(r".*\?done=created"))
         slot_cb = ID_RE.search(page.url)
         assert slot_cb
-        await _no_sideways_scroll(page)
+        await fits(page, "callback detail (desktop)")
         await shot(page, "callback-detail")
 
         # Reschedule through the picker.
@@ -114,14 +108,14 @@ async def test_monitor_has_no_actions_and_the_pages_fit_a_phone(tmp_path: Path) 
         phone = await browser.new_page(viewport=PHONE)
         await sign_in(phone, ui.url, "sam")
         await phone.goto(f"{ui.url}/ui/callbacks/{cid}")
-        await _no_sideways_scroll(phone)
+        await fits(phone, "callback detail (phone)")
         for name in ("Cancel callback", "Recreate"):
             assert await phone.get_by_role("button", name=name).is_visible()
         assert await phone.get_by_role("link", name="Reschedule").is_visible()
         assert await phone.locator("table.timeline").is_visible()
         await shot(phone, "callback-detail-phone")
         await phone.goto(f"{ui.url}/ui/callbacks/new")
-        await _no_sideways_scroll(phone)
+        await fits(phone, "create form (phone)")
         for label in ("Phone number", "As soon as possible", "Key 1", "Value 1"):
             assert await phone.get_by_label(label).is_visible()
         assert await phone.get_by_role("button", name="Create callback").is_visible()

@@ -16,7 +16,7 @@ from playwright.async_api import expect
 from dialback.container import Container
 from dialback.services import repository as services_repo
 from dialback.services.schemas import ServiceConfig
-from tests.support.browser import DESKTOP, PHONE, chromium, shot, sign_in, ui_stack
+from tests.support.browser import DESKTOP, PHONE, chromium, fits, shot, sign_in, ui_stack
 from tests.support.factories import insert_due_callbacks, tenant_and_service
 
 
@@ -63,10 +63,7 @@ async def _counts(page: Any) -> dict[str, int]:
 
 
 async def _fits(page: Any, viewport: dict[str, int]) -> None:
-    overflow = await page.evaluate(
-        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
-    )
-    assert overflow <= 0, f"{viewport}: the page scrolls sideways by {overflow}px"
+    await fits(page, str(viewport))
     for control in (
         page.get_by_label("State", exact=True),
         page.get_by_label("Phone number"),

@@ -8,14 +8,7 @@ from pathlib import Path
 
 from testbed.servers import RedisServer
 
-from tests.support.browser import DESKTOP, PHONE, chromium, shot, sign_in, ui_stack
-
-
-async def _no_sideways_scroll(page: object) -> None:
-    overflow = await page.evaluate(  # type: ignore[attr-defined]
-        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
-    )
-    assert overflow <= 0, f"the page scrolls sideways by {overflow}px"
+from tests.support.browser import DESKTOP, PHONE, chromium, fits, shot, sign_in, ui_stack
 
 
 async def test_the_health_page_follows_a_dependency_down_without_reload(tmp_path: Path) -> None:
@@ -39,7 +32,7 @@ async def test_the_health_page_follows_a_dependency_down_without_reload(tmp_path
             utc = await checked.get_attribute("datetime")
             assert utc and await checked.get_attribute("title") == f"{utc} UTC"
             assert await page.get_by_role("table").is_visible()
-            await _no_sideways_scroll(page)
+            await fits(page, "health (desktop)")
             await page.evaluate("window.notReloaded = true")
             await shot(page, "health")
 
@@ -64,6 +57,6 @@ async def test_the_health_page_follows_a_dependency_down_without_reload(tmp_path
             assert await phone.locator('[data-cell="dep-redis-status"]').inner_text() == "down"
             assert await phone.get_by_role("heading", name="Backlog").is_visible()
             await shot(phone, "health-phone")
-            await _no_sideways_scroll(phone)
+            await fits(phone, "health (phone)")
     finally:
         redis.discard()

@@ -11,7 +11,7 @@ from typing import Any
 from dialback.services import repository as services_repo
 from dialback.services.schemas import ServiceConfig
 from dialback.tenants import repository as tenants_repo
-from tests.support.browser import DESKTOP, PHONE, chromium, shot, sign_in, ui_stack
+from tests.support.browser import DESKTOP, PHONE, chromium, fits, shot, sign_in, ui_stack
 
 CONFIG = {
     "businessHours": {
@@ -36,13 +36,6 @@ async def _service(rt: Any) -> None:
         cfg = ServiceConfig.model_validate(CONFIG)
         await services_repo.create_service(conn, t.id, "sales", cfg)
         await services_repo.create_service(conn, t.id, "care", cfg)
-
-
-async def _no_sideways_scroll(page: Any, what: str) -> None:
-    overflow = await page.evaluate(
-        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
-    )
-    assert overflow <= 0, f"{what}: the page scrolls sideways by {overflow}px"
 
 
 async def test_an_administrator_edits_hours_and_a_capacity_cell(tmp_path: Path) -> None:
@@ -106,7 +99,7 @@ async def test_an_administrator_edits_hours_and_a_capacity_cell(tmp_path: Path) 
             ("10:00", "10:30", 1)
         ]
         assert cfg.business_hours.closed_dates[0].isoformat() == "2026-12-25"
-        await _no_sideways_scroll(page, "service detail")
+        await fits(page, "service detail")
         # The grid's script: the focused cell's value copied along its row (not saved).
         await page.get_by_role("link", name="Edit service").click()
         await page.get_by_label("Wed 12:00-12:30", exact=True).fill("5")
@@ -116,7 +109,7 @@ async def test_an_administrator_edits_hours_and_a_capacity_cell(tmp_path: Path) 
             assert await page.get_by_label(cell, exact=True).input_value() == "5"
         assert await page.get_by_label("Wed 12:30-13:00", exact=True).input_value() == ""
         await page.set_viewport_size(PHONE)
-        await _no_sideways_scroll(page, "service editor (phone)")
+        await fits(page, "service editor (phone)")
         assert await page.get_by_role("button", name="Save service").is_visible()
 
 
@@ -130,12 +123,12 @@ async def test_monitor_and_supervisor_see_read_only_pages_at_both_sizes(tmp_path
             await page.goto(f"{ui.url}/ui/services")
             assert await page.get_by_role("link", name="sales", exact=True).is_visible()
             assert await page.get_by_role("link", name="New service").count() == 0
-            await _no_sideways_scroll(page, f"services list ({name})")
+            await fits(page, f"services list ({name})")
             await page.goto(f"{ui.url}/ui/services/acme/sales")
             assert await page.locator("table.capgrid").is_visible()
             assert await page.get_by_role("link", name="Edit service").count() == 0
             assert await page.get_by_role("button", name="Delete service").count() == 0
-            await _no_sideways_scroll(page, f"service detail ({name})")
+            await fits(page, f"service detail ({name})")
             if name == "phone":
                 await shot(page, "service-detail-phone")
             await context.close()

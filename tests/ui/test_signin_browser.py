@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.support.browser import DESKTOP, PHONE, chromium, shot, sign_in, ui_stack
+from tests.support.browser import DESKTOP, PHONE, chromium, fits, shot, sign_in, ui_stack
 from tests.support.oidc_provider import OidcProvider, oidc_settings
 
 
@@ -77,10 +77,7 @@ async def test_the_layout_at_desktop_and_phone_widths(tmp_path: Path) -> None:
             box = await main.bounding_box()
             assert box is not None and box["width"] <= viewport["width"]
             # Nothing wider than the screen: no horizontal scrolling of the page itself.
-            overflow = await page.evaluate(
-                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
-            )
-            assert overflow <= 0, f"{name}: the page scrolls sideways by {overflow}px"
+            await fits(page, name)
             assert await page.get_by_role("button", name="Sign out").is_visible()
             await shot(page, f"home-{name}")
             await page.close()
