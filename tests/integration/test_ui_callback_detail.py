@@ -18,6 +18,7 @@ from dialback.callbacks.repository import CallbackFilter
 from dialback.container import Container
 from dialback.db.schema import callbacks
 from dialback.identity.roles import Role
+from dialback.ui.pages.callbacks_detail import timeline
 from tests.support.factories import add_tenant, book, next_slot
 from tests.support.stack import ADMIN_TOKEN, make_settings, wait_for
 from tests.support.ui_client import PASSWORD, Ui
@@ -341,6 +342,7 @@ async def test_a_ui_create_writes_the_same_16_line_story_with_the_ui_corr_id(
                 )
 
             await wait_for(outcomes_logged, timeout=15)
+            made = await rt.callbacks.detail(cid)
     finally:
         await rt.stop()
     # The UI request's own corrId (a browser sends none): its request line's.
@@ -359,6 +361,9 @@ async def test_a_ui_create_writes_the_same_16_line_story_with_the_ui_corr_id(
     assert story[0]["msg"] == "create callback: request accepted for validation"
     assert story[-1]["logger"] == "dialback.request" and story[-1]["status"] == 303
     assert {ln["callbackId"] for ln in story[-3:]} == {cid}
+    # The timeline's creation row: the operator by name, with the request's corrId.
+    [created] = [t for t in timeline(made) if t.kind == "created"]
+    assert (created.actor, created.corr_id) == ("local:sam", corr)
     later = [ln for ln in lines if ln.get("callbackId") == cid and ln.get("corrId") != corr]
     dispatch = [ln for ln in later if ln["msg"].startswith("monitor:")]
     outcomes = [ln for ln in later if ln["level"] == "debug" and ln["logger"] == "dialback.monitor"]
