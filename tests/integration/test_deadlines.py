@@ -72,12 +72,15 @@ async def test_an_unacknowledged_queued_attempt_is_republished_boundedly_then_en
     await b.start()
     try:
 
-        async def all_timed_out() -> Counter[tuple[str, str | None]]:
-            got = await states(a)
-            return got if got == Counter({("COMPLETED", "timeout"): 20}) else Counter()
+        async def all_timed_out_and_announced() -> bool:
+            # The sweep announces each ended attempt after its commit: wait for both.
+            if await states(a) != Counter({("COMPLETED", "timeout"): 20}):
+                return False
+            got = await entries(routing_redis_url)
+            return {f["id"] for f in got if f["type"] == "cancel"} >= set(ids)
 
         # Nobody consumes: published, republished twice 0.5 s apart, ended after 3 s.
-        await wait_for(all_timed_out, timeout=15)
+        await wait_for(all_timed_out_and_announced, timeout=15)
         got = await entries(routing_redis_url)
         dispatched = Counter(
             (f["id"], f["attempt"], f["republish"]) for f in got if f["type"] == "callback"
