@@ -316,3 +316,45 @@ async def test_the_monitor_recovers_when_postgresql_restarts(
     finally:
         await rt.stop()
         await outside.dispose()
+
+
+async def test_a_callback_cancelled_while_being_dispatched_is_announced_after_its_entry(
+    settings_with: SettingsFactory, routing_redis_url: str
+) -> None:
+    # The cancel finds the callback SCHEDULED (leased, its entry not yet or just published) and
+    # announces nothing; the monitor's mark then tells the routing engine to drop that attempt.
+    rt = Container(settings_with(simulator="off", monitor_enabled=False))
+    tenant_id, service_id = await tenant_and_service(rt.engine)
+    before, after, kept = await insert_due_callbacks(rt.engine, tenant_id, service_id, 3)
+    await rt.start()
+    try:
+        mon = CallbackMonitor(
+            rt.engine, rt.transport, rt.lifecycle, rt.events, rt.settings, owner=rt.instance_id
+        )
+        batch = await mon._claim()
+        assert batch is not None and {r.id for r in batch.rows} == {before, after, kept}
+        await rt.callbacks.admin_cancel(before)  # claimed, not yet published
+        published_at = await mon._publish(batch)
+        assert published_at is not None
+        await rt.callbacks.admin_cancel(after)  # published, not yet marked
+        await mon._mark(batch, published_at)
+        got = [(f["type"], f["id"], f["attempt"]) for f in await _entries(routing_redis_url)]
+        dispatched = [e for e in got if e[0] == "callback"]
+        assert sorted(dispatched) == sorted(("callback", c, "1") for c in (before, after, kept))
+        # One cancel for each cancelled attempt, after the entries (one publish: all of them).
+        assert got[len(dispatched) :] in (
+            [("cancel", before, "1"), ("cancel", after, "1")],
+            [("cancel", after, "1"), ("cancel", before, "1")],
+        )
+        async with rt.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(callbacks.c.id, callbacks.c.state, callbacks.c.reason)
+            )
+            states = {cid: (state, reason) for cid, state, reason in rows}
+        assert states == {
+            before: ("COMPLETED", "cancelled"),
+            after: ("COMPLETED", "cancelled"),
+            kept: ("QUEUED", None),
+        }
+    finally:
+        await rt.stop()

@@ -740,6 +740,16 @@ async def mark_queued(conn: AsyncConnection, owner: str, claimed: list[Any], now
     return len(moved)
 
 
+async def cancelled_in_dispatch(conn: AsyncConnection, claimed: list[Any]) -> list[Any]:
+    """Those of ``claimed`` (published) that a cancel completed at the attempt claimed, while
+    they were leased: the routing engine has their entry and must be told to drop it."""
+    attempts = {r.id: r.attempt for r in claimed}
+    q = sa.select(CB.id, CB.attempt).where(
+        CB.id.in_(list(attempts)), CB.state == "COMPLETED", CB.reason == "cancelled"
+    )
+    return [r for r in (await conn.execute(q)).all() if attempts.get(r.id) == r.attempt]
+
+
 async def no_parallel_scans(conn: AsyncConnection) -> None:
     """Keep this transaction's scans to one core: statistics must not starve the dispatch."""
     if conn.dialect.name == "postgresql":

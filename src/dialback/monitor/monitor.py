@@ -437,12 +437,16 @@ class CallbackMonitor:
                 )
 
     async def _mark(self, batch: _Batch, published_at: float) -> None:
-        """Record a published batch as QUEUED (rows whose lease was lost are left alone)."""
+        """Record a published batch as QUEUED (rows whose lease was lost are left alone); tell
+        the routing engine to drop those a cancel completed meanwhile."""
         claimed = batch.rows
+        cancelled: list[Any] = []
 
         async def mark() -> None:
             async with self.engine.begin() as conn:
-                await repo.mark_queued(conn, self.owner, claimed, published_at)
+                moved = await repo.mark_queued(conn, self.owner, claimed, published_at)
+                if moved < len(claimed):
+                    cancelled[:] = await repo.cancelled_in_dispatch(conn, claimed)
 
         with corr_scope(batch.corr_id):
             await self._retrying(mark)
@@ -451,9 +455,27 @@ class CallbackMonitor:
                 "monitor: callback QUEUED",
                 lambda r: {"latenessSeconds": round(published_at - r.due_at, 3)},
             )
+            await self._announce_cancels(cancelled)
         dispatched = self.events.dispatched
         for r in claimed:
             dispatched(r.tenant_id, published_at - r.due_at)
+
+    async def _announce_cancels(self, rows: list[Any]) -> None:
+        """Tell the routing engine to drop attempts cancelled while they were being published
+        (the cancel saw a SCHEDULED callback and announced nothing; its entry went out after)."""
+        for row in rows:
+            with bound(callbackId=row.id):
+                log.info(
+                    "callback cancelled while being dispatched: the routing engine is told "
+                    "to drop attempt %d",
+                    row.attempt,
+                    extra={"attempt": row.attempt},
+                )
+                try:
+                    await self.transport.publish_cancel(row.id, row.attempt)
+                except Exception as exc:
+                    log.warning("could not announce a cancelled attempt: %s", exc)
+                    self.events.cancel_notify_failed()
 
     async def _provision(self) -> None:
         """Create the routing consumer groups, retrying with a growing pause; each failed
