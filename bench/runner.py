@@ -625,27 +625,32 @@ def _report(
     return report
 
 
-def run(profile: Profile, keep_logs: bool = False) -> dict[str, Any]:
-    """Run every measurement; return the report."""
+def run(profile: Profile, keep_logs: bool = False, partial: Path | None = None) -> dict[str, Any]:
+    """Run every measurement; return the report. After each phase the figures so far go to
+    ``partial`` (when given): a run stopped late keeps what it measured."""
     started = time.time()
     machine = _machine()
     with _session(profile, keep_logs) as r:
         r.log(f"profile {profile.name}; logs in {r.workdir}")
         phases: dict[str, float] = {}
         r.details["phase_seconds"] = phases
+        figures: dict[str, Any] = {}
         t = time.monotonic()
 
         def lap(name: str) -> None:
             nonlocal t
             phases[name] = round(time.monotonic() - t, 1)
             t = time.monotonic()
+            if partial is not None:
+                done = {"profile": profile.name, "phase_seconds": phases, "figures": figures}
+                partial.write_text(json.dumps(done, indent=2) + "\n")
 
         r.start()
         lap("start")
         r.setup()
         lap("setup")
         r.log("create rounds")
-        figures = r.create_rounds()
+        figures.update(r.create_rounds())
         lap("create_rounds")
         r.log("/metrics under load")
         figures.update(r.metrics_render())
@@ -752,7 +757,9 @@ def main(argv: list[str] | None = None) -> int:
             print(str(exc), file=sys.stderr)
             return 2
     out = args.out or (SMOKE_RESULTS if args.smoke else RESULTS)
-    report = run(profile, keep_logs=args.keep_logs)
+    # Beside the report, git-ignored: latest.json's is latest.partial.json.tmp.
+    partial = out.with_name(f"{out.stem}.partial.json.tmp")
+    report = run(profile, keep_logs=args.keep_logs, partial=partial)
     write_json(report, out)
     print(f"[bench] wrote {out}", file=sys.stderr)
     if args.write_docs:

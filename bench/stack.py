@@ -181,6 +181,10 @@ class Servers:
             # No routing engine takes the dispatch phase's callbacks: left at a minute, the
             # deadline sweep would republish them into the later measurements.
             "DIALBACK_QUEUED_REPUBLISH_SECONDS": "3600",
+            # The loaded history spans 90 days: at the default 30 the process's own sweeper
+            # would purge it while it loads and is measured. The bench's Purger runs the
+            # purge where it is measured (purge_overhead_ratio); the sweeper finds nothing.
+            "DIALBACK_RETENTION_CALLBACK_DAYS": "3650",
         }
 
     def stop(self) -> None:
