@@ -1,7 +1,8 @@
 """A callback's page and the Create form in a real browser (Debian's Chromium through
 Playwright): a supervisor creates ASAP and in a slot (the number checked as typed), reads the
 timeline, reschedules through the picker (a full slot shown disabled), cancels and recreates;
-a monitor's page has no actions; both pages at 1280x800 and 390x844."""
+a monitor's page has no actions; a cancel posted without its CSRF token is refused; both pages
+at 1280x800 and 390x844."""
 
 from __future__ import annotations
 
@@ -126,3 +127,26 @@ def _iso(ts: float) -> str:
     from datetime import UTC, datetime
 
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def test_a_cancel_posted_without_its_csrf_token_is_refused_and_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    async with ui_stack(tmp_path, simulator="off") as ui, chromium() as browser:
+        await add_tenant(ui.rt, "acme")
+        cid = await book(ui.rt, "acme", "+14155550170", next_slot(2))
+        page = await browser.new_page(viewport=DESKTOP)
+        await sign_in(page, ui.url, "sam")
+        await page.goto(f"{ui.url}/ui/callbacks/{cid}")
+        # The page's own form, its token taken out (as a cross-site form would post it).
+        removed = await page.evaluate(
+            "() => { const t = document.querySelectorAll('input[name=csrf_token]');"
+            " t.forEach((e) => e.remove()); return t.length; }"
+        )
+        assert removed >= 1
+        async with page.expect_response(f"{ui.url}/ui/callbacks/{cid}/cancel") as answer:
+            await page.get_by_role("button", name="Cancel callback").click()
+        assert (await answer.value).status == 403
+        await page.get_by_text("CSRF", exact=False).first.wait_for()
+        await shot(page, "callback-cancel-without-csrf")
+        assert (await ui.rt.callbacks.detail(cid)).row.state == "SCHEDULED"
