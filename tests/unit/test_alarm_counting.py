@@ -69,3 +69,18 @@ async def test_provisioning_is_retried_with_a_growing_pause_each_failure_counted
 async def _settled(c: Container, before: float) -> bool:
     await asyncio.sleep(0.4)
     return value(parse(c.metrics.registry.render()), "RBAC_CREATE_VQ_PROXY_ERROR") == before
+
+
+async def test_a_cancel_that_cannot_be_announced_counts_once_and_one_that_can_does_not() -> None:
+    from dialback.routing.cancels import announce_cancel
+    from dialback.routing.transport import MemoryTransport
+
+    class Down(MemoryTransport):
+        async def publish_cancel(self, callback_id: str, attempt: int) -> None:
+            raise ConnectionError("routing Redis unreachable")
+
+    events = Events()
+    assert await announce_cancel(MemoryTransport(), events, "cb1", 1) is True
+    assert events.metrics.CB_SUBMIT_FAILED.value(()) == 0
+    assert await announce_cancel(Down(), events, "cb1", 1) is False
+    assert events.metrics.CB_SUBMIT_FAILED.value(()) == 1

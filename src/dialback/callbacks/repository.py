@@ -740,14 +740,14 @@ async def mark_queued(conn: AsyncConnection, owner: str, claimed: list[Any], now
     return len(moved)
 
 
-async def cancelled_in_dispatch(conn: AsyncConnection, claimed: list[Any]) -> list[Any]:
+async def cancelled_in_dispatch(conn: AsyncConnection, claimed: list[Claimed]) -> list[Claimed]:
     """Those of ``claimed`` (published) that a cancel completed at the attempt claimed, while
     they were leased: the routing engine has their entry and must be told to drop it."""
-    attempts = {r.id: r.attempt for r in claimed}
     q = sa.select(CB.id, CB.attempt).where(
-        CB.id.in_(list(attempts)), CB.state == "COMPLETED", CB.reason == "cancelled"
+        CB.id.in_([r.id for r in claimed]), CB.state == "COMPLETED", CB.reason == "cancelled"
     )
-    return [r for r in (await conn.execute(q)).all() if attempts.get(r.id) == r.attempt]
+    ended = {(cid, attempt) for cid, attempt in (await conn.execute(q)).all()}
+    return [r for r in claimed if (r.id, r.attempt) in ended]
 
 
 async def no_parallel_scans(conn: AsyncConnection) -> None:

@@ -34,6 +34,7 @@ from dialback.kit.names import is_id
 from dialback.kit.phone import normalise_number
 from dialback.kit.timefmt import iso, utc_iso
 from dialback.observability.events import Events
+from dialback.routing.cancels import announce_cancel
 from dialback.routing.transport import RoutingTransport
 from dialback.services import repository as services_repo
 from dialback.services.calendar import Slot
@@ -477,11 +478,7 @@ class CallbackService:
             t = lifecycle.cancel(row, now, source)
             await repo.apply(conn, row, t)
         if t.notify_routing:
-            try:
-                await self.transport.publish_cancel(row.id, row.attempt)
-            except Exception:
-                # The cancel is committed; a late outcome for the attempt is ignored.
-                self.events.cancel_notify_failed()
+            await announce_cancel(self.transport, self.events, row.id, row.attempt)
         return callback_id
 
     async def retrieve(self, tenant: Tenant, callback_id: str) -> CallbackStatus:

@@ -33,6 +33,7 @@ from dialback.callbacks.lifecycle import Deadlines, Lifecycle, Transition
 from dialback.kit.context import bound, corr_scope, new_corr_id
 from dialback.kit.errors import is_dependency_error
 from dialback.observability.events import Events
+from dialback.routing.cancels import announce_cancel
 from dialback.routing.messages import Dispatch
 from dialback.routing.transport import RoutingTransport
 from dialback.settings import Settings
@@ -205,8 +206,4 @@ class DeadlineSweeper:
                         extra={"attempt": row.attempt, "reason": "timeout"},
                     )
             if t.notify_routing:
-                try:
-                    await self.transport.publish_cancel(row.id, row.attempt)
-                except Exception as exc:
-                    log.warning("could not announce a timed-out attempt: %s", exc)
-                    self.events.cancel_notify_failed()
+                await announce_cancel(self.transport, self.events, row.id, row.attempt)

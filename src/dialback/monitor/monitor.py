@@ -39,6 +39,7 @@ from dialback.kit.timefmt import utc_iso
 from dialback.monitor.deadlines import DeadlineSweeper
 from dialback.observability.events import Events
 from dialback.observability.logging import TRACE
+from dialback.routing.cancels import announce_cancel
 from dialback.routing.messages import DISPATCH_BOOKING_FIELDS, Dispatch, Outcome
 from dialback.routing.transport import GroupMissing, RoutingTransport
 from dialback.settings import Settings
@@ -440,7 +441,7 @@ class CallbackMonitor:
         """Record a published batch as QUEUED (rows whose lease was lost are left alone); tell
         the routing engine to drop those a cancel completed meanwhile."""
         claimed = batch.rows
-        cancelled: list[Any] = []
+        cancelled: list[repo.Claimed] = []
 
         async def mark() -> None:
             async with self.engine.begin() as conn:
@@ -460,22 +461,18 @@ class CallbackMonitor:
         for r in claimed:
             dispatched(r.tenant_id, published_at - r.due_at)
 
-    async def _announce_cancels(self, rows: list[Any]) -> None:
+    async def _announce_cancels(self, rows: list[repo.Claimed]) -> None:
         """Tell the routing engine to drop attempts cancelled while they were being published
         (the cancel saw a SCHEDULED callback and announced nothing; its entry went out after)."""
         for row in rows:
-            with bound(callbackId=row.id):
+            with bound(tenantId=row.tenant_id, callbackId=row.id):
                 log.info(
                     "callback cancelled while being dispatched: the routing engine is told "
                     "to drop attempt %d",
                     row.attempt,
                     extra={"attempt": row.attempt},
                 )
-                try:
-                    await self.transport.publish_cancel(row.id, row.attempt)
-                except Exception as exc:
-                    log.warning("could not announce a cancelled attempt: %s", exc)
-                    self.events.cancel_notify_failed()
+                await announce_cancel(self.transport, self.events, row.id, row.attempt)
 
     async def _provision(self) -> None:
         """Create the routing consumer groups, retrying with a growing pause; each failed

@@ -38,6 +38,7 @@ from dialback.kit.names import is_id
 from dialback.kit.phone import mask, normalise_number
 from dialback.observability.events import Events
 from dialback.retention import repository as repo
+from dialback.routing.cancels import announce_cancel
 from dialback.routing.transport import RoutingTransport
 from dialback.services import repository as services_repo
 from dialback.settings import Settings
@@ -281,11 +282,7 @@ class RetentionService:
     async def _withdraw(self, rows: Sequence[Any]) -> None:
         """Tell the routing engine to drop these (committed) callbacks."""
         for row in rows:
-            try:
-                await self.transport.publish_cancel(row.id, row.attempt)
-            except Exception:
-                # The erasure is committed; a late outcome for a missing callback is ignored.
-                self.events.cancel_notify_failed()
+            await announce_cancel(self.transport, self.events, row.id, row.attempt)
 
     def _audit_values(
         self, actor: str, kind: str, tenant: Tenant | None, now: float, counts: dict[str, int]
