@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from tests.support.browser import DESKTOP, PHONE, chromium, fits, shot, sign_in, ui_stack
 from tests.support.factories import add_tenant, book, next_slot
@@ -92,13 +93,20 @@ async def test_supervisor_creates_reschedules_cancels_and_recreates(tmp_path: Pa
         assert d.row.phone_number == "+14155550152"
 
 
+async def _signed_in_at_a_callback(ui: Any, browser: Any, user: str, phone: str) -> tuple[Any, str]:
+    """A desktop page signed in as ``user`` on a callback booked two slots ahead for ``phone``
+    (tenant acme); the page and the callback's id."""
+    await add_tenant(ui.rt, "acme")
+    cid = await book(ui.rt, "acme", phone, next_slot(2))
+    page = await browser.new_page(viewport=DESKTOP)
+    await sign_in(page, ui.url, user)
+    await page.goto(f"{ui.url}/ui/callbacks/{cid}")
+    return page, cid
+
+
 async def test_monitor_has_no_actions_and_the_pages_fit_a_phone(tmp_path: Path) -> None:
     async with ui_stack(tmp_path, simulator="off") as ui, chromium() as browser:
-        await add_tenant(ui.rt, "acme")
-        cid = await book(ui.rt, "acme", "+14155550160", next_slot(2))
-        page = await browser.new_page(viewport=DESKTOP)
-        await sign_in(page, ui.url, "mona")
-        await page.goto(f"{ui.url}/ui/callbacks/{cid}")
+        page, cid = await _signed_in_at_a_callback(ui, browser, "mona", "+14155550160")
         assert await page.get_by_role("heading", name="Timeline").is_visible()
         assert await page.get_by_text("hidden for your role").is_visible()
         for name in ("Cancel callback", "Recreate", "Reschedule"):
@@ -133,11 +141,7 @@ async def test_a_cancel_posted_without_its_csrf_token_is_refused_and_changes_not
     tmp_path: Path,
 ) -> None:
     async with ui_stack(tmp_path, simulator="off") as ui, chromium() as browser:
-        await add_tenant(ui.rt, "acme")
-        cid = await book(ui.rt, "acme", "+14155550170", next_slot(2))
-        page = await browser.new_page(viewport=DESKTOP)
-        await sign_in(page, ui.url, "sam")
-        await page.goto(f"{ui.url}/ui/callbacks/{cid}")
+        page, cid = await _signed_in_at_a_callback(ui, browser, "sam", "+14155550170")
         # The page's own form, its token taken out (as a cross-site form would post it).
         removed = await page.evaluate(
             "() => { const t = document.querySelectorAll('input[name=csrf_token]');"
