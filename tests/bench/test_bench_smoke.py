@@ -48,6 +48,11 @@ def test_smoke_run_reports_every_figure_as_a_number(tmp_path: Path) -> None:
     assert set(report["goals"]) == set(GOALS)
     assert set(report["met"]) == set(REQUIRED_KEYS)
     assert report["versions"]["dialback"] and report["machine"]["cpus"]
+    # The figures so far, written after each phase beside the report: after the last, all.
+    partial = json.loads((tmp_path / "latest.partial.json.tmp").read_text())
+    assert list(partial["phase_seconds"])[-1] == "history"
+    for key in ("creates_per_s", "dispatch_per_s"):  # the report rounds them
+        assert partial["figures"][key] == pytest.approx(report[key], rel=1e-3), key
     # Every variant of the side-by-side comparison ran and answered only 2xx.
     rounds = report["details"]["create_rounds"]
     for variant in ("info", "error", "trace", "noobs", "floor", "info_at_8"):
