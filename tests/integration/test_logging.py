@@ -196,7 +196,11 @@ async def test_client_values_cannot_forge_or_colour_a_line(
         os.close(fd)
     raw = path.read_bytes()
     lines = raw.split(b"\n")[:-1]
-    assert lines and all(b"forge-1" in ln for ln in lines), lines
+    # Other parts of the process (the monitor) may log meanwhile; what matters is that every
+    # line carrying the client's text is one of this request's lines, not a forged one.
+    assert any(b"forge-1" in ln for ln in lines), lines
+    assert all(b"forge-1" in ln for ln in lines if b"forged" in ln), lines
+    assert not any(ln.startswith(b"00:00:00.000") for ln in lines), lines
     # Not one control character is written as itself: each record is one line, no colour.
     assert not any(b < 0x20 or b == 0x7F for ln in lines for b in ln), lines
     [accepted] = [ln.decode() for ln in lines if b"request accepted" in ln]
