@@ -101,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     profile = PROFILES["quick"]
     run = Run(profile, Path(tempfile.mkdtemp(prefix="dialback-profile-")))
     if args.what == "dispatch":
-        run.servers.pg.extra_options = (
-            "-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all"
+        run.servers.pg.extra_options += (
+            " -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all"
         )
     try:
         run.start()

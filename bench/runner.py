@@ -560,6 +560,8 @@ class Run:
             self.p.services_per_tenant,
             callbacks=rows,
             scheduled=rows // 10,
+            # Secondary indexes built after the COPY, as a restore builds them: 4x faster.
+            rebuild_indexes=True,
         )
         self.details["history"] = {"load": loaded.as_dict()}
         target = history.Target(
