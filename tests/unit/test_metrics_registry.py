@@ -119,3 +119,26 @@ def test_a_render_formats_only_the_series_changed_since_the_last(
     c.inc(("t7",))
     assert 'c{tenant="t7"} 2\n' in r.render() and calls == [2]
     assert 'c{tenant="t8"} 1\n' in r.render() and calls == [2]
+
+
+def test_seldom_changing_process_gauges_are_read_at_most_every_10_seconds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dialback.observability import metrics as metrics_module
+
+    reads: list[int] = []
+
+    def limit() -> int:
+        reads.append(1)
+        return 1000 * len(reads)
+
+    monkeypatch.setattr(metrics_module, "memory_limit_bytes", limit)
+    m = Metrics()
+    name, space = "ges_nodejs_heap_space_size_available_bytes", "process"
+    first = parse(m.registry.render())
+    assert value(first, name, space=space) == 1000
+    assert value(first, "ges_process_max_fds") > 0
+    assert value(parse(m.registry.render()), name, space=space) == 1000
+    assert len(reads) == 1
+    m._slow_checked -= 10.5  # as if 10.5 s had passed
+    assert value(parse(m.registry.render()), name, space=space) == 2000
