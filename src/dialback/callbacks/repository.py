@@ -347,6 +347,26 @@ async def count_matching_by_state(
     return {s: int(n) for s, n in zip(states, row, strict=True)}
 
 
+# The CSV export's columns, in the order views.export_rows unpacks them.
+EXPORT_SELECT = (
+    CB.id,
+    CB.service_name,
+    CB.phone_number,
+    CB.state,
+    CB.reason,
+    CB.offer_type,
+    CB.desired_time,
+    CB.due_at,
+    CB.created_at,
+    CB.updated_at,
+    CB.completed_at,
+    CB.attempt,
+    CB.max_attempts,
+    CB.priority,
+    CB.language,
+)
+
+
 async def export_batch(
     conn: AsyncConnection,
     match: CallbackFilter,
@@ -366,7 +386,7 @@ async def export_batch(
             sa.or_(CB.created_at > created, sa.and_(CB.created_at == created, CB.id > cid))
         )
     q = (
-        sa.select(*_LIST_COLUMNS)
+        sa.select(*EXPORT_SELECT)
         .where(*where)
         .order_by(CB.created_at.asc(), CB.id.asc())
         .limit(limit)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from dialback.callbacks.service import (
@@ -271,25 +271,47 @@ def _cell(value: str | None) -> str:
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
-def export_row(tenant: str, row: Any) -> list[str]:
-    """One callback as a row of the CSV export (``EXPORT_COLUMNS``)."""
+def export_rows(tenant: str, rows: Iterable[Any]) -> list[list[Any]]:
+    """A batch of one tenant's callbacks as rows of the CSV export (``EXPORT_COLUMNS``); each
+    row holds ``repository.EXPORT_SELECT``'s columns, in its order."""
+    tenant_cell = _cell(tenant)
+    # Unpacked by position, not read by name: an export writes 50,000 rows a second.
     return [
-        row.id,
-        _cell(tenant),
-        _cell(row.service_name),
-        mask(row.phone_number),
-        row.state,
-        _cell(row.reason),
-        _cell(row.offer_type),
-        iso(row.desired_time) or "",
-        utc_iso(row.due_at),
-        utc_iso(row.created_at),
-        utc_iso(row.updated_at),
-        iso(row.completed_at) or "",
-        str(row.attempt),
-        str(row.max_attempts),
-        str(row.priority),
-        _cell(row.language),
+        [
+            cid,
+            tenant_cell,
+            _cell(service),
+            mask(phone),
+            state,
+            _cell(reason),
+            _cell(offer),
+            "" if desired is None else utc_iso(desired),
+            utc_iso(due),
+            utc_iso(created),
+            utc_iso(updated),
+            "" if completed is None else utc_iso(completed),
+            attempt,
+            max_attempts,
+            priority,
+            _cell(language),
+        ]
+        for (
+            cid,
+            service,
+            phone,
+            state,
+            reason,
+            offer,
+            desired,
+            due,
+            created,
+            updated,
+            completed,
+            attempt,
+            max_attempts,
+            priority,
+            language,
+        ) in rows
     ]
 
 
@@ -303,4 +325,4 @@ async def export_csv(batches: AsyncIterator[ExportBatch]) -> AsyncIterator[str]:
     """The CSV export as it streams: the header row, then a chunk per batch."""
     yield _csv_text([list(EXPORT_COLUMNS)])
     async for batch in batches:
-        yield _csv_text([export_row(batch.tenant, r) for r in batch.rows])
+        yield _csv_text(export_rows(batch.tenant, batch.rows))
