@@ -62,7 +62,7 @@ fmt: $(STAMP) ## Format and auto-fix with ruff
 	$(VENV)/bin/ruff format src tests testbed bench
 	$(VENV)/bin/ruff check --fix src tests testbed bench
 
-bench: $(STAMP) system-deps ## Benchmark suite (~10-12 min, needs wrk): bench/results/latest.json + docs/performance.md
+bench: $(STAMP) system-deps ## Benchmark suite (~30-40 min with 10 M rows of history, needs wrk): bench/results/latest.json + docs/performance.md
 	@bench/ensure-wrk.sh
 	$(PY) -m bench --write-docs
 

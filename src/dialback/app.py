@@ -139,6 +139,7 @@ def create_internal_app(c: Container) -> FastAPI:
     app.include_router(probes.router)
     app.include_router(admin_router())
     install_ui(app)
+    install_direct_routes(app, [probes.router])
     # Outermost: it audits what every inner layer answered, with the corrId they assigned.
     app.add_middleware(
         AdminAudit,

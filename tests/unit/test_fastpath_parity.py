@@ -3,7 +3,8 @@
 One container, two public apps: one with the create route reached past the router
 (``web.fastpath``, production), one served by FastAPI's router, dependency solving and body
 parsing. Every request below gets the same status, headers and body bytes from both (the
-fresh callback id of a successful create aside).
+fresh callback id of a successful create aside). ``/metrics`` is reached past the router too,
+and answers as its routed endpoint does.
 """
 
 from __future__ import annotations
@@ -169,3 +170,29 @@ async def test_a_key_replays_alike_across_the_two_routes(stack: Stack, first_fas
         assert [r.status_code for r in refused] == [409, 409]
         assert refused[0].content == refused[1].content
         assert refused[0].headers == refused[1].headers
+
+
+async def test_metrics_are_served_past_the_router_as_the_routed_endpoint_serves_them(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dialback.web import probes
+
+    served = probes._MetricsRoute.serve
+    calls: list[str] = []
+
+    async def recording(request: Any) -> Any:
+        calls.append(request.url.path)
+        return await served(request)
+
+    monkeypatch.setattr(probes._MetricsRoute, "serve", staticmethod(recording))
+    direct = await stack.internal.get("/metrics")
+    assert calls == ["/metrics"]
+    routed = await probes.metrics(stack.rt)
+    assert direct.status_code == 200
+    assert direct.headers["content-type"] == routed.media_type == probes.CONTENT_TYPE
+
+    def families(text: str) -> list[str]:
+        return [ln for ln in text.splitlines() if ln.startswith("# TYPE ")]
+
+    assert families(direct.text) == families(bytes(routed.body).decode())
+    assert len(families(direct.text)) > 40
