@@ -21,7 +21,8 @@ HEADER = """# Metrics
 this file and the catalogue disagree. Do not edit by hand. -->
 
 dialback exposes every metric on the internal port: `GET :3050/metrics`, Prometheus text
-format 0.0.4, values live at scrape time. Names that GES defines are kept exactly, so GES's
+format 0.0.4, values live at scrape time (the data directory's size and free space, the
+memory limit and the fd limit are read at most every 10 s: they change seldom and cost file reads). Names that GES defines are kept exactly, so GES's
 PrometheusRule and dashboards work unchanged; metrics GES lacks carry the `ges_` prefix and
 follow Prometheus naming ("new" below).
 

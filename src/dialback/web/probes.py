@@ -57,7 +57,7 @@ async def metrics(c: ContainerDep) -> Response:
 
 
 async def _serve_metrics(request: Request) -> Response:
-    return Response(container_of(request).metrics.registry.render(), media_type=CONTENT_TYPE)
+    return await metrics(container_of(request))
 
 
 class _MetricsRoute(DirectRoute):
